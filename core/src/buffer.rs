@@ -1,0 +1,161 @@
+//! The causal buffer: remote transactions that arrived before their
+//! dependencies, held until they can be delivered.
+
+use std::collections::BTreeMap;
+
+use crate::clock::{ReplicaId, VectorClock};
+use crate::wire::{Txn, TxnBytes};
+
+/// A transaction waiting in the buffer: decoded, plus its bytes for the log.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiting {
+    pub txn: Txn,
+    pub bytes: TxnBytes,
+}
+
+/// A range of transactions of one origin that this replica lacks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MissingRange {
+    /// The origin replica.
+    pub origin: ReplicaId,
+    /// First missing seq.
+    pub from: u64,
+    /// Last missing seq (inclusive).
+    pub to: u64,
+}
+
+/// Bounded buffer of undeliverable transactions, indexed by origin and seq.
+#[derive(Debug)]
+pub(crate) struct CausalBuffer {
+    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, Waiting>>,
+    len: usize,
+    capacity: usize,
+}
+
+/// What happened to a transaction offered to the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Now held.
+    Held,
+    /// Already held.
+    Duplicate,
+    /// The buffer is full; the transaction was dropped and must be fetched
+    /// again later.
+    Dropped,
+}
+
+impl CausalBuffer {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            by_origin: BTreeMap::new(),
+            len: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Holds `w`. When full, the newest transaction loses: if `w` has a
+    /// higher seq than the highest held entry of its origin, or that origin
+    /// holds nothing, `w` is dropped; otherwise the origin's highest entry is
+    /// evicted to make room, because lower seqs unblock delivery sooner.
+    pub fn offer(&mut self, w: Waiting) -> Offer {
+        let origin = w.txn.origin;
+        let seq = w.txn.seq;
+        if self
+            .by_origin
+            .get(&origin)
+            .is_some_and(|m| m.contains_key(&seq))
+        {
+            return Offer::Duplicate;
+        }
+        if self.len >= self.capacity {
+            let Some(m) = self.by_origin.get_mut(&origin) else {
+                return Offer::Dropped;
+            };
+            let Some((&top, _)) = m.iter().next_back() else {
+                return Offer::Dropped;
+            };
+            if top < seq {
+                return Offer::Dropped;
+            }
+            m.remove(&top);
+            self.len -= 1;
+        }
+        self.by_origin.entry(origin).or_default().insert(seq, w);
+        self.len += 1;
+        Offer::Held
+    }
+
+    /// Removes and returns one transaction deliverable at `clock`, if any:
+    /// the next seq of some origin whose dependencies `clock` covers.
+    pub fn pop_ready(&mut self, clock: &VectorClock) -> Option<Waiting> {
+        let mut found = None;
+        for (origin, m) in &self.by_origin {
+            let next = clock.get(*origin) + 1;
+            if let Some(w) = m.get(&next) {
+                if w.txn.deps.iter().all(|(r, s)| r == *origin || clock.get(r) >= s) {
+                    found = Some((*origin, next));
+                    break;
+                }
+            }
+        }
+        let (origin, seq) = found?;
+        let m = self.by_origin.get_mut(&origin)?;
+        let w = m.remove(&seq)?;
+        if m.is_empty() {
+            self.by_origin.remove(&origin);
+        }
+        self.len -= 1;
+        Some(w)
+    }
+
+    /// Drops everything `clock` already covers (after a snapshot merge).
+    pub fn drop_covered(&mut self, clock: &VectorClock) -> usize {
+        let mut dropped = 0;
+        self.by_origin.retain(|origin, m| {
+            let have = clock.get(*origin);
+            let before = m.len();
+            m.retain(|seq, _| *seq > have);
+            dropped += before - m.len();
+            !m.is_empty()
+        });
+        self.len -= dropped;
+        dropped
+    }
+
+    /// The ranges this replica must fetch before the buffer can drain: for
+    /// each origin, the gap before its lowest held seq, and for each held
+    /// transaction's dependencies, the seqs not yet delivered.
+    pub fn missing(&self, clock: &VectorClock) -> Vec<MissingRange> {
+        let mut need: BTreeMap<ReplicaId, u64> = BTreeMap::new();
+        for (origin, m) in &self.by_origin {
+            if let Some((&lowest, _)) = m.iter().next() {
+                let e = need.entry(*origin).or_default();
+                *e = (*e).max(lowest - 1);
+            }
+            for w in m.values() {
+                for (r, s) in w.txn.deps.iter() {
+                    let e = need.entry(r).or_default();
+                    *e = (*e).max(s);
+                }
+            }
+        }
+        need.into_iter()
+            .filter_map(|(origin, upto)| {
+                let have = clock.get(origin);
+                (upto > have).then_some(MissingRange {
+                    origin,
+                    from: have + 1,
+                    to: upto,
+                })
+            })
+            .collect()
+    }
+}

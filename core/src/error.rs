@@ -1,0 +1,160 @@
+//! One error enum per boundary: decoding remote bytes, validating updates,
+//! and the link protocol.
+
+use crate::key::CrdtType;
+
+/// Bytes that could not be decoded. Returned for any malformed, truncated or
+/// hostile input; decoding never panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended in the middle of a value.
+    #[error("input ended unexpectedly; the frame or record is truncated")]
+    UnexpectedEnd,
+    /// A varint was longer than 10 bytes or overflowed 64 bits.
+    #[error("varint overflows 64 bits")]
+    VarintOverflow,
+    /// A length or count is larger than the input can hold or than allowed.
+    #[error("length {len} is out of range (at most {limit} allowed here)")]
+    LengthOutOfRange {
+        /// The length that was read.
+        len: u64,
+        /// The largest length accepted at that point.
+        limit: u64,
+    },
+    /// A string was not valid UTF-8.
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A tag byte had no meaning at that position.
+    #[error("invalid {what} tag {tag:#04x}")]
+    InvalidTag {
+        /// What was being decoded.
+        what: &'static str,
+        /// The byte found.
+        tag: u8,
+    },
+    /// The frame was written by a protocol version this build does not speak.
+    #[error("unsupported protocol version {found} (this build speaks version {supported}); upgrade the older side")]
+    UnsupportedVersion {
+        /// Version byte found.
+        found: u8,
+        /// Version this build speaks.
+        supported: u8,
+    },
+    /// Values or keys nested deeper than [`crate::codec::MAX_DEPTH`].
+    #[error("value nested deeper than {max} levels")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// Bytes were left over after a complete value.
+    #[error("{count} trailing bytes after the end of the value")]
+    TrailingBytes {
+        /// How many bytes were left.
+        count: usize,
+    },
+    /// The encoding is valid but not in canonical form (e.g. unsorted clock
+    /// entries, a zero seq, duplicate map keys).
+    #[error("non-canonical encoding: {0}")]
+    NonCanonical(&'static str),
+}
+
+/// Why one update in an `update_objects` batch is invalid. The whole batch is
+/// refused: nothing is applied, logged or sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The type name is not one of the ten in DESIGN.md §2.2.
+    #[error("unknown CRDT type {0:?}; expected one of counter_pn, counter_pn_sb, set_aw, set_rw, set_go, set_2p, register_mv, register_lww, flag_ew, flag_dw")]
+    UnknownType(String),
+    /// The op name does not exist for that type.
+    #[error("update #{index}: type {ty} has no operation {op:?} (it supports: {supported})")]
+    UnknownOp {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The object's type.
+        ty: CrdtType,
+        /// The op name given.
+        op: String,
+        /// The ops that type supports.
+        supported: &'static str,
+    },
+    /// The op needs an argument and none was given.
+    #[error("update #{index}: operation {op:?} on {ty} needs an argument ({expected})")]
+    MissingArgument {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The object's type.
+        ty: CrdtType,
+        /// The op name.
+        op: &'static str,
+        /// What kind of argument is expected.
+        expected: &'static str,
+    },
+    /// The argument has the wrong type, or was given to an op that takes none.
+    #[error("update #{index}: operation {op:?} on {ty} expects {expected}, got {got}")]
+    WrongArgument {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The object's type.
+        ty: CrdtType,
+        /// The op name.
+        op: &'static str,
+        /// What kind of argument is expected.
+        expected: &'static str,
+        /// What was given.
+        got: &'static str,
+    },
+    /// A state-based counter total would leave the u64 range.
+    #[error("update #{index}: counter_pn_sb total would overflow u64; split the object")]
+    Overflow {
+        /// Position of the update in the batch.
+        index: usize,
+    },
+    /// A value nests lists or maps too deeply to be stored.
+    #[error("update #{index}: value nested deeper than {max} levels")]
+    TooDeep {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why a link must be closed. The replica itself is unaffected; the binding
+/// closes the link (after sending the queued `Error` frame, if any).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The peer sent bytes that do not decode.
+    #[error("malformed frame: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer's first frame was not `Hello`.
+    #[error("expected Hello as the first frame, got {0}")]
+    HelloExpected(&'static str),
+    /// The peer joined another room.
+    #[error("room mismatch: this replica is in room {ours:?}, the peer in {theirs:?}")]
+    RoomMismatch {
+        /// Our room.
+        ours: String,
+        /// The peer's room.
+        theirs: String,
+    },
+    /// The peer announced our own replica id: a copied database file.
+    #[error("peer claims this replica's own id {0}; two replicas share one id (copied database?)")]
+    SameReplicaId(crate::ReplicaId),
+    /// The peer reported an error and closed.
+    #[error("peer reported error {code}: {message}")]
+    Remote {
+        /// Error code from the peer.
+        code: u16,
+        /// Message from the peer.
+        message: String,
+    },
+    /// The peer stayed silent past the idle timeout.
+    #[error("peer silent for more than {0} ms")]
+    IdleTimeout(u64),
+    /// A frame arrived for a link the replica does not know.
+    #[error("unknown link")]
+    UnknownLink,
+}

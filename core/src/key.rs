@@ -1,0 +1,171 @@
+//! Object keys and the ten CRDT type names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, UpdateError};
+
+/// The ten object types of DESIGN.md §2.2. Their names are part of the API
+/// and wire contract; the discriminant is the wire tag.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[repr(u8)]
+pub enum CrdtType {
+    /// Op-based PN counter.
+    CounterPn = 0,
+    /// State-based PN counter.
+    CounterPnSb = 1,
+    /// Add-wins set.
+    SetAw = 2,
+    /// Remove-wins set.
+    SetRw = 3,
+    /// Grow-only set.
+    SetGo = 4,
+    /// Two-phase set.
+    Set2p = 5,
+    /// Multi-value register.
+    RegisterMv = 6,
+    /// Last-writer-wins register.
+    RegisterLww = 7,
+    /// Enable-wins flag.
+    FlagEw = 8,
+    /// Disable-wins flag.
+    FlagDw = 9,
+}
+
+impl CrdtType {
+    /// All types, in tag order.
+    pub const ALL: [CrdtType; 10] = [
+        CrdtType::CounterPn,
+        CrdtType::CounterPnSb,
+        CrdtType::SetAw,
+        CrdtType::SetRw,
+        CrdtType::SetGo,
+        CrdtType::Set2p,
+        CrdtType::RegisterMv,
+        CrdtType::RegisterLww,
+        CrdtType::FlagEw,
+        CrdtType::FlagDw,
+    ];
+
+    /// The type's API name, e.g. `"counter_pn"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrdtType::CounterPn => "counter_pn",
+            CrdtType::CounterPnSb => "counter_pn_sb",
+            CrdtType::SetAw => "set_aw",
+            CrdtType::SetRw => "set_rw",
+            CrdtType::SetGo => "set_go",
+            CrdtType::Set2p => "set_2p",
+            CrdtType::RegisterMv => "register_mv",
+            CrdtType::RegisterLww => "register_lww",
+            CrdtType::FlagEw => "flag_ew",
+            CrdtType::FlagDw => "flag_dw",
+        }
+    }
+
+    /// The op names this type accepts, for error messages.
+    pub fn ops(self) -> &'static str {
+        match self {
+            CrdtType::CounterPn | CrdtType::CounterPnSb => "increment, decrement",
+            CrdtType::SetAw | CrdtType::SetRw => "add, remove, add_all, remove_all, reset",
+            CrdtType::SetGo => "add, add_all",
+            CrdtType::Set2p => "add, remove, add_all, remove_all",
+            CrdtType::RegisterMv => "assign, reset",
+            CrdtType::RegisterLww => "assign",
+            CrdtType::FlagEw | CrdtType::FlagDw => "enable, disable, reset",
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Self::ALL
+            .get(tag as usize)
+            .copied()
+            .ok_or(DecodeError::InvalidTag { what: "crdt type", tag })
+    }
+}
+
+impl fmt::Display for CrdtType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CrdtType {
+    type Err = UpdateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UpdateError::UnknownType(s.to_owned()))
+    }
+}
+
+/// An object's address: `(key, type, bucket)`. The type is part of the
+/// identity, so one name can hold objects of different types.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// The key name.
+    pub key: String,
+    /// The object's type.
+    pub ty: CrdtType,
+    /// The bucket (namespace).
+    pub bucket: String,
+}
+
+impl Key {
+    /// A key.
+    pub fn new(key: impl Into<String>, ty: CrdtType, bucket: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            ty,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// A key from the API's three strings; fails on an unknown type name.
+    pub fn parse(key: &str, ty: &str, bucket: &str) -> Result<Self, UpdateError> {
+        Ok(Self::new(key, ty.parse()?, bucket))
+    }
+
+    /// Appends the encoding: type tag, key, bucket.
+    pub fn encode(&self, w: &mut Writer) {
+        w.u8(self.ty as u8);
+        w.str(&self.key);
+        w.str(&self.bucket);
+    }
+
+    /// Decodes a key.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let ty = CrdtType::from_tag(r.u8()?)?;
+        let key = r.str()?.to_owned();
+        let bucket = r.str()?.to_owned();
+        Ok(Self { key, ty, bucket })
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({:?}, {}, {:?})", self.key, self.ty, self.bucket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_round_trip_and_unknown_names_are_typed_errors() {
+        for t in CrdtType::ALL {
+            assert_eq!(t.name().parse::<CrdtType>().unwrap(), t);
+            assert_eq!(CrdtType::from_tag(t as u8).unwrap(), t);
+        }
+        assert_eq!(
+            "counter".parse::<CrdtType>(),
+            Err(UpdateError::UnknownType("counter".into()))
+        );
+        assert!(CrdtType::from_tag(10).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod clock;
+pub mod codec;
+pub mod crdt;
+pub mod dots;
+pub mod error;
+pub mod key;
+pub mod replica;
+pub mod value;
+pub mod wire;
+
+pub use buffer::MissingRange;
+pub use clock::{Dot, ReplicaId, VectorClock};
+pub use crdt::{Effect, Op, State, Update};
+pub use error::{DecodeError, ProtocolError, UpdateError};
+pub use key::{CrdtType, Key};
+pub use replica::{
+    Config, Event, ImportStatus, LinkId, PeerStats, ReadOutcome, Record, RecoveryReport, Replica,
+    RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+};
+pub use value::Value;
+pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

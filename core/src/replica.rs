@@ -1,0 +1,1283 @@
+//! The sans-IO replica state machine.
+//!
+//! Methods come in four kinds, as in quinn-proto:
+//! * getters: [`Replica::id`], [`Replica::clock`], [`Replica::stats`], ...;
+//! * commands: [`Replica::update_objects`], [`Replica::read_objects`],
+//!   [`Replica::snapshot`], [`Replica::link_open`], [`Replica::link_closed`];
+//! * inputs: [`Replica::handle_frame`], [`Replica::handle_txns`],
+//!   [`Replica::handle_timeout`], [`Replica::persisted`];
+//! * outputs: [`Replica::poll_record`], [`Replica::poll_transmit`],
+//!   [`Replica::poll_event`], [`Replica::poll_timeout`].
+//!
+//! **After every command or input, drain the outputs** in this order:
+//! records (store them, then call `persisted`), transmits, events. Local
+//! transactions are only acknowledged and sent once their record was
+//! reported persisted, so a crash can never reuse a seq that a peer or a
+//! client has seen.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
+use crate::clock::{Dot, ReplicaId, VectorClock};
+use crate::crdt::{prepare, Effect, Op, State, Update};
+use crate::error::{DecodeError, ProtocolError, UpdateError};
+use crate::key::Key;
+use crate::value::Value;
+use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
+
+/// A small, deterministic, non-cryptographic hasher for the object map (the
+/// std default reads OS randomness, which core must not do).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            self.add(u64::from_le_bytes(a));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(FX_SEED);
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Settings of a replica.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The replication group; links to peers in other rooms are refused.
+    pub room: String,
+    /// Emit records for storage and hold acknowledgements until they are
+    /// reported persisted. False for memory-only replicas.
+    pub persistent: bool,
+    /// Take a snapshot (and prune the log) every this many records. In a
+    /// memory-only replica this bounds the in-memory log. 0 = never.
+    pub snapshot_every: u64,
+    /// Most transactions held in the causal buffer.
+    pub buffer_capacity: usize,
+    /// Interval between anti-entropy rounds on each link.
+    pub anti_entropy_ms: u64,
+    /// A link with no frame for this long is reported dead.
+    pub idle_timeout_ms: u64,
+    /// Largest frame this replica builds (transaction batches are split).
+    pub max_frame_bytes: usize,
+    /// Emit [`Event::Changed`] for every applied transaction.
+    pub emit_changes: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            room: "default".into(),
+            persistent: false,
+            snapshot_every: 10_000,
+            buffer_capacity: 100_000,
+            anti_entropy_ms: 2_000,
+            idle_timeout_ms: 30_000,
+            max_frame_bytes: 1 << 20,
+            emit_changes: false,
+        }
+    }
+}
+
+/// A request that waits for a clock (or for durability).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Ticket(pub u64);
+
+/// A link to a peer, numbered by the binding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct LinkId(pub u64);
+
+/// Result of [`Replica::update_objects`].
+#[derive(Clone, PartialEq, Debug)]
+pub enum UpdateOutcome {
+    /// Applied and durable; the clock includes the new transaction.
+    Committed(VectorClock),
+    /// Waiting for the client clock or for the record to be persisted; an
+    /// [`Event::Committed`] or [`Event::UpdateFailed`] follows.
+    Pending(Ticket),
+}
+
+/// Result of [`Replica::read_objects`].
+#[derive(Clone, PartialEq, Debug)]
+pub enum ReadOutcome {
+    /// The values (in key order) and the clock they reflect.
+    Ready(Vec<Value>, VectorClock),
+    /// Waiting for the client clock; an [`Event::ReadReady`] follows.
+    Pending(Ticket),
+}
+
+/// Something the binding must store, in order. After storing (possibly
+/// several at once), call [`Replica::persisted`] with the highest `lsn`.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Record {
+    /// A delivered transaction, local or remote.
+    Txn {
+        /// Log sequence number (rises by one per record).
+        lsn: u64,
+        /// Whether this replica made it.
+        local: bool,
+        /// The encoded transaction.
+        bytes: TxnBytes,
+    },
+    /// A snapshot covering every earlier record: once it is stored, records
+    /// with a smaller lsn may be deleted.
+    Snapshot {
+        /// Log sequence number.
+        lsn: u64,
+        /// The encoded [`Snapshot`].
+        bytes: Vec<u8>,
+    },
+}
+
+impl Record {
+    /// The record's lsn.
+    pub fn lsn(&self) -> u64 {
+        match self {
+            Record::Txn { lsn, .. } | Record::Snapshot { lsn, .. } => *lsn,
+        }
+    }
+}
+
+/// Bytes to send on a link.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Transmit {
+    /// The link.
+    pub link: LinkId,
+    /// One encoded frame.
+    pub frame: Vec<u8>,
+}
+
+/// Something that happened, for the binding to act on.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Event {
+    /// A pending update was applied and is durable.
+    Committed {
+        /// Its ticket.
+        ticket: Ticket,
+        /// The clock after it (merged with the client clock).
+        clock: VectorClock,
+    },
+    /// A pending update failed when it ran.
+    UpdateFailed {
+        /// Its ticket.
+        ticket: Ticket,
+        /// Why.
+        error: UpdateError,
+    },
+    /// A pending read completed.
+    ReadReady {
+        /// Its ticket.
+        ticket: Ticket,
+        /// The values, in key order.
+        values: Vec<Value>,
+        /// The clock they reflect (merged with the client clock).
+        clock: VectorClock,
+    },
+    /// Objects changed (only with [`Config::emit_changes`]).
+    Changed(Vec<Key>),
+    /// A link's handshake completed.
+    LinkUp {
+        /// The link.
+        link: LinkId,
+        /// The peer's id.
+        peer: ReplicaId,
+    },
+    /// A link must be closed: send its queued frames, then close it.
+    LinkFailed {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        error: ProtocolError,
+    },
+}
+
+/// What [`Replica::handle_txns`] did with a batch (compare Loro's
+/// `ImportStatus`).
+#[derive(Clone, Default, PartialEq, Debug)]
+pub struct ImportStatus {
+    /// Transactions delivered (including ones released from the buffer).
+    pub delivered: usize,
+    /// Transactions already seen.
+    pub duplicates: usize,
+    /// Transactions now waiting in the buffer.
+    pub buffered: usize,
+    /// Transactions dropped because the buffer was full.
+    pub dropped: usize,
+    /// What this replica must fetch for the buffer to drain.
+    pub missing: Vec<MissingRange>,
+}
+
+/// What [`Replica::restore`] did.
+#[derive(Clone, Default, PartialEq, Debug)]
+pub struct RecoveryReport {
+    /// Whether a snapshot was loaded.
+    pub snapshot_loaded: bool,
+    /// Transaction records replayed.
+    pub replayed: u64,
+    /// Records skipped because the snapshot already covered them.
+    pub skipped: u64,
+    /// The first record that could not be used, and why; it and every later
+    /// record were ignored (a torn or corrupt tail).
+    pub corrupt: Option<(usize, String)>,
+}
+
+/// Why [`Replica::restore`] refused its input.
+#[derive(Clone, PartialEq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The snapshot does not decode.
+    #[error("snapshot is corrupt: {0}")]
+    Snapshot(#[from] DecodeError),
+}
+
+/// A link's per-peer view.
+#[derive(Clone, PartialEq, Debug)]
+pub struct PeerStats {
+    /// The link.
+    pub link: LinkId,
+    /// The peer's replica id, once its Hello arrived.
+    pub id: Option<ReplicaId>,
+    /// True once the handshake completed.
+    pub connected: bool,
+    /// The last clock the peer announced, merged with what we sent it.
+    pub clock: VectorClock,
+    /// Transactions we have that the peer's clock lacks.
+    pub lag: u64,
+}
+
+/// Counters for observability (DESIGN.md §2.6).
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Stats {
+    /// Replica id.
+    pub id: ReplicaId,
+    /// Current clock.
+    pub clock: VectorClock,
+    /// Transactions in the causal buffer.
+    pub buffered: usize,
+    /// Requests waiting for a clock or for durability.
+    pub pending_requests: usize,
+    /// Local transactions made (since start).
+    pub txns_local: u64,
+    /// Remote transactions delivered (since start).
+    pub txns_remote: u64,
+    /// Duplicate transactions dropped.
+    pub duplicates: u64,
+    /// Transactions dropped because the buffer was full.
+    pub buffer_dropped: u64,
+    /// Frame bytes handed to transmits.
+    pub bytes_sent: u64,
+    /// Frame bytes received.
+    pub bytes_received: u64,
+    /// Transactions in the in-memory log (servable to peers).
+    pub log_len: usize,
+    /// Records handed out since the last snapshot.
+    pub log_records: u64,
+    /// Snapshots taken.
+    pub snapshots: u64,
+    /// Snapshots received from peers and merged.
+    pub snapshots_merged: u64,
+    /// Records replayed by the last restore.
+    pub last_recovery_records: u64,
+    /// Duration of the last restore, as reported by the binding.
+    pub last_recovery_ms: Option<u64>,
+    /// Links.
+    pub peers: Vec<PeerStats>,
+}
+
+#[derive(Debug)]
+struct LogEntry {
+    origin: ReplicaId,
+    seq: u64,
+    bytes: TxnBytes,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    Update(Vec<Update>),
+    Read(Vec<Key>),
+}
+
+#[derive(Debug)]
+struct PendingRequest {
+    ticket: Ticket,
+    clock: VectorClock,
+    kind: PendingKind,
+}
+
+/// A local transaction waiting for its record to be persisted.
+#[derive(Debug)]
+struct Unacked {
+    seq: u64,
+    lsn: u64,
+    bytes: TxnBytes,
+    ack: Option<(Ticket, VectorClock)>,
+}
+
+#[derive(Debug)]
+struct Link {
+    peer: Option<ReplicaId>,
+    /// What the peer announced, merged with what we sent it.
+    peer_clock: VectorClock,
+    /// Encoded transactions waiting to be batched into a frame.
+    out: Vec<TxnBytes>,
+    /// The peer lacks pruned transactions; send a snapshot once every
+    /// local transaction is durable.
+    wants_snapshot: bool,
+    last_recv_ms: u64,
+    last_need_ms: u64,
+    next_round_ms: u64,
+    ping_nonce: u64,
+}
+
+/// A Minidote replica: state, clock, log, causal buffer, pending requests
+/// and the link protocol, with no IO.
+#[derive(Debug)]
+pub struct Replica {
+    id: ReplicaId,
+    config: Config,
+    objects: FxMap<Key, State>,
+    clock: VectorClock,
+    /// Clock right after the last local transaction, for sparse deps.
+    last_local: VectorClock,
+    log: Vec<LogEntry>,
+    /// The log holds every delivered transaction above this clock.
+    log_base: VectorClock,
+    buffer: CausalBuffer,
+    pending: Vec<PendingRequest>,
+    next_ticket: u64,
+    records: VecDeque<Record>,
+    next_lsn: u64,
+    records_since_snapshot: u64,
+    durable_seq: u64,
+    unacked: VecDeque<Unacked>,
+    links: BTreeMap<LinkId, Link>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    now_ms: u64,
+    stats: Stats,
+}
+
+impl Replica {
+    /// A new, empty replica.
+    pub fn new(id: ReplicaId, config: Config) -> Self {
+        let buffer = CausalBuffer::new(config.buffer_capacity);
+        Self {
+            id,
+            config,
+            objects: FxMap::default(),
+            clock: VectorClock::new(),
+            last_local: VectorClock::new(),
+            log: Vec::new(),
+            log_base: VectorClock::new(),
+            buffer,
+            pending: Vec::new(),
+            next_ticket: 1,
+            records: VecDeque::new(),
+            next_lsn: 1,
+            records_since_snapshot: 0,
+            durable_seq: 0,
+            unacked: VecDeque::new(),
+            links: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now_ms: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Rebuilds a replica from its latest stored snapshot and the
+    /// transaction records stored after it, in lsn order. `next_lsn` is one
+    /// more than the highest lsn the binding has stored.
+    ///
+    /// Records the snapshot covers are skipped. The first record that does
+    /// not decode, or cannot be delivered in order, ends the replay: it and
+    /// everything after it are reported in [`RecoveryReport::corrupt`] and
+    /// ignored, so a torn tail never stops a replica from starting.
+    pub fn restore<'a>(
+        id: ReplicaId,
+        config: Config,
+        snapshot: Option<&[u8]>,
+        records: impl IntoIterator<Item = &'a [u8]>,
+        next_lsn: u64,
+    ) -> Result<(Replica, RecoveryReport), RestoreError> {
+        let mut r = Replica::new(id, config);
+        r.next_lsn = next_lsn.max(1);
+        let mut report = RecoveryReport::default();
+        if let Some(bytes) = snapshot {
+            let snap = Snapshot::decode(bytes)?;
+            r.load_snapshot(snap);
+            report.snapshot_loaded = true;
+        }
+        for (i, bytes) in records.into_iter().enumerate() {
+            let txn = match Txn::decode(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.corrupt = Some((i, e.to_string()));
+                    break;
+                }
+            };
+            if r.clock.get(txn.origin) >= txn.seq {
+                report.skipped += 1;
+                continue;
+            }
+            if !r.deliverable(&txn) {
+                report.corrupt = Some((
+                    i,
+                    format!(
+                        "transaction {:?} is not deliverable after the records before it",
+                        Dot::new(txn.origin, txn.seq)
+                    ),
+                ));
+                break;
+            }
+            r.apply_txn(&txn, TxnBytes::from(bytes));
+            report.replayed += 1;
+            r.records_since_snapshot += 1;
+        }
+        r.durable_seq = r.clock.get(id);
+        r.stats.last_recovery_records = report.replayed;
+        Ok((r, report))
+    }
+
+    fn load_snapshot(&mut self, snap: Snapshot) {
+        self.objects = snap.objects.into_iter().collect();
+        self.clock = snap.clock.clone();
+        self.log_base = snap.clock;
+        self.log.clear();
+    }
+
+    // ----- getters -----
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The room.
+    pub fn room(&self) -> &str {
+        &self.config.room
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Everything delivered so far.
+    pub fn clock(&self) -> &VectorClock {
+        &self.clock
+    }
+
+    /// The seq the next local transaction will get.
+    pub fn next_seq(&self) -> u64 {
+        self.clock.get(self.id) + 1
+    }
+
+    /// The current value of one object (without waiting for anything).
+    pub fn value(&self, key: &Key) -> Value {
+        match self.objects.get(key) {
+            Some(s) => s.value(),
+            None => State::bottom(key.ty).value(),
+        }
+    }
+
+    /// The full state as a snapshot (objects sorted by key).
+    pub fn state_snapshot(&self) -> Snapshot {
+        let mut objects: Vec<(Key, State)> =
+            self.objects.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Snapshot {
+            clock: self.clock.clone(),
+            objects,
+        }
+    }
+
+    /// Counters and per-link views.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.id = self.id;
+        s.clock = self.clock.clone();
+        s.buffered = self.buffer.len();
+        s.pending_requests = self.pending.len() + self.unacked.iter().filter(|u| u.ack.is_some()).count();
+        s.log_len = self.log.len();
+        s.log_records = self.records_since_snapshot;
+        s.peers = self
+            .links
+            .iter()
+            .map(|(id, l)| PeerStats {
+                link: *id,
+                id: l.peer,
+                connected: l.peer.is_some(),
+                clock: l.peer_clock.clone(),
+                lag: self
+                    .clock
+                    .iter()
+                    .map(|(r, s)| s.saturating_sub(l.peer_clock.get(r)))
+                    .sum(),
+            })
+            .collect();
+        s
+    }
+
+    /// Records the duration of the restore, measured by the binding.
+    pub fn set_recovery_ms(&mut self, ms: u64) {
+        self.stats.last_recovery_ms = Some(ms);
+    }
+
+    /// What this replica must fetch for its causal buffer to drain.
+    pub fn missing(&self) -> Vec<MissingRange> {
+        self.buffer.missing(&self.clock)
+    }
+
+    // ----- commands -----
+
+    /// Runs one atomic transaction. Every update is validated first: if any
+    /// is invalid, nothing is applied, logged or sent. Several updates to one
+    /// key apply left to right.
+    ///
+    /// With a `client_clock` this replica has not reached, the updates wait
+    /// (validated, not applied) and a ticket is returned.
+    pub fn update_objects(
+        &mut self,
+        updates: Vec<Update>,
+        client_clock: Option<&VectorClock>,
+    ) -> Result<UpdateOutcome, UpdateError> {
+        for (i, u) in updates.iter().enumerate() {
+            u.op.check(u.key.ty, i)?;
+        }
+        let client = client_clock.cloned().unwrap_or_default();
+        if !client.leq(&self.clock) {
+            let ticket = self.ticket();
+            self.pending.push(PendingRequest {
+                ticket,
+                clock: client,
+                kind: PendingKind::Update(updates),
+            });
+            return Ok(UpdateOutcome::Pending(ticket));
+        }
+        let ticket = self.config.persistent.then(|| self.ticket());
+        let clock = self.commit_local(updates, client, ticket)?;
+        Ok(match (ticket, clock) {
+            (Some(t), _) => UpdateOutcome::Pending(t),
+            (None, Some(c)) => UpdateOutcome::Committed(c),
+            (None, None) => unreachable!("a memory-only commit always returns its clock"),
+        })
+    }
+
+    /// Reads objects. With a `client_clock` this replica has not reached,
+    /// or while a local transaction the read would see is not durable yet,
+    /// returns a ticket; [`Event::ReadReady`] follows.
+    pub fn read_objects(&mut self, keys: Vec<Key>, client_clock: Option<&VectorClock>) -> ReadOutcome {
+        let client = client_clock.cloned().unwrap_or_default();
+        if client.leq(&self.clock) && self.all_local_durable() {
+            let values = keys.iter().map(|k| self.value(k)).collect();
+            return ReadOutcome::Ready(values, self.clock.merged(&client));
+        }
+        let ticket = self.ticket();
+        self.pending.push(PendingRequest {
+            ticket,
+            clock: client,
+            kind: PendingKind::Read(keys),
+        });
+        ReadOutcome::Pending(ticket)
+    }
+
+    /// Abandons a pending request (the binding's timeout fired). Returns
+    /// false if the ticket is unknown or already completed. An update whose
+    /// transaction already ran cannot be cancelled; it stays durable.
+    pub fn cancel(&mut self, ticket: Ticket) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|p| p.ticket != ticket);
+        if self.pending.len() != before {
+            return true;
+        }
+        for u in &mut self.unacked {
+            if u.ack.as_ref().is_some_and(|(t, _)| *t == ticket) {
+                u.ack = None;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Takes a snapshot now: emits a snapshot record (if persistent) and
+    /// prunes the log.
+    pub fn snapshot(&mut self) {
+        if self.config.persistent {
+            let bytes = self.state_snapshot().encode();
+            let lsn = self.lsn();
+            self.records.push_back(Record::Snapshot { lsn, bytes });
+        }
+        self.log.clear();
+        self.log_base = self.clock.clone();
+        self.records_since_snapshot = 0;
+        self.stats.snapshots += 1;
+    }
+
+    /// Merges a full state from another replica (state + clock), as in
+    /// snapshot bootstrap and partition healing. Afterwards the buffer is
+    /// drained of what the snapshot covered and of what it unblocked.
+    pub fn merge_snapshot(&mut self, snap: &Snapshot) {
+        let theirs = &snap.clock;
+        if theirs.leq(&self.clock) {
+            return;
+        }
+        // Objects only we have join with their bottom too: that drops dots
+        // they saw and removed.
+        for (k, s) in self.objects.iter_mut() {
+            if snap.objects.binary_search_by(|(sk, _)| sk.cmp(k)).is_err() {
+                s.join(&self.clock, &State::bottom(k.ty), theirs);
+            }
+        }
+        let mut changed = Vec::new();
+        for (k, s) in &snap.objects {
+            let mine = self.objects.entry(k.clone()).or_insert_with(|| State::bottom(k.ty));
+            mine.join(&self.clock, s, theirs);
+            changed.push(k.clone());
+        }
+        self.objects.retain(|_, s| !s.is_bottom());
+        // The log no longer holds every transaction above its base for the
+        // origins the snapshot advanced.
+        for (r, s) in theirs.iter() {
+            if s > self.clock.get(r) {
+                self.log_base.raise(r, s);
+            }
+        }
+        self.clock.merge(theirs);
+        let own = self.clock.get(self.id);
+        self.durable_seq = self.durable_seq.max(own);
+        self.buffer.drop_covered(&self.clock);
+        self.stats.snapshots_merged += 1;
+        if self.config.emit_changes && !changed.is_empty() {
+            self.events.push_back(Event::Changed(changed));
+        }
+        // Our state now includes transactions no record holds: persist it.
+        self.snapshot();
+        self.drain_buffer(None);
+        self.run_pending();
+    }
+
+    // ----- links -----
+
+    /// A link to a peer is open: queues our `Hello`. `token` is sent to a
+    /// relay that requires one.
+    pub fn link_open(&mut self, link: LinkId, token: Option<String>, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.links.insert(
+            link,
+            Link {
+                peer: None,
+                peer_clock: VectorClock::new(),
+                out: Vec::new(),
+                wants_snapshot: false,
+                last_recv_ms: now_ms,
+                last_need_ms: 0,
+                next_round_ms: now_ms + self.config.anti_entropy_ms,
+                ping_nonce: 0,
+            },
+        );
+        let hello = Frame::Hello(Hello {
+            replica: self.id,
+            room: self.config.room.clone(),
+            clock: self.advertised_clock(),
+            token,
+        });
+        self.send(link, &hello);
+    }
+
+    /// The link is gone (closed by either side, or after `LinkFailed`).
+    pub fn link_closed(&mut self, link: LinkId) {
+        self.links.remove(&link);
+        self.transmits.retain(|t| t.link != link);
+    }
+
+    /// Handles one frame received on `link`. On a protocol error the link is
+    /// forgotten, an `Error` frame is queued for it, and the error is
+    /// returned (and also emitted as [`Event::LinkFailed`]); send the queued
+    /// frame, then close the link. The replica itself is unaffected.
+    pub fn handle_frame(&mut self, link: LinkId, bytes: &[u8], now_ms: u64) -> Result<(), ProtocolError> {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.stats.bytes_received += bytes.len() as u64;
+        match self.handle_frame_inner(link, bytes, now_ms) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.fail_link(link, e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn fail_link(&mut self, link: LinkId, e: ProtocolError) {
+        let code = match &e {
+            ProtocolError::Decode(DecodeError::UnsupportedVersion { .. }) => Some(error_code::VERSION),
+            ProtocolError::Decode(_) => Some(error_code::MALFORMED),
+            ProtocolError::HelloExpected(_) => Some(error_code::HELLO_EXPECTED),
+            ProtocolError::RoomMismatch { .. } => Some(error_code::ROOM_MISMATCH),
+            ProtocolError::SameReplicaId(_) => Some(error_code::DUPLICATE_ID),
+            ProtocolError::IdleTimeout(_) => Some(error_code::IDLE),
+            ProtocolError::Remote { .. } | ProtocolError::UnknownLink => None,
+        };
+        if let (Some(code), true) = (code, self.links.contains_key(&link)) {
+            let f = Frame::Error {
+                code,
+                message: e.to_string(),
+            };
+            self.send(link, &f);
+        }
+        self.links.remove(&link);
+        self.events.push_back(Event::LinkFailed { link, error: e });
+    }
+
+    fn handle_frame_inner(&mut self, link: LinkId, bytes: &[u8], now_ms: u64) -> Result<(), ProtocolError> {
+        let Some(l) = self.links.get_mut(&link) else {
+            return Err(ProtocolError::UnknownLink);
+        };
+        l.last_recv_ms = now_ms;
+        let frame = Frame::decode(bytes)?;
+        let established = l.peer.is_some();
+        match frame {
+            Frame::Hello(h) => {
+                if h.room != self.config.room {
+                    return Err(ProtocolError::RoomMismatch {
+                        ours: self.config.room.clone(),
+                        theirs: h.room,
+                    });
+                }
+                if h.replica == self.id {
+                    return Err(ProtocolError::SameReplicaId(h.replica));
+                }
+                let l = self.links.get_mut(&link).expect("checked above");
+                l.peer = Some(h.replica);
+                l.peer_clock.merge(&h.clock);
+                self.events.push_back(Event::LinkUp {
+                    link,
+                    peer: h.replica,
+                });
+                self.serve(link, &h.clock);
+                Ok(())
+            }
+            Frame::Error { code, message } => Err(ProtocolError::Remote { code, message }),
+            f if !established => Err(ProtocolError::HelloExpected(f.name())),
+            Frame::Txns(txns) => {
+                let status = self.handle_txns(Some(link), txns)?;
+                if !status.missing.is_empty() {
+                    self.request(link, now_ms);
+                }
+                Ok(())
+            }
+            Frame::Need(clock) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.peer_clock.merge(&clock);
+                }
+                self.serve(link, &clock);
+                if !clock.leq(&self.clock) {
+                    self.request(link, now_ms);
+                }
+                Ok(())
+            }
+            Frame::Snapshot(bytes) => {
+                let snap = Snapshot::decode(&bytes)?;
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.peer_clock.merge(&snap.clock);
+                }
+                self.merge_snapshot(&snap);
+                Ok(())
+            }
+            Frame::Ping(n) => {
+                self.send(link, &Frame::Pong(n));
+                Ok(())
+            }
+            Frame::Pong(_) => Ok(()),
+        }
+    }
+
+    /// Sends `Need` on `link` unless one went out very recently (a cheap
+    /// guard against request storms while a gap cannot be filled).
+    fn request(&mut self, link: LinkId, now_ms: u64) {
+        let min_gap = (self.config.anti_entropy_ms / 20).max(1);
+        let Some(l) = self.links.get_mut(&link) else { return };
+        if now_ms < l.last_need_ms + min_gap && l.last_need_ms != 0 {
+            return;
+        }
+        l.last_need_ms = now_ms.max(1);
+        let f = Frame::Need(self.advertised_clock());
+        self.send(link, &f);
+    }
+
+    /// Queues on `link` what a peer with clock `theirs` lacks: transactions
+    /// from the log, or a snapshot if some were pruned.
+    fn serve(&mut self, link: LinkId, theirs: &VectorClock) {
+        if self.clock.leq(theirs) {
+            return;
+        }
+        if !self.log_base.leq(theirs) {
+            if self.all_local_durable() {
+                self.send_snapshot(link);
+            } else if let Some(l) = self.links.get_mut(&link) {
+                l.wants_snapshot = true;
+            }
+            return;
+        }
+        let durable = self.durable_seq;
+        let id = self.id;
+        let Some(l) = self.links.get_mut(&link) else { return };
+        for e in &self.log {
+            if e.seq > theirs.get(e.origin) && !(e.origin == id && e.seq > durable) {
+                l.out.push(e.bytes.clone());
+                l.peer_clock.raise(e.origin, e.seq);
+            }
+        }
+    }
+
+    fn send_snapshot(&mut self, link: LinkId) {
+        let snap = self.state_snapshot();
+        let bytes = snap.encode();
+        if let Some(l) = self.links.get_mut(&link) {
+            l.wants_snapshot = false;
+            l.peer_clock.merge(&snap.clock);
+            // Transactions queued before the snapshot are covered by it.
+            l.out.clear();
+        }
+        self.send(link, &Frame::Snapshot(bytes));
+    }
+
+    /// Handles a batch of encoded remote transactions (from a link, or from
+    /// any other source when `from` is None). The whole batch is decoded
+    /// first; if any transaction is malformed, nothing is applied.
+    pub fn handle_txns(&mut self, from: Option<LinkId>, txns: Vec<TxnBytes>) -> Result<ImportStatus, DecodeError> {
+        let mut decoded = Vec::with_capacity(txns.len());
+        for bytes in txns {
+            let txn = Txn::decode(&bytes)?;
+            decoded.push(Waiting { txn, bytes });
+        }
+        let mut status = ImportStatus::default();
+        for w in decoded {
+            let (origin, seq) = (w.txn.origin, w.txn.seq);
+            if let Some(l) = from.and_then(|f| self.links.get_mut(&f)) {
+                l.peer_clock.raise(origin, seq);
+            }
+            if self.clock.get(origin) >= seq {
+                status.duplicates += 1;
+                self.stats.duplicates += 1;
+                continue;
+            }
+            if self.deliverable(&w.txn) {
+                self.deliver(w, from);
+                status.delivered += 1;
+                status.delivered += self.drain_buffer(from);
+            } else {
+                match self.buffer.offer(w) {
+                    Offer::Held => status.buffered += 1,
+                    Offer::Duplicate => {
+                        status.duplicates += 1;
+                        self.stats.duplicates += 1;
+                    }
+                    Offer::Dropped => {
+                        status.dropped += 1;
+                        self.stats.buffer_dropped += 1;
+                    }
+                }
+            }
+        }
+        status.buffered = status.buffered.min(self.buffer.len());
+        if !self.buffer.is_empty() {
+            status.missing = self.buffer.missing(&self.clock);
+        }
+        if status.delivered > 0 {
+            self.run_pending();
+        }
+        Ok(status)
+    }
+
+    // ----- time -----
+
+    /// Advances time: starts anti-entropy rounds and pings, and reports links
+    /// that stayed silent past the idle timeout.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            let Some(l) = self.links.get_mut(&id) else { continue };
+            if now_ms.saturating_sub(l.last_recv_ms) > self.config.idle_timeout_ms {
+                let e = ProtocolError::IdleTimeout(self.config.idle_timeout_ms);
+                self.fail_link(id, e);
+                continue;
+            }
+            if now_ms >= l.next_round_ms {
+                l.next_round_ms = now_ms + self.config.anti_entropy_ms;
+                l.ping_nonce += 1;
+                let nonce = l.ping_nonce;
+                let established = l.peer.is_some();
+                if established {
+                    l.last_need_ms = now_ms.max(1);
+                    let f = Frame::Need(self.advertised_clock());
+                    self.send(id, &f);
+                }
+                self.send(id, &Frame::Ping(nonce));
+            }
+        }
+    }
+
+    /// When to call [`Replica::handle_timeout`] next, if any link is open.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.links
+            .values()
+            .map(|l| l.next_round_ms.min(l.last_recv_ms + self.config.idle_timeout_ms + 1))
+            .min()
+    }
+
+    // ----- outputs -----
+
+    /// The next record to store. Store records in order.
+    pub fn poll_record(&mut self) -> Option<Record> {
+        self.records.pop_front()
+    }
+
+    /// Reports that every record up to `lsn` is durably stored. Releases the
+    /// acknowledgements and broadcasts of local transactions they hold.
+    pub fn persisted(&mut self, lsn: u64) {
+        let mut released = false;
+        while self.unacked.front().is_some_and(|u| u.lsn <= lsn) {
+            let u = self.unacked.pop_front().expect("checked");
+            self.durable_seq = self.durable_seq.max(u.seq);
+            if let Some((ticket, clock)) = u.ack {
+                self.events.push_back(Event::Committed { ticket, clock });
+            }
+            self.broadcast(&u.bytes, self.id, u.seq, None);
+            released = true;
+        }
+        if released {
+            if self.all_local_durable() {
+                let wanting: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.wants_snapshot)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in wanting {
+                    self.send_snapshot(id);
+                }
+            }
+            self.run_pending();
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() {
+            self.flush_links();
+        }
+        let t = self.transmits.pop_front()?;
+        self.stats.bytes_sent += t.frame.len() as u64;
+        Some(t)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- internals -----
+
+    fn ticket(&mut self) -> Ticket {
+        let t = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        t
+    }
+
+    fn lsn(&mut self) -> u64 {
+        let l = self.next_lsn;
+        self.next_lsn += 1;
+        l
+    }
+
+    fn all_local_durable(&self) -> bool {
+        self.durable_seq >= self.clock.get(self.id)
+    }
+
+    /// Our clock as we announce it: without local transactions that are
+    /// not durable yet.
+    fn advertised_clock(&self) -> VectorClock {
+        if self.all_local_durable() {
+            return self.clock.clone();
+        }
+        let mut c: VectorClock = self.clock.iter().filter(|(r, _)| *r != self.id).collect();
+        c.raise(self.id, self.durable_seq);
+        c
+    }
+
+    fn deliverable(&self, txn: &Txn) -> bool {
+        self.clock.get(txn.origin) + 1 == txn.seq
+            && txn
+                .deps
+                .iter()
+                .all(|(r, s)| r == txn.origin || self.clock.get(r) >= s)
+    }
+
+    /// Creates, applies and records one local transaction.
+    fn commit_local(
+        &mut self,
+        updates: Vec<Update>,
+        client: VectorClock,
+        ticket: Option<Ticket>,
+    ) -> Result<Option<VectorClock>, UpdateError> {
+        let seq = self.next_seq();
+        // Group the ops by key, keeping the order of first appearance.
+        let mut groups: Vec<(Key, Vec<(usize, &Op)>)> = Vec::with_capacity(updates.len());
+        for (i, u) in updates.iter().enumerate() {
+            match groups.iter_mut().find(|(k, _)| *k == u.key) {
+                Some((_, ops)) => ops.push((i, &u.op)),
+                None => groups.push((u.key.clone(), vec![(i, &u.op)])),
+            }
+        }
+        let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(groups.len());
+        for (key, ops) in &groups {
+            let effect = prepare(key.ty, self.objects.get(key), ops, self.id)?;
+            effects.push((key.clone(), effect));
+        }
+        drop(groups);
+        drop(updates);
+        let deps: VectorClock = self
+            .clock
+            .iter()
+            .filter(|(r, s)| *r != self.id && *s > self.last_local.get(*r))
+            .collect();
+        let txn = Txn {
+            origin: self.id,
+            seq,
+            deps,
+            effects,
+        };
+        let bytes: TxnBytes = Arc::from(txn.encode());
+        self.apply_txn(&txn, bytes.clone());
+        self.last_local = self.clock.clone();
+        self.stats.txns_local += 1;
+        if self.config.emit_changes {
+            self.events
+                .push_back(Event::Changed(txn.effects.into_iter().map(|(k, _)| k).collect()));
+        }
+        let ack_clock = self.clock.merged(&client);
+        if self.config.persistent {
+            let lsn = self.lsn();
+            self.records.push_back(Record::Txn {
+                lsn,
+                local: true,
+                bytes: bytes.clone(),
+            });
+            self.unacked.push_back(Unacked {
+                seq,
+                lsn,
+                bytes,
+                ack: ticket.map(|t| (t, ack_clock)),
+            });
+            self.after_record();
+            Ok(None)
+        } else {
+            self.durable_seq = seq;
+            self.broadcast(&bytes, self.id, seq, None);
+            self.after_record();
+            Ok(Some(ack_clock))
+        }
+    }
+
+    /// Applies a transaction's effects, advances the clock and logs it.
+    fn apply_txn(&mut self, txn: &Txn, bytes: TxnBytes) {
+        let dot = Dot::new(txn.origin, txn.seq);
+        for (k, e) in &txn.effects {
+            match self.objects.get_mut(k) {
+                Some(s) => {
+                    s.apply(e, dot);
+                    if s.is_bottom() {
+                        self.objects.remove(k);
+                    }
+                }
+                None => {
+                    let mut s = State::bottom(k.ty);
+                    s.apply(e, dot);
+                    if !s.is_bottom() {
+                        self.objects.insert(k.clone(), s);
+                    }
+                }
+            }
+        }
+        self.clock.raise(txn.origin, txn.seq);
+        self.log.push(LogEntry {
+            origin: txn.origin,
+            seq: txn.seq,
+            bytes,
+        });
+    }
+
+    /// Delivers a remote transaction: apply, record, forward.
+    fn deliver(&mut self, w: Waiting, from: Option<LinkId>) {
+        let Waiting { txn, bytes } = w;
+        self.apply_txn(&txn, bytes.clone());
+        if txn.origin == self.id {
+            // Our own transaction, coming back (e.g. after restoring an old
+            // copy): it is durable somewhere, so never reuse its seq.
+            self.durable_seq = self.durable_seq.max(txn.seq);
+        }
+        self.stats.txns_remote += 1;
+        if self.config.emit_changes {
+            self.events
+                .push_back(Event::Changed(txn.effects.iter().map(|(k, _)| k.clone()).collect()));
+        }
+        if self.config.persistent {
+            let lsn = self.lsn();
+            self.records.push_back(Record::Txn {
+                lsn,
+                local: false,
+                bytes: bytes.clone(),
+            });
+        }
+        self.broadcast(&bytes, txn.origin, txn.seq, from);
+        self.after_record();
+    }
+
+    fn drain_buffer(&mut self, from: Option<LinkId>) -> usize {
+        let mut n = 0;
+        while let Some(w) = self.buffer.pop_ready(&self.clock) {
+            self.deliver(w, from);
+            n += 1;
+        }
+        n
+    }
+
+    fn after_record(&mut self) {
+        self.records_since_snapshot += 1;
+        if self.config.snapshot_every > 0 && self.records_since_snapshot >= self.config.snapshot_every {
+            self.snapshot();
+        }
+    }
+
+    /// Queues a delivered transaction for every established link except its
+    /// source whose peer does not have it yet.
+    fn broadcast(&mut self, bytes: &TxnBytes, origin: ReplicaId, seq: u64, from: Option<LinkId>) {
+        for (id, l) in self.links.iter_mut() {
+            if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(origin) >= seq {
+                continue;
+            }
+            l.out.push(bytes.clone());
+            l.peer_clock.raise(origin, seq);
+        }
+    }
+
+    /// Turns links' queued transactions into `Txns` frames no larger than
+    /// the frame limit (a single oversized transaction gets a frame alone).
+    fn flush_links(&mut self) {
+        let max = self.config.max_frame_bytes;
+        for (id, l) in self.links.iter_mut() {
+            if l.out.is_empty() {
+                continue;
+            }
+            let mut batch: Vec<TxnBytes> = Vec::new();
+            let mut size = 3;
+            for t in l.out.drain(..) {
+                if !batch.is_empty() && size + t.len() > max {
+                    let f = Frame::Txns(std::mem::take(&mut batch)).encode();
+                    self.transmits.push_back(Transmit { link: *id, frame: f });
+                    size = 3;
+                }
+                size += t.len();
+                batch.push(t);
+            }
+            if !batch.is_empty() {
+                let f = Frame::Txns(batch).encode();
+                self.transmits.push_back(Transmit { link: *id, frame: f });
+            }
+        }
+    }
+
+    fn send(&mut self, link: LinkId, frame: &Frame) {
+        // Transactions queued earlier must go out before this frame.
+        if let Some(l) = self.links.get(&link) {
+            if !l.out.is_empty() {
+                self.flush_links();
+            }
+        }
+        self.transmits.push_back(Transmit {
+            link,
+            frame: frame.encode(),
+        });
+    }
+
+    /// Completes every pending request whose clock is now reached.
+    fn run_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            let ready = self.pending[i].clock.leq(&self.clock)
+                && match self.pending[i].kind {
+                    PendingKind::Read(_) => self.all_local_durable(),
+                    PendingKind::Update(_) => true,
+                };
+            if !ready {
+                i += 1;
+                continue;
+            }
+            let p = self.pending.remove(i);
+            match p.kind {
+                PendingKind::Read(keys) => {
+                    let values = keys.iter().map(|k| self.value(k)).collect();
+                    let clock = self.clock.merged(&p.clock);
+                    self.events.push_back(Event::ReadReady {
+                        ticket: p.ticket,
+                        values,
+                        clock,
+                    });
+                }
+                PendingKind::Update(updates) => {
+                    match self.commit_local(updates, p.clock, Some(p.ticket)) {
+                        Ok(Some(clock)) => self.events.push_back(Event::Committed {
+                            ticket: p.ticket,
+                            clock,
+                        }),
+                        Ok(None) => {}
+                        Err(error) => self.events.push_back(Event::UpdateFailed {
+                            ticket: p.ticket,
+                            error,
+                        }),
+                    }
+                    // A local transaction may have unblocked nothing else,
+                    // but restart the scan: the clock moved.
+                    i = 0;
+                }
+            }
+        }
+    }
+}

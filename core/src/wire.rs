@@ -1,0 +1,404 @@
+//! The sync protocol's frames, transactions and snapshots on the wire.
+//!
+//! Every frame starts with the protocol version byte, then a frame tag. A
+//! transaction is `header | effects_len | effects`, so a relay can read the
+//! header ([`TxnHeader`]) and keep the effects as opaque bytes. Layouts are
+//! documented byte by byte in `PROTOCOL.md` and pinned by golden vectors in
+//! `core/tests/golden.rs`.
+
+use std::sync::Arc;
+
+use crate::clock::{ReplicaId, VectorClock};
+use crate::codec::{Reader, Writer};
+use crate::crdt::{Effect, State};
+use crate::error::DecodeError;
+use crate::key::Key;
+
+/// The protocol version this build speaks. Every frame, record, snapshot
+/// and standalone clock starts with it.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Encoded transaction bytes, shared between the log, records and frames.
+pub type TxnBytes = Arc<[u8]>;
+
+/// Refuses any version but [`PROTOCOL_VERSION`].
+pub fn check_version(v: u8) -> Result<(), DecodeError> {
+    if v == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion {
+            found: v,
+            supported: PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// Frame tags.
+mod tag {
+    pub const HELLO: u8 = 0;
+    pub const TXNS: u8 = 1;
+    pub const NEED: u8 = 2;
+    pub const SNAPSHOT: u8 = 3;
+    pub const ERROR: u8 = 4;
+    pub const PING: u8 = 5;
+    pub const PONG: u8 = 6;
+}
+
+/// Error codes carried by [`Frame::Error`].
+pub mod error_code {
+    /// The frame did not decode.
+    pub const MALFORMED: u16 = 1;
+    /// Unsupported protocol version.
+    pub const VERSION: u16 = 2;
+    /// The peer is in another room.
+    pub const ROOM_MISMATCH: u16 = 3;
+    /// Missing, invalid, expired or wrong-room token.
+    pub const UNAUTHORIZED: u16 = 4;
+    /// A read-scope peer tried to write; the transactions were refused.
+    pub const READ_ONLY: u16 = 5;
+    /// A frame exceeded the size limit.
+    pub const TOO_LARGE: u16 = 6;
+    /// The peer could not keep up and is disconnected.
+    pub const SLOW_CONSUMER: u16 = 7;
+    /// The first frame was not `Hello`.
+    pub const HELLO_EXPECTED: u16 = 8;
+    /// Too many connections.
+    pub const OVERLOADED: u16 = 9;
+    /// The peer uses this replica's own id.
+    pub const DUPLICATE_ID: u16 = 10;
+    /// No frame within the idle timeout.
+    pub const IDLE: u16 = 11;
+}
+
+/// `Hello`: the first frame on every link, in both directions.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Hello {
+    /// The sender's replica id (a relay sends its own random id).
+    pub replica: ReplicaId,
+    /// The replication group.
+    pub room: String,
+    /// Everything the sender has.
+    pub clock: VectorClock,
+    /// An auth token for the relay.
+    pub token: Option<String>,
+}
+
+/// One protocol frame.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Frame {
+    /// Opens a link and announces the sender's clock.
+    Hello(Hello),
+    /// A batch of encoded transactions, in an order that respects causality.
+    Txns(Vec<TxnBytes>),
+    /// "Send me what I lack": the sender's clock.
+    Need(VectorClock),
+    /// A full state with its clock, sent when the transactions a peer lacks
+    /// were pruned. The bytes are a [`Snapshot`] encoding.
+    Snapshot(Vec<u8>),
+    /// The sender refuses something; usually followed by closing the link.
+    Error {
+        /// One of [`error_code`].
+        code: u16,
+        /// A human-readable reason.
+        message: String,
+    },
+    /// Liveness probe.
+    Ping(u64),
+    /// Answer to a ping with the same nonce.
+    Pong(u64),
+}
+
+impl Frame {
+    /// The frame's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "Hello",
+            Frame::Txns(_) => "Txns",
+            Frame::Need(_) => "Need",
+            Frame::Snapshot(_) => "Snapshot",
+            Frame::Error { .. } => "Error",
+            Frame::Ping(_) => "Ping",
+            Frame::Pong(_) => "Pong",
+        }
+    }
+
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        w.u8(PROTOCOL_VERSION);
+        match self {
+            Frame::Hello(h) => {
+                w.u8(tag::HELLO);
+                w.u64_le(h.replica.0);
+                w.str(&h.room);
+                h.clock.encode(&mut w);
+                match &h.token {
+                    None => w.u8(0),
+                    Some(t) => {
+                        w.u8(1);
+                        w.str(t);
+                    }
+                }
+            }
+            Frame::Txns(txns) => {
+                w.u8(tag::TXNS);
+                w.varint(txns.len() as u64);
+                for t in txns {
+                    w.raw(t);
+                }
+            }
+            Frame::Need(c) => {
+                w.u8(tag::NEED);
+                c.encode(&mut w);
+            }
+            Frame::Snapshot(s) => {
+                w.u8(tag::SNAPSHOT);
+                w.raw(s);
+            }
+            Frame::Error { code, message } => {
+                w.u8(tag::ERROR);
+                w.varint(u64::from(*code));
+                w.str(message);
+            }
+            Frame::Ping(n) => {
+                w.u8(tag::PING);
+                w.varint(*n);
+            }
+            Frame::Pong(n) => {
+                w.u8(tag::PONG);
+                w.varint(*n);
+            }
+        }
+        w.into_vec()
+    }
+
+    /// Decodes one frame. Transactions are split by their headers and kept
+    /// as bytes (effects are not decoded). Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+        let mut r = Reader::new(bytes);
+        check_version(r.u8()?)?;
+        let frame = match r.u8()? {
+            tag::HELLO => {
+                let replica = ReplicaId(r.u64_le()?);
+                let room = r.str()?.to_owned();
+                let clock = VectorClock::decode(&mut r)?;
+                let token = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.str()?.to_owned()),
+                    tag => return Err(DecodeError::InvalidTag { what: "option", tag }),
+                };
+                Frame::Hello(Hello {
+                    replica,
+                    room,
+                    clock,
+                    token,
+                })
+            }
+            tag::TXNS => {
+                let n = r.count(12)?;
+                let mut txns = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let start = r.position();
+                    TxnHeader::decode(&mut r)?;
+                    txns.push(TxnBytes::from(&bytes[start..r.position()]));
+                }
+                Frame::Txns(txns)
+            }
+            tag::NEED => Frame::Need(VectorClock::decode(&mut r)?),
+            tag::SNAPSHOT => {
+                let rest = r.take(r.remaining())?;
+                Frame::Snapshot(rest.to_vec())
+            }
+            tag::ERROR => {
+                let code = r.varint()?;
+                let code = u16::try_from(code).map_err(|_| DecodeError::LengthOutOfRange {
+                    len: code,
+                    limit: u64::from(u16::MAX),
+                })?;
+                Frame::Error {
+                    code,
+                    message: r.str()?.to_owned(),
+                }
+            }
+            tag::PING => Frame::Ping(r.varint()?),
+            tag::PONG => Frame::Pong(r.varint()?),
+            tag => return Err(DecodeError::InvalidTag { what: "frame", tag }),
+        };
+        r.finish()?;
+        Ok(frame)
+    }
+}
+
+/// A transaction's header: enough to route, deduplicate, order and store it
+/// without understanding any CRDT.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TxnHeader {
+    /// The replica that made it.
+    pub origin: ReplicaId,
+    /// Its seq at that replica.
+    pub seq: u64,
+    /// Dependencies: for each other replica, the seq that must be delivered
+    /// first. Implicitly also `(origin, seq - 1)`. Sparse: entries the
+    /// previous transaction of `origin` already implied may be left out.
+    pub deps: VectorClock,
+    /// Length of the effects blob that follows the header.
+    pub effects_len: usize,
+}
+
+impl TxnHeader {
+    /// Reads a header and skips the effects blob (without decoding it).
+    pub fn decode(r: &mut Reader<'_>) -> Result<TxnHeader, DecodeError> {
+        let origin = ReplicaId(r.u64_le()?);
+        let seq = r.varint()?;
+        if seq == 0 {
+            return Err(DecodeError::NonCanonical("transaction seq 0"));
+        }
+        let deps = VectorClock::decode(r)?;
+        let effects_len = r.len(r.remaining())?;
+        r.take(effects_len)?;
+        Ok(TxnHeader {
+            origin,
+            seq,
+            deps,
+            effects_len,
+        })
+    }
+
+    /// Reads the header of one whole encoded transaction.
+    pub fn parse(bytes: &[u8]) -> Result<TxnHeader, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let h = Self::decode(&mut r)?;
+        r.finish()?;
+        Ok(h)
+    }
+}
+
+/// A decoded transaction.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Txn {
+    /// The replica that made it.
+    pub origin: ReplicaId,
+    /// Its seq at that replica.
+    pub seq: u64,
+    /// Sparse dependencies (see [`TxnHeader::deps`]).
+    pub deps: VectorClock,
+    /// Per-key effects, at most one per key, in key order of first update.
+    pub effects: Vec<(Key, Effect)>,
+}
+
+impl Txn {
+    /// Encodes the transaction.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(32);
+        self.encode_into(&mut w);
+        w.into_vec()
+    }
+
+    /// Appends the encoding to `w`.
+    pub fn encode_into(&self, w: &mut Writer) {
+        w.u64_le(self.origin.0);
+        w.varint(self.seq);
+        self.deps.encode(w);
+        // The effects blob is length-prefixed. Write it after a one-byte
+        // placeholder and patch, moving the blob only if the length needs
+        // more than one varint byte.
+        let at = w.len();
+        w.u8(0);
+        let start = w.len();
+        w.varint(self.effects.len() as u64);
+        for (k, e) in &self.effects {
+            k.encode(w);
+            e.encode(w);
+        }
+        let len = w.len() - start;
+        let buf = w.buf_mut();
+        if len < 0x80 {
+            buf[at] = len as u8;
+        } else {
+            let mut prefix = Writer::new();
+            prefix.varint(len as u64);
+            let prefix = prefix.into_vec();
+            buf.splice(at..at + 1, prefix);
+        }
+    }
+
+    /// Decodes a whole transaction, effects included.
+    pub fn decode(bytes: &[u8]) -> Result<Txn, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let origin = ReplicaId(r.u64_le()?);
+        let seq = r.varint()?;
+        if seq == 0 {
+            return Err(DecodeError::NonCanonical("transaction seq 0"));
+        }
+        let deps = VectorClock::decode(&mut r)?;
+        let effects_len = r.len(r.remaining())?;
+        let mut er = Reader::new(r.take(effects_len)?);
+        r.finish()?;
+        let n = er.count(3)?;
+        let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = Key::decode(&mut er)?;
+            let e = Effect::decode(k.ty, &mut er)?;
+            effects.push((k, e));
+        }
+        er.finish()?;
+        if effects.len() > 1 {
+            let mut keys: Vec<&Key> = effects.iter().map(|(k, _)| k).collect();
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return Err(DecodeError::NonCanonical("two effects on one key"));
+            }
+        }
+        Ok(Txn {
+            origin,
+            seq,
+            deps,
+            effects,
+        })
+    }
+}
+
+/// A full replica state with its clock: what a snapshot record stores and a
+/// `Snapshot` frame carries. Objects are encoded in key order, so equal
+/// states have equal bytes.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Snapshot {
+    /// Everything the state includes.
+    pub clock: VectorClock,
+    /// The non-bottom objects, sorted by key.
+    pub objects: Vec<(Key, State)>,
+}
+
+impl Snapshot {
+    /// Encodes: version byte, clock, object count, then `(key, state)`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + 32 * self.objects.len());
+        w.u8(PROTOCOL_VERSION);
+        self.clock.encode(&mut w);
+        w.varint(self.objects.len() as u64);
+        for (k, s) in &self.objects {
+            k.encode(&mut w);
+            s.encode(&mut w);
+        }
+        w.into_vec()
+    }
+
+    /// Decodes and validates a snapshot.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+        let mut r = Reader::new(bytes);
+        check_version(r.u8()?)?;
+        let clock = VectorClock::decode(&mut r)?;
+        let n = r.count(4)?;
+        let mut objects: Vec<(Key, State)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = Key::decode(&mut r)?;
+            let s = State::decode(k.ty, &mut r)?;
+            if objects.last().is_some_and(|(p, _)| *p >= k) {
+                return Err(DecodeError::NonCanonical("snapshot keys not strictly sorted"));
+            }
+            objects.push((k, s));
+        }
+        r.finish()?;
+        Ok(Snapshot { clock, objects })
+    }
+}

@@ -100,7 +100,11 @@ impl CausalBuffer {
         for (origin, m) in &self.by_origin {
             let next = clock.get(*origin) + 1;
             if let Some(w) = m.get(&next) {
-                if w.txn.deps.iter().all(|(r, s)| r == *origin || clock.get(r) >= s) {
+                if w.txn
+                    .deps
+                    .iter()
+                    .all(|(r, s)| r == *origin || clock.get(r) >= s)
+                {
                     found = Some((*origin, next));
                     break;
                 }

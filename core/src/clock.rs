@@ -233,7 +233,9 @@ impl VectorClock {
                 return Err(DecodeError::NonCanonical("clock entry with seq 0"));
             }
             if entries.last().is_some_and(|&(p, _)| p >= id) {
-                return Err(DecodeError::NonCanonical("clock entries not strictly sorted"));
+                return Err(DecodeError::NonCanonical(
+                    "clock entries not strictly sorted",
+                ));
             }
             entries.push((id, seq));
         }
@@ -273,7 +275,9 @@ impl PartialOrd for VectorClock {
 
 impl fmt::Debug for VectorClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|(r, s)| (r, s))).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|(r, s)| (r, s)))
+            .finish()
     }
 }
 
@@ -321,8 +325,12 @@ mod tests {
 
     #[test]
     fn entries_stay_sorted_and_sparse() {
-        let c = VectorClock::from_entries([(ReplicaId(9), 2), (ReplicaId(1), 0), (ReplicaId(3), 4)]);
-        assert_eq!(c.iter().collect::<Vec<_>>(), [(ReplicaId(3), 4), (ReplicaId(9), 2)]);
+        let c =
+            VectorClock::from_entries([(ReplicaId(9), 2), (ReplicaId(1), 0), (ReplicaId(3), 4)]);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            [(ReplicaId(3), 4), (ReplicaId(9), 2)]
+        );
         assert_eq!(c.get(ReplicaId(1)), 0);
         assert!(c.contains(&Dot::new(ReplicaId(3), 4)));
         assert!(!c.contains(&Dot::new(ReplicaId(3), 5)));

@@ -254,7 +254,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_the_edges() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut w = Writer::new();
             w.varint(v);
             let bytes = w.into_vec();
@@ -272,8 +282,14 @@ mod tests {
 
     #[test]
     fn malformed_varints_are_errors() {
-        assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::UnexpectedEnd));
-        assert_eq!(Reader::new(&[0xff; 11]).varint(), Err(DecodeError::VarintOverflow));
+        assert_eq!(
+            Reader::new(&[0x80]).varint(),
+            Err(DecodeError::UnexpectedEnd)
+        );
+        assert_eq!(
+            Reader::new(&[0xff; 11]).varint(),
+            Err(DecodeError::VarintOverflow)
+        );
         assert!(Reader::new(&[0x80, 0x00]).varint().is_err(), "overlong");
         let mut max = vec![0xff; 9];
         max.push(0x02);

@@ -383,11 +383,14 @@ impl State {
         match self {
             State::CounterPn(m) => Value::Int(
                 m.values()
-                    .fold(0u64, |acc, e| acc.wrapping_add(e.p).wrapping_sub(e.n)) as i64,
+                    .fold(0u64, |acc, e| acc.wrapping_add(e.p).wrapping_sub(e.n))
+                    as i64,
             ),
-            State::CounterPnSb(m) => {
-                Value::Int(m.values().fold(0u64, |acc, (p, n)| acc.wrapping_add(*p).wrapping_sub(*n)) as i64)
-            }
+            State::CounterPnSb(m) => Value::Int(
+                m.values()
+                    .fold(0u64, |acc, (p, n)| acc.wrapping_add(*p).wrapping_sub(*n))
+                    as i64,
+            ),
             State::SetAw(m) => Value::List(m.keys().cloned().collect()),
             State::SetRw(m) => Value::List(
                 m.iter()
@@ -416,7 +419,9 @@ impl State {
     pub fn apply(&mut self, effect: &Effect, dot: Dot) {
         match (self, effect) {
             (State::CounterPn(m), Effect::CounterPn(delta)) => {
-                let e = m.entry(dot.replica).or_insert(PnEntry { seq: 0, p: 0, n: 0 });
+                let e = m
+                    .entry(dot.replica)
+                    .or_insert(PnEntry { seq: 0, p: 0, n: 0 });
                 e.seq = e.seq.max(dot.seq);
                 if *delta >= 0 {
                     e.p = e.p.wrapping_add(*delta as u64);
@@ -500,8 +505,12 @@ impl State {
                     e.1 = e.1.max(*n);
                 }
             }
-            (State::SetAw(a), State::SetAw(b)) => join_map(a, mine, b, theirs, DotSet::join, DotSet::is_empty),
-            (State::SetRw(a), State::SetRw(b)) => join_map(a, mine, b, theirs, PosNeg::join, PosNeg::is_empty),
+            (State::SetAw(a), State::SetAw(b)) => {
+                join_map(a, mine, b, theirs, DotSet::join, DotSet::is_empty)
+            }
+            (State::SetRw(a), State::SetRw(b)) => {
+                join_map(a, mine, b, theirs, PosNeg::join, PosNeg::is_empty)
+            }
             (State::SetGo(a), State::SetGo(b)) => a.extend(b.iter().cloned()),
             (
                 State::Set2p { added, removed },
@@ -522,7 +531,9 @@ impl State {
                 }
             }
             (State::RegisterLww(a), State::RegisterLww(Some((ts, rid, v)))) => {
-                if a.as_ref().is_none_or(|(ats, arid, _)| (*ts, *rid) > (*ats, *arid)) {
+                if a.as_ref()
+                    .is_none_or(|(ats, arid, _)| (*ts, *rid) > (*ats, *arid))
+                {
                     *a = Some((*ts, *rid, v.clone()));
                 }
             }
@@ -672,7 +683,12 @@ impl State {
             CrdtType::RegisterLww => State::RegisterLww(match r.u8()? {
                 0 => None,
                 1 => Some((r.varint()?, ReplicaId(r.u64_le()?), Value::decode(r)?)),
-                tag => return Err(DecodeError::InvalidTag { what: "option", tag }),
+                tag => {
+                    return Err(DecodeError::InvalidTag {
+                        what: "option",
+                        tag,
+                    })
+                }
             }),
             CrdtType::FlagEw => State::FlagEw(DotSet::decode(r)?),
             CrdtType::FlagDw => State::FlagDw(PosNeg {
@@ -727,7 +743,9 @@ fn decode_value_list(r: &mut Reader<'_>) -> Result<Vec<Value>, DecodeError> {
 fn decode_value_set(r: &mut Reader<'_>) -> Result<BTreeSet<Value>, DecodeError> {
     let v = decode_value_list(r)?;
     if v.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(DecodeError::NonCanonical("set elements not strictly sorted"));
+        return Err(DecodeError::NonCanonical(
+            "set elements not strictly sorted",
+        ));
     }
     Ok(v.into_iter().collect())
 }
@@ -977,12 +995,21 @@ impl Effect {
                     let removed = decode_dots(r)?;
                     let mark = Mark::from_tag(r.u8()?)?;
                     if ty == CrdtType::SetAw && mark == Mark::Neg {
-                        return Err(DecodeError::InvalidTag { what: "set_aw mark", tag: 2 });
+                        return Err(DecodeError::InvalidTag {
+                            what: "set_aw mark",
+                            tag: 2,
+                        });
                     }
                     if es.last().is_some_and(|p| p.elem >= elem) {
-                        return Err(DecodeError::NonCanonical("set effect elements not strictly sorted"));
+                        return Err(DecodeError::NonCanonical(
+                            "set effect elements not strictly sorted",
+                        ));
                     }
-                    es.push(ElemEffect { elem, removed, mark });
+                    es.push(ElemEffect {
+                        elem,
+                        removed,
+                        mark,
+                    });
                 }
                 if ty == CrdtType::SetAw {
                     Effect::SetAw(es)
@@ -1000,7 +1027,12 @@ impl Effect {
                 let value = match r.u8()? {
                     0 => None,
                     1 => Some(Value::decode(r)?),
-                    tag => return Err(DecodeError::InvalidTag { what: "option", tag }),
+                    tag => {
+                        return Err(DecodeError::InvalidTag {
+                            what: "option",
+                            tag,
+                        })
+                    }
                 };
                 Effect::RegisterMv { removed, value }
             }

@@ -166,7 +166,13 @@ impl PosNeg {
 
     /// Every token on both sides, sorted.
     pub fn observed(&self) -> Vec<Dot> {
-        let mut v: Vec<Dot> = self.pos.as_slice().iter().chain(self.neg.as_slice()).copied().collect();
+        let mut v: Vec<Dot> = self
+            .pos
+            .as_slice()
+            .iter()
+            .chain(self.neg.as_slice())
+            .copied()
+            .collect();
         v.sort_unstable();
         v
     }

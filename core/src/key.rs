@@ -81,7 +81,10 @@ impl CrdtType {
         Self::ALL
             .get(tag as usize)
             .copied()
-            .ok_or(DecodeError::InvalidTag { what: "crdt type", tag })
+            .ok_or(DecodeError::InvalidTag {
+                what: "crdt type",
+                tag,
+            })
     }
 }
 

@@ -19,8 +19,8 @@ pub use crdt::{Effect, Op, State, Update};
 pub use error::{DecodeError, ProtocolError, UpdateError};
 pub use key::{CrdtType, Key};
 pub use replica::{
-    Config, Event, ImportStatus, LinkId, PeerStats, ReadOutcome, Record, RecoveryReport, Replica,
-    RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+    CatchUp, Config, Event, ImportStatus, LinkId, PeerStats, ReadOutcome, Record, RecoveryReport,
+    Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
 };
 pub use value::Value;
 pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

@@ -224,6 +224,20 @@ pub enum Event {
     },
 }
 
+/// What a peer lacks, as computed by [`Replica::catch_up`].
+#[derive(Clone, PartialEq, Debug)]
+pub enum CatchUp {
+    /// The peer has everything.
+    UpToDate,
+    /// These transactions, in causal order.
+    Txns(Vec<TxnBytes>),
+    /// The log was pruned past the peer's clock: the whole state.
+    Snapshot(Snapshot),
+    /// A snapshot is needed but a local transaction is not durable yet; ask
+    /// again after [`Replica::persisted`].
+    Deferred,
+}
+
 /// What [`Replica::handle_txns`] did with a batch (compare Loro's
 /// `ImportStatus`).
 #[derive(Clone, Default, PartialEq, Debug)]
@@ -516,8 +530,11 @@ impl Replica {
 
     /// The full state as a snapshot (objects sorted by key).
     pub fn state_snapshot(&self) -> Snapshot {
-        let mut objects: Vec<(Key, State)> =
-            self.objects.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut objects: Vec<(Key, State)> = self
+            .objects
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
         objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Snapshot {
             clock: self.clock.clone(),
@@ -531,7 +548,8 @@ impl Replica {
         s.id = self.id;
         s.clock = self.clock.clone();
         s.buffered = self.buffer.len();
-        s.pending_requests = self.pending.len() + self.unacked.iter().filter(|u| u.ack.is_some()).count();
+        s.pending_requests =
+            self.pending.len() + self.unacked.iter().filter(|u| u.ack.is_some()).count();
         s.log_len = self.log.len();
         s.log_records = self.records_since_snapshot;
         s.peers = self
@@ -600,7 +618,11 @@ impl Replica {
     /// Reads objects. With a `client_clock` this replica has not reached,
     /// or while a local transaction the read would see is not durable yet,
     /// returns a ticket; [`Event::ReadReady`] follows.
-    pub fn read_objects(&mut self, keys: Vec<Key>, client_clock: Option<&VectorClock>) -> ReadOutcome {
+    pub fn read_objects(
+        &mut self,
+        keys: Vec<Key>,
+        client_clock: Option<&VectorClock>,
+    ) -> ReadOutcome {
         let client = client_clock.cloned().unwrap_or_default();
         if client.leq(&self.clock) && self.all_local_durable() {
             let values = keys.iter().map(|k| self.value(k)).collect();
@@ -664,7 +686,10 @@ impl Replica {
         }
         let mut changed = Vec::new();
         for (k, s) in &snap.objects {
-            let mine = self.objects.entry(k.clone()).or_insert_with(|| State::bottom(k.ty));
+            let mine = self
+                .objects
+                .entry(k.clone())
+                .or_insert_with(|| State::bottom(k.ty));
             mine.join(&self.clock, s, theirs);
             changed.push(k.clone());
         }
@@ -728,7 +753,12 @@ impl Replica {
     /// forgotten, an `Error` frame is queued for it, and the error is
     /// returned (and also emitted as [`Event::LinkFailed`]); send the queued
     /// frame, then close the link. The replica itself is unaffected.
-    pub fn handle_frame(&mut self, link: LinkId, bytes: &[u8], now_ms: u64) -> Result<(), ProtocolError> {
+    pub fn handle_frame(
+        &mut self,
+        link: LinkId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ProtocolError> {
         self.now_ms = self.now_ms.max(now_ms);
         self.stats.bytes_received += bytes.len() as u64;
         match self.handle_frame_inner(link, bytes, now_ms) {
@@ -742,7 +772,9 @@ impl Replica {
 
     fn fail_link(&mut self, link: LinkId, e: ProtocolError) {
         let code = match &e {
-            ProtocolError::Decode(DecodeError::UnsupportedVersion { .. }) => Some(error_code::VERSION),
+            ProtocolError::Decode(DecodeError::UnsupportedVersion { .. }) => {
+                Some(error_code::VERSION)
+            }
             ProtocolError::Decode(_) => Some(error_code::MALFORMED),
             ProtocolError::HelloExpected(_) => Some(error_code::HELLO_EXPECTED),
             ProtocolError::RoomMismatch { .. } => Some(error_code::ROOM_MISMATCH),
@@ -761,7 +793,12 @@ impl Replica {
         self.events.push_back(Event::LinkFailed { link, error: e });
     }
 
-    fn handle_frame_inner(&mut self, link: LinkId, bytes: &[u8], now_ms: u64) -> Result<(), ProtocolError> {
+    fn handle_frame_inner(
+        &mut self,
+        link: LinkId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ProtocolError> {
         let Some(l) = self.links.get_mut(&link) else {
             return Err(ProtocolError::UnknownLink);
         };
@@ -828,7 +865,9 @@ impl Replica {
     /// guard against request storms while a gap cannot be filled).
     fn request(&mut self, link: LinkId, now_ms: u64) {
         let min_gap = (self.config.anti_entropy_ms / 20).max(1);
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
         if now_ms < l.last_need_ms + min_gap && l.last_need_ms != 0 {
             return;
         }
@@ -837,27 +876,55 @@ impl Replica {
         self.send(link, &f);
     }
 
-    /// Queues on `link` what a peer with clock `theirs` lacks: transactions
-    /// from the log, or a snapshot if some were pruned.
-    fn serve(&mut self, link: LinkId, theirs: &VectorClock) {
+    /// What a peer whose clock is `theirs` lacks: the transactions from the
+    /// log in delivery (hence causal) order, or a snapshot of the whole state
+    /// once some of them were pruned. Local transactions that are not
+    /// durable yet are never included.
+    pub fn catch_up(&self, theirs: &VectorClock) -> CatchUp {
         if self.clock.leq(theirs) {
-            return;
+            return CatchUp::UpToDate;
         }
         if !self.log_base.leq(theirs) {
             if self.all_local_durable() {
-                self.send_snapshot(link);
-            } else if let Some(l) = self.links.get_mut(&link) {
-                l.wants_snapshot = true;
+                return CatchUp::Snapshot(self.state_snapshot());
             }
-            return;
+            return CatchUp::Deferred;
         }
-        let durable = self.durable_seq;
-        let id = self.id;
-        let Some(l) = self.links.get_mut(&link) else { return };
-        for e in &self.log {
-            if e.seq > theirs.get(e.origin) && !(e.origin == id && e.seq > durable) {
-                l.out.push(e.bytes.clone());
-                l.peer_clock.raise(e.origin, e.seq);
+        let txns: Vec<TxnBytes> = self
+            .log
+            .iter()
+            .filter(|e| {
+                e.seq > theirs.get(e.origin) && !(e.origin == self.id && e.seq > self.durable_seq)
+            })
+            .map(|e| e.bytes.clone())
+            .collect();
+        if txns.is_empty() {
+            CatchUp::UpToDate
+        } else {
+            CatchUp::Txns(txns)
+        }
+    }
+
+    /// Queues on `link` what a peer with clock `theirs` lacks.
+    fn serve(&mut self, link: LinkId, theirs: &VectorClock) {
+        match self.catch_up(theirs) {
+            CatchUp::UpToDate => {}
+            CatchUp::Deferred => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.wants_snapshot = true;
+                }
+            }
+            CatchUp::Snapshot(_) => self.send_snapshot(link),
+            CatchUp::Txns(txns) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                for bytes in txns {
+                    if let Ok(h) = crate::wire::TxnHeader::parse(&bytes) {
+                        l.peer_clock.raise(h.origin, h.seq);
+                    }
+                    l.out.push(bytes);
+                }
             }
         }
     }
@@ -877,7 +944,11 @@ impl Replica {
     /// Handles a batch of encoded remote transactions (from a link, or from
     /// any other source when `from` is None). The whole batch is decoded
     /// first; if any transaction is malformed, nothing is applied.
-    pub fn handle_txns(&mut self, from: Option<LinkId>, txns: Vec<TxnBytes>) -> Result<ImportStatus, DecodeError> {
+    pub fn handle_txns(
+        &mut self,
+        from: Option<LinkId>,
+        txns: Vec<TxnBytes>,
+    ) -> Result<ImportStatus, DecodeError> {
         let mut decoded = Vec::with_capacity(txns.len());
         for bytes in txns {
             let txn = Txn::decode(&bytes)?;
@@ -930,7 +1001,9 @@ impl Replica {
         self.now_ms = self.now_ms.max(now_ms);
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
-            let Some(l) = self.links.get_mut(&id) else { continue };
+            let Some(l) = self.links.get_mut(&id) else {
+                continue;
+            };
             if now_ms.saturating_sub(l.last_recv_ms) > self.config.idle_timeout_ms {
                 let e = ProtocolError::IdleTimeout(self.config.idle_timeout_ms);
                 self.fail_link(id, e);
@@ -955,7 +1028,10 @@ impl Replica {
     pub fn poll_timeout(&self) -> Option<u64> {
         self.links
             .values()
-            .map(|l| l.next_round_ms.min(l.last_recv_ms + self.config.idle_timeout_ms + 1))
+            .map(|l| {
+                l.next_round_ms
+                    .min(l.last_recv_ms + self.config.idle_timeout_ms + 1)
+            })
             .min()
     }
 
@@ -1086,8 +1162,9 @@ impl Replica {
         self.last_local = self.clock.clone();
         self.stats.txns_local += 1;
         if self.config.emit_changes {
-            self.events
-                .push_back(Event::Changed(txn.effects.into_iter().map(|(k, _)| k).collect()));
+            self.events.push_back(Event::Changed(
+                txn.effects.into_iter().map(|(k, _)| k).collect(),
+            ));
         }
         let ack_clock = self.clock.merged(&client);
         if self.config.persistent {
@@ -1152,8 +1229,9 @@ impl Replica {
         }
         self.stats.txns_remote += 1;
         if self.config.emit_changes {
-            self.events
-                .push_back(Event::Changed(txn.effects.iter().map(|(k, _)| k.clone()).collect()));
+            self.events.push_back(Event::Changed(
+                txn.effects.iter().map(|(k, _)| k.clone()).collect(),
+            ));
         }
         if self.config.persistent {
             let lsn = self.lsn();
@@ -1178,7 +1256,9 @@ impl Replica {
 
     fn after_record(&mut self) {
         self.records_since_snapshot += 1;
-        if self.config.snapshot_every > 0 && self.records_since_snapshot >= self.config.snapshot_every {
+        if self.config.snapshot_every > 0
+            && self.records_since_snapshot >= self.config.snapshot_every
+        {
             self.snapshot();
         }
     }
@@ -1208,7 +1288,10 @@ impl Replica {
             for t in l.out.drain(..) {
                 if !batch.is_empty() && size + t.len() > max {
                     let f = Frame::Txns(std::mem::take(&mut batch)).encode();
-                    self.transmits.push_back(Transmit { link: *id, frame: f });
+                    self.transmits.push_back(Transmit {
+                        link: *id,
+                        frame: f,
+                    });
                     size = 3;
                 }
                 size += t.len();
@@ -1216,7 +1299,10 @@ impl Replica {
             }
             if !batch.is_empty() {
                 let f = Frame::Txns(batch).encode();
-                self.transmits.push_back(Transmit { link: *id, frame: f });
+                self.transmits.push_back(Transmit {
+                    link: *id,
+                    frame: f,
+                });
             }
         }
     }

@@ -329,7 +329,10 @@ mod tests {
     fn values_round_trip() {
         let mut m = BTreeMap::new();
         m.insert("b".to_owned(), Value::Bytes(vec![1, 2]));
-        m.insert("a".to_owned(), Value::List(vec![Value::Null, Value::Float(f64::NAN)]));
+        m.insert(
+            "a".to_owned(),
+            Value::List(vec![Value::Null, Value::Float(f64::NAN)]),
+        );
         for v in [
             Value::Null,
             Value::Int(i64::MIN),

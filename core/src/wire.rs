@@ -185,7 +185,12 @@ impl Frame {
                 let token = match r.u8()? {
                     0 => None,
                     1 => Some(r.str()?.to_owned()),
-                    tag => return Err(DecodeError::InvalidTag { what: "option", tag }),
+                    tag => {
+                        return Err(DecodeError::InvalidTag {
+                            what: "option",
+                            tag,
+                        })
+                    }
                 };
                 Frame::Hello(Hello {
                     replica,
@@ -394,7 +399,9 @@ impl Snapshot {
             let k = Key::decode(&mut r)?;
             let s = State::decode(k.ty, &mut r)?;
             if objects.last().is_some_and(|(p, _)| *p >= k) {
-                return Err(DecodeError::NonCanonical("snapshot keys not strictly sorted"));
+                return Err(DecodeError::NonCanonical(
+                    "snapshot keys not strictly sorted",
+                ));
             }
             objects.push((k, s));
         }

@@ -35,8 +35,12 @@ pub(crate) struct CausalBuffer {
 /// What happened to a transaction offered to the buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Offer {
-    /// Now held.
-    Held,
+    /// Now held; `evicted` if a higher seq of the same origin was dropped
+    /// to make room.
+    Held {
+        /// Whether another transaction was evicted.
+        evicted: bool,
+    },
     /// Already held.
     Duplicate,
     /// The buffer is full; the transaction was dropped and must be fetched
@@ -75,6 +79,7 @@ impl CausalBuffer {
         {
             return Offer::Duplicate;
         }
+        let mut evicted = false;
         if self.len >= self.capacity {
             let Some(m) = self.by_origin.get_mut(&origin) else {
                 return Offer::Dropped;
@@ -87,10 +92,11 @@ impl CausalBuffer {
             }
             m.remove(&top);
             self.len -= 1;
+            evicted = true;
         }
         self.by_origin.entry(origin).or_default().insert(seq, w);
         self.len += 1;
-        Offer::Held
+        Offer::Held { evicted }
     }
 
     /// Removes and returns one transaction deliverable at `clock`, if any:

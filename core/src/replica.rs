@@ -971,7 +971,13 @@ impl Replica {
                 status.delivered += self.drain_buffer(from);
             } else {
                 match self.buffer.offer(w) {
-                    Offer::Held => status.buffered += 1,
+                    Offer::Held { evicted } => {
+                        status.buffered += 1;
+                        if evicted {
+                            status.dropped += 1;
+                            self.stats.buffer_dropped += 1;
+                        }
+                    }
                     Offer::Duplicate => {
                         status.duplicates += 1;
                         self.stats.duplicates += 1;

@@ -1,0 +1,113 @@
+//! Prints the golden byte vectors pinned in `tests/golden.rs` and documented
+//! in PROTOCOL.md. Run: `cargo run -p minidote-core --example golden_dump`.
+use minidote_core::codec::Writer;
+use minidote_core::dots::Mark;
+use minidote_core::*;
+use std::collections::BTreeMap;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn main() {
+    for (name, bytes) in vectors() {
+        println!("{name} ({} bytes): {}", bytes.len(), hex(&bytes));
+    }
+}
+
+pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
+    let a = ReplicaId(0x0a);
+    let b = ReplicaId(0x0b);
+    let c = ReplicaId(0x0c);
+    let likes = Key::new("likes", CrdtType::CounterPn, "demo");
+    let mut out = Vec::new();
+    out.push((
+        "clock",
+        VectorClock::from_entries([(a, 3), (b, 1)]).to_bytes(),
+    ));
+    let inc = Txn {
+        origin: a,
+        seq: 1,
+        deps: VectorClock::new(),
+        effects: vec![(likes.clone(), Effect::CounterPn(1))],
+    };
+    out.push((
+        "txns_counter_increment",
+        Frame::Txns(vec![inc.encode().into()]).encode(),
+    ));
+    let inc3 = Txn {
+        origin: a,
+        seq: 5,
+        deps: VectorClock::from_entries([(b, 4), (c, 2)]),
+        effects: vec![(likes.clone(), Effect::CounterPn(1))],
+    };
+    out.push((
+        "txns_counter_increment_two_deps",
+        Frame::Txns(vec![inc3.encode().into()]).encode(),
+    ));
+    let set = Txn {
+        origin: b,
+        seq: 2,
+        deps: VectorClock::from_entries([(a, 1)]),
+        effects: vec![(
+            Key::new("list", CrdtType::SetAw, "demo"),
+            Effect::SetAw(vec![crdt::ElemEffect {
+                elem: Value::from("milk"),
+                removed: vec![Dot::new(a, 1)],
+                mark: Mark::Pos,
+            }]),
+        )],
+    };
+    out.push(("txn_set_aw_add", set.encode()));
+    out.push((
+        "hello",
+        Frame::Hello(Hello {
+            replica: a,
+            room: "demo".into(),
+            clock: VectorClock::from_entries([(a, 1)]),
+            token: Some("t".into()),
+        })
+        .encode(),
+    ));
+    out.push((
+        "need",
+        Frame::Need(VectorClock::from_entries([(b, 2)])).encode(),
+    ));
+    out.push((
+        "error",
+        Frame::Error {
+            code: 3,
+            message: "room".into(),
+        }
+        .encode(),
+    ));
+    out.push(("ping", Frame::Ping(300).encode()));
+    out.push(("pong", Frame::Pong(300).encode()));
+    let mut m = BTreeMap::new();
+    m.insert("k".to_string(), Value::Bytes(vec![0xff]));
+    let mut w = Writer::new();
+    for v in [
+        Value::Null,
+        Value::Bool(false),
+        Value::Bool(true),
+        Value::Int(-2),
+        Value::Float(1.5),
+        Value::from("é"),
+        Value::List(vec![Value::Int(1)]),
+        Value::Map(m),
+    ] {
+        v.encode(&mut w);
+    }
+    out.push(("values", w.into_vec()));
+    let mut r = Replica::new(a, Config::default());
+    r.update_objects(
+        vec![
+            Update::new(likes, Op::Increment(2)),
+            Update::new(Key::new("maint", CrdtType::FlagEw, "demo"), Op::Enable),
+        ],
+        None,
+    )
+    .unwrap();
+    out.push(("snapshot", r.state_snapshot().encode()));
+    out
+}

@@ -1,0 +1,357 @@
+//! Property tests: lattice laws of every type's state, order-independence of
+//! causal delivery, and an oracle that computes each value from the set of
+//! visible operations and their happens-before relation, in the manner of
+//! antidote_crdt's `crdt_properties`.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{key, sync};
+use minidote_core::{
+    CatchUp, Config, CrdtType, Dot, Key, Op, Replica, ReplicaId, Snapshot, Update, UpdateOutcome,
+    Value, VectorClock,
+};
+use proptest::prelude::*;
+
+const REPLICAS: usize = 3;
+
+/// One visible operation, for the oracle.
+#[derive(Clone, Debug)]
+struct OpRecord {
+    key: Key,
+    op: Op,
+    dot: Dot,
+    /// The origin's clock right after the op: its causal past plus itself.
+    past: VectorClock,
+}
+
+impl OpRecord {
+    fn before(&self, other: &OpRecord) -> bool {
+        self.dot != other.dot && other.past.contains(&self.dot)
+    }
+}
+
+struct Run {
+    replicas: Vec<Replica>,
+    ops: Vec<OpRecord>,
+    keys: Vec<Key>,
+}
+
+fn keys() -> Vec<Key> {
+    CrdtType::ALL.iter().map(|t| key("k", *t)).collect()
+}
+
+fn small_value(x: u8) -> Value {
+    match x % 4 {
+        0 => Value::Int(i64::from(x % 3)),
+        1 => Value::from(["a", "b"][usize::from(x % 2)]),
+        2 => Value::Null,
+        _ => Value::Int(i64::from(x % 3)),
+    }
+}
+
+fn make_op(ty: CrdtType, a: u8, b: u8) -> Op {
+    use CrdtType::*;
+    let v = small_value(b);
+    match ty {
+        CounterPn | CounterPnSb => {
+            let n = i64::from(b % 5) - 1;
+            if a % 2 == 0 {
+                Op::Increment(n)
+            } else {
+                Op::Decrement(n)
+            }
+        }
+        SetAw | SetRw => match a % 5 {
+            0 | 1 => Op::Add(v),
+            2 => Op::Remove(v),
+            3 => Op::AddAll(vec![v, small_value(b / 3)]),
+            _ => {
+                if a % 10 == 4 {
+                    Op::Reset
+                } else {
+                    Op::RemoveAll(vec![v, small_value(b / 5)])
+                }
+            }
+        },
+        SetGo => Op::Add(v),
+        Set2p => match a % 3 {
+            0 | 1 => Op::Add(v),
+            _ => Op::Remove(v),
+        },
+        RegisterMv => {
+            if a % 5 == 0 {
+                Op::Reset
+            } else {
+                Op::Assign(v)
+            }
+        }
+        RegisterLww => Op::Assign(v),
+        FlagEw | FlagDw => match a % 3 {
+            0 => Op::Enable,
+            1 => Op::Disable,
+            _ => Op::Reset,
+        },
+    }
+}
+
+/// Interprets a random action list: ops at replicas, and pairwise syncs.
+fn execute(actions: &[(u8, u8, u8, u8)], only: Option<CrdtType>) -> Run {
+    let mut replicas: Vec<Replica> = (0..REPLICAS)
+        .map(|i| {
+            let config = Config {
+                snapshot_every: 0,
+                ..Config::default()
+            };
+            Replica::new(ReplicaId(i as u64 + 1), config)
+        })
+        .collect();
+    let keys: Vec<Key> = match only {
+        Some(t) => vec![key("k", t)],
+        None => keys(),
+    };
+    let mut ops = Vec::new();
+    for &(kind, r, a, b) in actions {
+        let i = usize::from(r) % REPLICAS;
+        if kind % 4 == 0 {
+            let j = usize::from(a) % REPLICAS;
+            if i != j {
+                let (from, to) = if i < j {
+                    let (l, rr) = replicas.split_at_mut(j);
+                    (&l[i], &mut rr[0])
+                } else {
+                    let (l, rr) = replicas.split_at_mut(i);
+                    (&rr[0], &mut l[j])
+                };
+                sync(from, to);
+            }
+            continue;
+        }
+        let k = keys[usize::from(b) % keys.len()].clone();
+        let op = make_op(k.ty, a, b.wrapping_mul(7).wrapping_add(kind));
+        let rep = &mut replicas[i];
+        let out = rep
+            .update_objects(vec![Update::new(k.clone(), op.clone())], None)
+            .unwrap();
+        let UpdateOutcome::Committed(clock) = out else {
+            panic!("memory replica")
+        };
+        let dot = Dot::new(rep.id(), clock.get(rep.id()));
+        ops.push(OpRecord {
+            key: k,
+            op,
+            dot,
+            past: clock,
+        });
+    }
+    Run {
+        replicas,
+        ops,
+        keys,
+    }
+}
+
+fn actions() -> impl Strategy<Value = Vec<(u8, u8, u8, u8)>> {
+    proptest::collection::vec(any::<(u8, u8, u8, u8)>(), 0..60)
+}
+
+// ---------- the oracle ----------
+
+fn elems(op: &Op) -> Vec<&Value> {
+    match op {
+        Op::Add(v) | Op::Remove(v) => vec![v],
+        Op::AddAll(l) | Op::RemoveAll(l) => l.iter().collect(),
+        _ => vec![],
+    }
+}
+
+fn is_add(op: &Op) -> bool {
+    matches!(op, Op::Add(_) | Op::AddAll(_))
+}
+
+/// The value of `k` given the visible ops, computed from the spec.
+fn spec(k: &Key, visible: &[&OpRecord]) -> Value {
+    use CrdtType::*;
+    let ops: Vec<&OpRecord> = visible.iter().copied().filter(|o| &o.key == k).collect();
+    // Not followed by any op (on this object, or touching element `e`).
+    let maximal = |o: &OpRecord, touches: &dyn Fn(&OpRecord) -> bool| {
+        !ops.iter().any(|p| touches(p) && o.before(p))
+    };
+    match k.ty {
+        CounterPn | CounterPnSb => Value::Int(ops.iter().fold(0i64, |acc, o| match o.op {
+            Op::Increment(n) => acc.wrapping_add(n),
+            Op::Decrement(n) => acc.wrapping_sub(n),
+            _ => acc,
+        })),
+        SetGo => {
+            let s: BTreeSet<Value> = ops.iter().flat_map(|o| elems(&o.op)).cloned().collect();
+            Value::List(s.into_iter().collect())
+        }
+        Set2p => {
+            let adds: BTreeSet<&Value> = ops
+                .iter()
+                .filter(|o| is_add(&o.op))
+                .flat_map(|o| elems(&o.op))
+                .collect();
+            let rms: BTreeSet<&Value> = ops
+                .iter()
+                .filter(|o| !is_add(&o.op))
+                .flat_map(|o| elems(&o.op))
+                .collect();
+            Value::List(adds.difference(&rms).map(|v| (*v).clone()).collect())
+        }
+        SetAw | SetRw => {
+            let all: BTreeSet<&Value> = ops.iter().flat_map(|o| elems(&o.op)).collect();
+            let mut out = Vec::new();
+            for e in all {
+                let touches = |p: &OpRecord| matches!(p.op, Op::Reset) || elems(&p.op).contains(&e);
+                let live_add = ops
+                    .iter()
+                    .any(|o| is_add(&o.op) && elems(&o.op).contains(&e) && maximal(o, &touches));
+                let live_rm = ops.iter().any(|o| {
+                    matches!(o.op, Op::Remove(_) | Op::RemoveAll(_))
+                        && elems(&o.op).contains(&e)
+                        && maximal(o, &touches)
+                });
+                let present = if k.ty == SetAw {
+                    live_add
+                } else {
+                    live_add && !live_rm
+                };
+                if present {
+                    out.push(e.clone());
+                }
+            }
+            Value::List(out)
+        }
+        RegisterMv => {
+            let s: BTreeSet<Value> = ops
+                .iter()
+                .filter(|o| maximal(o, &|_| true))
+                .filter_map(|o| match &o.op {
+                    Op::Assign(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            Value::List(s.into_iter().collect())
+        }
+        RegisterLww => {
+            // Lamport time of an assign: one more than the highest it saw.
+            let mut ts: Vec<u64> = Vec::new();
+            let mut sorted: Vec<&&OpRecord> = ops.iter().collect();
+            sorted.sort_by_key(|o| o.past.iter().map(|(_, s)| s).sum::<u64>());
+            for (i, o) in sorted.iter().enumerate() {
+                let t = 1
+                    + (0..i)
+                        .filter(|&j| sorted[j].before(o))
+                        .map(|j| ts[j])
+                        .max()
+                        .unwrap_or(0);
+                ts.push(t);
+            }
+            sorted
+                .iter()
+                .zip(&ts)
+                .max_by_key(|(o, t)| (**t, o.dot.replica))
+                .and_then(|(o, _)| match &o.op {
+                    Op::Assign(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .unwrap_or(Value::Null)
+        }
+        FlagEw | FlagDw => {
+            let live = |want: &dyn Fn(&Op) -> bool| {
+                ops.iter().any(|o| want(&o.op) && maximal(o, &|_| true))
+            };
+            let en = live(&|op| matches!(op, Op::Enable));
+            let dis = live(&|op| matches!(op, Op::Disable));
+            Value::Bool(if k.ty == FlagEw { en } else { en && !dis })
+        }
+    }
+}
+
+fn snapshot_join(a: &Snapshot, b: &Snapshot) -> Snapshot {
+    let bytes = a.encode();
+    let (mut r, _) =
+        Replica::restore(ReplicaId(99), Config::default(), Some(&bytes), [], 1).unwrap();
+    r.merge_snapshot(b);
+    r.state_snapshot()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The value of every object at every replica equals the spec applied
+    /// to the operations that replica has seen.
+    #[test]
+    fn values_match_the_spec_of_the_visible_operations(acts in actions()) {
+        let mut run = execute(&acts, None);
+        for r in &mut run.replicas {
+            let clock = r.clock().clone();
+            let visible: Vec<&OpRecord> = run.ops.iter().filter(|o| clock.contains(&o.dot)).collect();
+            for k in &run.keys {
+                prop_assert_eq!(r.value(k), spec(k, &visible), "key {:?} at {:?}", k, r.id());
+            }
+        }
+    }
+
+    /// Snapshot join is commutative, associative and idempotent, for every
+    /// type, on states reached by real executions.
+    #[test]
+    fn joins_are_commutative_associative_and_idempotent(acts in actions(), t in 0usize..10) {
+        let run = execute(&acts, Some(CrdtType::ALL[t]));
+        let s: Vec<Snapshot> = run.replicas.iter().map(Replica::state_snapshot).collect();
+        let (a, b, c) = (&s[0], &s[1], &s[2]);
+        prop_assert_eq!(snapshot_join(a, b), snapshot_join(b, a));
+        prop_assert_eq!(snapshot_join(&snapshot_join(a, b), c), snapshot_join(a, &snapshot_join(b, c)));
+        prop_assert_eq!(&snapshot_join(a, a), a);
+    }
+
+    /// Joining full states gives the same state as delivering the missing
+    /// transactions one by one.
+    #[test]
+    fn snapshot_merge_agrees_with_transaction_delivery(acts in actions()) {
+        let run = execute(&acts, None);
+        let (a, b) = (&run.replicas[0], &run.replicas[1]);
+        let joined = snapshot_join(&a.state_snapshot(), &b.state_snapshot());
+        let bytes = a.state_snapshot().encode();
+        let (mut a2, _) = Replica::restore(a.id(), Config::default(), Some(&bytes), [], 1).unwrap();
+        match b.catch_up(a2.clock()) {
+            CatchUp::Txns(t) => { a2.handle_txns(None, t).unwrap(); }
+            CatchUp::UpToDate => {}
+            other => panic!("{other:?}"),
+        }
+        prop_assert_eq!(a2.state_snapshot(), joined);
+    }
+
+    /// Applying the same transactions in any causal order, with duplicates,
+    /// gives the same state.
+    #[test]
+    fn any_causal_delivery_order_gives_the_same_state(acts in actions(), shuffle in any::<u64>()) {
+        let mut run = execute(&acts, None);
+        // Gather everything at replica 0 to get every transaction.
+        for j in 1..REPLICAS {
+            let (l, r) = run.replicas.split_at_mut(j);
+            sync(&r[0], &mut l[0]);
+        }
+        let all = match run.replicas[0].catch_up(&VectorClock::new()) {
+            CatchUp::Txns(t) => t,
+            CatchUp::UpToDate => vec![],
+            other => panic!("{other:?}"),
+        };
+        // Feed them in a scrambled order, each twice; the buffer reorders.
+        let mut order: Vec<usize> = (0..all.len()).chain(0..all.len()).collect();
+        let mut x = shuffle | 1;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut fresh = Replica::new(ReplicaId(77), Config::default());
+        for i in order {
+            fresh.handle_txns(None, vec![all[i].clone()]).unwrap();
+        }
+        prop_assert_eq!(fresh.stats().buffered, 0);
+        prop_assert_eq!(fresh.state_snapshot(), run.replicas[0].state_snapshot());
+    }
+}

@@ -1,1 +1,254 @@
-fn main() {}
+//! Criterion benchmarks of the core. Results and the command are recorded
+//! in BENCHMARKS.md: `cargo bench -p minidote-core --bench core`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use minidote_core::{
+    CatchUp, Config, CrdtType, Frame, Key, Op, Replica, ReplicaId, Snapshot, Txn, TxnBytes, Update,
+    Value,
+};
+
+fn likes() -> Key {
+    Key::new("likes", CrdtType::CounterPn, "demo")
+}
+
+fn memory(id: u64) -> Replica {
+    Replica::new(ReplicaId(id), Config::default())
+}
+
+/// `n` single-increment transactions made at replica `id`, encoded.
+fn increments(id: u64, n: usize) -> Vec<TxnBytes> {
+    let mut r = Replica::new(
+        ReplicaId(id),
+        Config {
+            snapshot_every: 0,
+            ..Config::default()
+        },
+    );
+    let k = likes();
+    for _ in 0..n {
+        r.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None)
+            .unwrap();
+    }
+    match r.catch_up(&Default::default()) {
+        CatchUp::Txns(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+fn local(c: &mut Criterion) {
+    let mut g = c.benchmark_group("local_txn");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single_increment", |b| {
+        let mut r = memory(1);
+        let k = likes();
+        b.iter(|| {
+            r.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None)
+                .unwrap();
+        })
+    });
+    g.bench_function("single_set_add", |b| {
+        let mut r = memory(1);
+        let k = Key::new("list", CrdtType::SetAw, "demo");
+        let mut i = 0i64;
+        b.iter(|| {
+            i += 1;
+            r.update_objects(
+                vec![Update::new(k.clone(), Op::Add(Value::Int(i % 10_000)))],
+                None,
+            )
+            .unwrap();
+        })
+    });
+    g.bench_function("persistent_single_increment", |b| {
+        let mut r = Replica::new(
+            ReplicaId(1),
+            Config {
+                persistent: true,
+                ..Config::default()
+            },
+        );
+        let k = likes();
+        b.iter(|| {
+            r.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None)
+                .unwrap();
+            let mut top = 0;
+            while let Some(rec) = r.poll_record() {
+                top = rec.lsn();
+                black_box(&rec);
+            }
+            r.persisted(top);
+            while r.poll_event().is_some() {}
+        })
+    });
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("batch_1000_increments_one_key", |b| {
+        let mut r = memory(1);
+        let k = likes();
+        b.iter(|| {
+            let ups = (0..1000)
+                .map(|_| Update::new(k.clone(), Op::Increment(1)))
+                .collect();
+            r.update_objects(ups, None).unwrap();
+        })
+    });
+    g.bench_function("batch_1000_increments_1000_keys", |b| {
+        let mut r = memory(1);
+        let keys: Vec<Key> = (0..1000)
+            .map(|i| Key::new(format!("k{i}"), CrdtType::CounterPn, "b"))
+            .collect();
+        b.iter(|| {
+            let ups = keys
+                .iter()
+                .map(|k| Update::new(k.clone(), Op::Increment(1)))
+                .collect();
+            r.update_objects(ups, None).unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn remote(c: &mut Criterion) {
+    let mut g = c.benchmark_group("remote_apply");
+    let txns = increments(2, 100_000);
+    g.throughput(Throughput::Elements(txns.len() as u64));
+    g.sample_size(20);
+    g.bench_function("100k_increments_batches_of_1000", |b| {
+        b.iter_batched(
+            || memory(1),
+            |mut r| {
+                for chunk in txns.chunks(1000) {
+                    r.handle_txns(None, chunk.to_vec()).unwrap();
+                }
+                r
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec");
+    let txn = Txn {
+        origin: ReplicaId(7),
+        seq: 42,
+        deps: Default::default(),
+        effects: vec![(likes(), minidote_core::Effect::CounterPn(1))],
+    };
+    let bytes = txn.encode();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_increment_txn", |b| {
+        b.iter(|| black_box(&txn).encode())
+    });
+    g.bench_function("decode_increment_txn", |b| {
+        b.iter(|| Txn::decode(black_box(&bytes)).unwrap())
+    });
+    let frame = Frame::Txns(increments(3, 1000)).encode();
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("decode_frame_of_1000_txns", |b| {
+        b.iter(|| Frame::decode(black_box(&frame)).unwrap())
+    });
+    g.finish();
+}
+
+fn catch_up(c: &mut Criterion) {
+    let mut g = c.benchmark_group("catch_up");
+    g.sample_size(10);
+    let mut source = Replica::new(
+        ReplicaId(9),
+        Config {
+            snapshot_every: 0,
+            ..Config::default()
+        },
+    );
+    for t in increments(4, 1_000_000).chunks(10_000) {
+        source.handle_txns(None, t.to_vec()).unwrap();
+    }
+    g.throughput(Throughput::Elements(1_000_000));
+    g.bench_function("1m_txns_behind_from_the_log", |b| {
+        b.iter_batched(
+            || memory(1),
+            |mut r| {
+                let CatchUp::Txns(t) = source.catch_up(r.clock()) else {
+                    unreachable!()
+                };
+                // As a link would: frames of at most 1 MiB, encoded and decoded.
+                for chunk in t.chunks(30_000) {
+                    let f = Frame::Txns(chunk.to_vec()).encode();
+                    let Frame::Txns(t) = Frame::decode(&f).unwrap() else {
+                        unreachable!()
+                    };
+                    r.handle_txns(None, t).unwrap();
+                }
+                assert_eq!(r.clock(), source.clock());
+                r
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("1m_txns_behind_from_a_snapshot", |b| {
+        b.iter_batched(
+            || memory(1),
+            |mut r| {
+                let bytes = source.state_snapshot().encode();
+                let snap = Snapshot::decode(&bytes).unwrap();
+                r.merge_snapshot(&snap);
+                assert_eq!(r.clock(), source.clock());
+                r
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn snapshot_merge(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_merge");
+    // Two replicas with 10k set elements each, half of them shared, plus
+    // concurrent removes: a realistic partition heal.
+    let (mut a, mut b) = (memory(1), memory(2));
+    let set = Key::new("s", CrdtType::SetAw, "b");
+    for i in 0..10_000i64 {
+        a.update_objects(vec![Update::new(set.clone(), Op::Add(Value::Int(i)))], None)
+            .unwrap();
+    }
+    let CatchUp::Txns(t) = a.catch_up(b.clock()) else {
+        unreachable!()
+    };
+    b.handle_txns(None, t).unwrap();
+    for i in 0..5_000i64 {
+        a.update_objects(
+            vec![Update::new(set.clone(), Op::Remove(Value::Int(i * 2)))],
+            None,
+        )
+        .unwrap();
+        b.update_objects(
+            vec![Update::new(set.clone(), Op::Add(Value::Int(10_000 + i)))],
+            None,
+        )
+        .unwrap();
+    }
+    let snap_b = b.state_snapshot();
+    g.throughput(Throughput::Elements(15_000));
+    g.bench_function("set_aw_15k_elements", |bch| {
+        bch.iter_batched(
+            || {
+                let bytes = a.state_snapshot().encode();
+                Replica::restore(ReplicaId(1), Config::default(), Some(&bytes), [], 1)
+                    .unwrap()
+                    .0
+            },
+            |mut r| {
+                r.merge_snapshot(&snap_b);
+                r
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, local, remote, codec, catch_up, snapshot_merge);
+criterion_main!(benches);

@@ -104,7 +104,9 @@ impl CausalBuffer {
     pub fn pop_ready(&mut self, clock: &VectorClock) -> Option<Waiting> {
         let mut found = None;
         for (origin, m) in &self.by_origin {
-            let next = clock.get(*origin) + 1;
+            let Some(next) = clock.get(*origin).checked_add(1) else {
+                continue;
+            };
             if let Some(w) = m.get(&next) {
                 if w.txn
                     .deps

@@ -205,7 +205,7 @@ impl UpdateError {
             | UpdateError::WrongArgument { index, .. }
             | UpdateError::Overflow { index }
             | UpdateError::TooDeep { index, .. } => *index = i,
-            UpdateError::UnknownType(_) => {}
+            UpdateError::UnknownType(_) | UpdateError::SeqExhausted => {}
         }
         self
     }
@@ -530,12 +530,11 @@ impl State {
                     }
                 }
             }
-            (State::RegisterLww(a), State::RegisterLww(Some((ts, rid, v)))) => {
+            (State::RegisterLww(a), State::RegisterLww(Some((ts, rid, v))))
                 if a.as_ref()
-                    .is_none_or(|(ats, arid, _)| (*ts, *rid) > (*ats, *arid))
-                {
-                    *a = Some((*ts, *rid, v.clone()));
-                }
+                    .is_none_or(|(ats, arid, _)| (*ts, *rid) > (*ats, *arid)) =>
+            {
+                *a = Some((*ts, *rid, v.clone()));
             }
             (State::FlagEw(a), State::FlagEw(b)) => a.join(mine, b, theirs),
             (State::FlagDw(a), State::FlagDw(b)) => a.join(mine, b, theirs),
@@ -620,9 +619,12 @@ impl State {
                         p: r.varint()?,
                         n: r.varint()?,
                     };
-                    if m.insert(rid, e).is_some() {
-                        return Err(DecodeError::NonCanonical("duplicate counter origin"));
+                    if m.last_key_value().is_some_and(|(p, _)| *p >= rid) {
+                        return Err(DecodeError::NonCanonical(
+                            "counter origins not strictly sorted",
+                        ));
                     }
+                    m.insert(rid, e);
                 }
                 State::CounterPn(m)
             }
@@ -632,9 +634,12 @@ impl State {
                 for _ in 0..n {
                     let rid = ReplicaId(r.u64_le()?);
                     let pn = (r.varint()?, r.varint()?);
-                    if m.insert(rid, pn).is_some() {
-                        return Err(DecodeError::NonCanonical("duplicate counter origin"));
+                    if m.last_key_value().is_some_and(|(p, _)| *p >= rid) {
+                        return Err(DecodeError::NonCanonical(
+                            "counter origins not strictly sorted",
+                        ));
                     }
+                    m.insert(rid, pn);
                 }
                 State::CounterPnSb(m)
             }
@@ -644,9 +649,12 @@ impl State {
                 for _ in 0..n {
                     let e = Value::decode(r)?;
                     let s = DotSet::decode(r)?;
-                    if m.insert(e, s).is_some() {
-                        return Err(DecodeError::NonCanonical("duplicate set element"));
+                    if s.is_empty() || m.last_key_value().is_some_and(|(p, _)| *p >= e) {
+                        return Err(DecodeError::NonCanonical(
+                            "set elements unsorted or without tokens",
+                        ));
                     }
+                    m.insert(e, s);
                 }
                 State::SetAw(m)
             }
@@ -657,9 +665,13 @@ impl State {
                     let e = Value::decode(r)?;
                     let pos = DotSet::decode(r)?;
                     let neg = DotSet::decode(r)?;
-                    if m.insert(e, PosNeg { pos, neg }).is_some() {
-                        return Err(DecodeError::NonCanonical("duplicate set element"));
+                    let t = PosNeg { pos, neg };
+                    if t.is_empty() || m.last_key_value().is_some_and(|(p, _)| *p >= e) {
+                        return Err(DecodeError::NonCanonical(
+                            "set elements unsorted or without tokens",
+                        ));
                     }
+                    m.insert(e, t);
                 }
                 State::SetRw(m)
             }
@@ -674,9 +686,12 @@ impl State {
                 for _ in 0..n {
                     let d = Dot::decode(r)?;
                     let v = Value::decode(r)?;
-                    if m.insert(d, v).is_some() {
-                        return Err(DecodeError::NonCanonical("duplicate register dot"));
+                    if m.last_key_value().is_some_and(|(p, _)| *p >= d) {
+                        return Err(DecodeError::NonCanonical(
+                            "register dots not strictly sorted",
+                        ));
                     }
+                    m.insert(d, v);
                 }
                 State::RegisterMv(m)
             }

@@ -111,6 +111,10 @@ pub enum UpdateError {
         /// Position of the update in the batch.
         index: usize,
     },
+    /// This replica's seq space is used up (only a hostile peer that sent
+    /// our own id with seq `u64::MAX` can cause this).
+    #[error("this replica has used every seq; start a new replica with a new id")]
+    SeqExhausted,
     /// A value nests lists or maps too deeply to be stored.
     #[error("update #{index}: value nested deeper than {max} levels")]
     TooDeep {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
 use crate::clock::{Dot, ReplicaId, VectorClock};
+use crate::codec::Writer;
 use crate::crdt::{prepare, Effect, Op, State, Update};
 use crate::error::{DecodeError, ProtocolError, UpdateError};
 use crate::key::Key;
@@ -384,8 +385,14 @@ pub struct Replica {
     config: Config,
     objects: FxMap<Key, State>,
     clock: VectorClock,
-    /// Clock right after the last local transaction, for sparse deps.
-    last_local: VectorClock,
+    /// Origins whose clock entry grew since the last local transaction: the
+    /// next one's sparse deps.
+    changed: Vec<ReplicaId>,
+    /// The next local transaction carries the full clock as deps (after a
+    /// restart or a snapshot merge).
+    deps_full: bool,
+    /// Reused encoding buffer.
+    scratch: Vec<u8>,
     log: Vec<LogEntry>,
     /// The log holds every delivered transaction above this clock.
     log_base: VectorClock,
@@ -413,7 +420,9 @@ impl Replica {
             config,
             objects: FxMap::default(),
             clock: VectorClock::new(),
-            last_local: VectorClock::new(),
+            changed: Vec::new(),
+            deps_full: true,
+            scratch: Vec::new(),
             log: Vec::new(),
             log_base: VectorClock::new(),
             buffer,
@@ -517,7 +526,7 @@ impl Replica {
 
     /// The seq the next local transaction will get.
     pub fn next_seq(&self) -> u64 {
-        self.clock.get(self.id) + 1
+        self.clock.get(self.id).saturating_add(1)
     }
 
     /// The current value of one object (without waiting for anything).
@@ -560,11 +569,9 @@ impl Replica {
                 id: l.peer,
                 connected: l.peer.is_some(),
                 clock: l.peer_clock.clone(),
-                lag: self
-                    .clock
-                    .iter()
-                    .map(|(r, s)| s.saturating_sub(l.peer_clock.get(r)))
-                    .sum(),
+                lag: self.clock.iter().fold(0u64, |acc, (r, s)| {
+                    acc.saturating_add(s.saturating_sub(l.peer_clock.get(r)))
+                }),
             })
             .collect();
         s
@@ -702,6 +709,7 @@ impl Replica {
             }
         }
         self.clock.merge(theirs);
+        self.deps_full = true;
         let own = self.clock.get(self.id);
         self.durable_seq = self.durable_seq.max(own);
         self.buffer.drop_covered(&self.clock);
@@ -730,7 +738,7 @@ impl Replica {
                 wants_snapshot: false,
                 last_recv_ms: now_ms,
                 last_need_ms: 0,
-                next_round_ms: now_ms + self.config.anti_entropy_ms,
+                next_round_ms: now_ms.saturating_add(self.config.anti_entropy_ms),
                 ping_nonce: 0,
             },
         );
@@ -868,7 +876,7 @@ impl Replica {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if now_ms < l.last_need_ms + min_gap && l.last_need_ms != 0 {
+        if now_ms < l.last_need_ms.saturating_add(min_gap) && l.last_need_ms != 0 {
             return;
         }
         l.last_need_ms = now_ms.max(1);
@@ -1016,7 +1024,7 @@ impl Replica {
                 continue;
             }
             if now_ms >= l.next_round_ms {
-                l.next_round_ms = now_ms + self.config.anti_entropy_ms;
+                l.next_round_ms = now_ms.saturating_add(self.config.anti_entropy_ms);
                 l.ping_nonce += 1;
                 let nonce = l.ping_nonce;
                 let established = l.peer.is_some();
@@ -1035,8 +1043,11 @@ impl Replica {
         self.links
             .values()
             .map(|l| {
-                l.next_round_ms
-                    .min(l.last_recv_ms + self.config.idle_timeout_ms + 1)
+                l.next_round_ms.min(
+                    l.last_recv_ms
+                        .saturating_add(self.config.idle_timeout_ms)
+                        .saturating_add(1),
+                )
             })
             .min()
     }
@@ -1122,7 +1133,7 @@ impl Replica {
     }
 
     fn deliverable(&self, txn: &Txn) -> bool {
-        self.clock.get(txn.origin) + 1 == txn.seq
+        txn.seq - 1 == self.clock.get(txn.origin)
             && txn
                 .deps
                 .iter()
@@ -1136,36 +1147,33 @@ impl Replica {
         client: VectorClock,
         ticket: Option<Ticket>,
     ) -> Result<Option<VectorClock>, UpdateError> {
-        let seq = self.next_seq();
-        // Group the ops by key, keeping the order of first appearance.
-        let mut groups: Vec<(Key, Vec<(usize, &Op)>)> = Vec::with_capacity(updates.len());
-        for (i, u) in updates.iter().enumerate() {
-            match groups.iter_mut().find(|(k, _)| *k == u.key) {
-                Some((_, ops)) => ops.push((i, &u.op)),
-                None => groups.push((u.key.clone(), vec![(i, &u.op)])),
-            }
-        }
-        let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(groups.len());
-        for (key, ops) in &groups {
-            let effect = prepare(key.ty, self.objects.get(key), ops, self.id)?;
-            effects.push((key.clone(), effect));
-        }
-        drop(groups);
-        drop(updates);
-        let deps: VectorClock = self
-            .clock
-            .iter()
-            .filter(|(r, s)| *r != self.id && *s > self.last_local.get(*r))
-            .collect();
+        let Some(seq) = self.clock.get(self.id).checked_add(1) else {
+            return Err(UpdateError::SeqExhausted);
+        };
+        let effects = self.prepare_effects(updates)?;
+        let deps: VectorClock = if self.deps_full {
+            self.clock.iter().filter(|(r, _)| *r != self.id).collect()
+        } else {
+            self.changed
+                .iter()
+                .map(|r| (*r, self.clock.get(*r)))
+                .collect()
+        };
+        self.changed.clear();
+        self.deps_full = false;
         let txn = Txn {
             origin: self.id,
             seq,
             deps,
             effects,
         };
-        let bytes: TxnBytes = Arc::from(txn.encode());
+        let mut w = Writer::from_vec(std::mem::take(&mut self.scratch));
+        txn.encode_into(&mut w);
+        let mut buf = w.into_vec();
+        let bytes: TxnBytes = Arc::from(buf.as_slice());
+        buf.clear();
+        self.scratch = buf;
         self.apply_txn(&txn, bytes.clone());
-        self.last_local = self.clock.clone();
         self.stats.txns_local += 1;
         if self.config.emit_changes {
             self.events.push_back(Event::Changed(
@@ -1196,6 +1204,35 @@ impl Replica {
         }
     }
 
+    /// Validates nothing (the caller did) and folds the updates, grouped by
+    /// key in order of first appearance, into one effect per key. Fails only
+    /// where an effect depends on state (`counter_pn_sb` overflow); nothing
+    /// is mutated.
+    fn prepare_effects(&self, updates: Vec<Update>) -> Result<Vec<(Key, Effect)>, UpdateError> {
+        if updates.len() == 1 {
+            let u = updates.into_iter().next().expect("one update");
+            let e = prepare(u.key.ty, self.objects.get(&u.key), &[(0, &u.op)], self.id)?;
+            return Ok(vec![(u.key, e)]);
+        }
+        let mut index: FxMap<&Key, usize> = FxMap::default();
+        let mut groups: Vec<(&Key, Vec<(usize, &Op)>)> = Vec::new();
+        for (i, u) in updates.iter().enumerate() {
+            match index.get(&u.key) {
+                Some(&g) => groups[g].1.push((i, &u.op)),
+                None => {
+                    index.insert(&u.key, groups.len());
+                    groups.push((&u.key, vec![(i, &u.op)]));
+                }
+            }
+        }
+        let mut effects = Vec::with_capacity(groups.len());
+        for (key, ops) in &groups {
+            let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
+            effects.push(((*key).clone(), effect));
+        }
+        Ok(effects)
+    }
+
     /// Applies a transaction's effects, advances the clock and logs it.
     fn apply_txn(&mut self, txn: &Txn, bytes: TxnBytes) {
         let dot = Dot::new(txn.origin, txn.seq);
@@ -1217,6 +1254,9 @@ impl Replica {
             }
         }
         self.clock.raise(txn.origin, txn.seq);
+        if txn.origin != self.id && !self.changed.contains(&txn.origin) {
+            self.changed.push(txn.origin);
+        }
         self.log.push(LogEntry {
             origin: txn.origin,
             seq: txn.seq,

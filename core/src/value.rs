@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
-        let mut bytes = vec![T_LIST, 1].repeat(100_000);
+        let mut bytes = [T_LIST, 1].repeat(100_000);
         bytes.push(T_NULL);
         assert_eq!(
             Value::decode(&mut Reader::new(&bytes)),

@@ -6,17 +6,34 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core demo bench-core fuzz sim-long
+.PHONY: test lint test-core test-python python demo bench-core fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
-test: lint test-core
+test: lint test-core test-python
+
+# A project-local virtualenv holds the Python tools and the built binding.
+VENV := .venv
+PY := $(VENV)/bin/python
+$(VENV)/.tools: bindings-python/requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r bindings-python/requirements-dev.txt
+	touch $@
+
+## Build and install the Python binding into the venv (pip install ./bindings-python).
+python: $(VENV)/.tools
+	$(PY) -m pip install -q --force-reinstall --no-deps ./bindings-python
+
+test-python: python
+	cd bindings-python && ../$(PY) -m mypy.stubtest minidote --allowlist stubtest-allowlist.txt
+	cd bindings-python && ../scripts/pytest.sh ../$(PY) tests
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test-core:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude minidote-python
 
 ## make demo: the relay + web demo. They are not built yet (see README).
 demo:

@@ -147,6 +147,14 @@ pub enum ProtocolError {
     /// The peer announced our own replica id: a copied database file.
     #[error("peer claims this replica's own id {0}; two replicas share one id (copied database?)")]
     SameReplicaId(crate::ReplicaId),
+    /// A second `Hello` on the link announced another replica id.
+    #[error("peer changed its replica id from {was} to {now} on an open link")]
+    PeerChanged {
+        /// The id from the first Hello.
+        was: crate::ReplicaId,
+        /// The id from the later Hello.
+        now: crate::ReplicaId,
+    },
     /// The peer reported an error and closed.
     #[error("peer reported error {code}: {message}")]
     Remote {

@@ -332,6 +332,11 @@ pub struct Stats {
     pub peers: Vec<PeerStats>,
 }
 
+enum Lacking<'a> {
+    Entries(Vec<&'a LogEntry>),
+    Snapshot,
+}
+
 #[derive(Debug)]
 struct LogEntry {
     origin: ReplicaId,
@@ -644,22 +649,14 @@ impl Replica {
         ReadOutcome::Pending(ticket)
     }
 
-    /// Abandons a pending request (the binding's timeout fired). Returns
-    /// false if the ticket is unknown or already completed. An update whose
-    /// transaction already ran cannot be cancelled; it stays durable.
+    /// Abandons a request that is still waiting for its client clock (the
+    /// binding's timeout fired). Returns false if the ticket is unknown or
+    /// its transaction already ran: such an update only waits for its record
+    /// to be stored, will be acknowledged, and cannot be taken back.
     pub fn cancel(&mut self, ticket: Ticket) -> bool {
         let before = self.pending.len();
         self.pending.retain(|p| p.ticket != ticket);
-        if self.pending.len() != before {
-            return true;
-        }
-        for u in &mut self.unacked {
-            if u.ack.as_ref().is_some_and(|(t, _)| *t == ticket) {
-                u.ack = None;
-                return true;
-            }
-        }
-        false
+        self.pending.len() != before
     }
 
     /// Takes a snapshot now: emits a snapshot record (if persistent) and
@@ -787,6 +784,7 @@ impl Replica {
             ProtocolError::HelloExpected(_) => Some(error_code::HELLO_EXPECTED),
             ProtocolError::RoomMismatch { .. } => Some(error_code::ROOM_MISMATCH),
             ProtocolError::SameReplicaId(_) => Some(error_code::DUPLICATE_ID),
+            ProtocolError::PeerChanged { .. } => Some(error_code::MALFORMED),
             ProtocolError::IdleTimeout(_) => Some(error_code::IDLE),
             ProtocolError::Remote { .. } | ProtocolError::UnknownLink => None,
         };
@@ -825,6 +823,12 @@ impl Replica {
                     return Err(ProtocolError::SameReplicaId(h.replica));
                 }
                 let l = self.links.get_mut(&link).expect("checked above");
+                if let Some(was) = l.peer.filter(|p| *p != h.replica) {
+                    return Err(ProtocolError::PeerChanged {
+                        was,
+                        now: h.replica,
+                    });
+                }
                 l.peer = Some(h.replica);
                 l.peer_clock.merge(&h.clock);
                 self.events.push_back(Event::LinkUp {
@@ -889,51 +893,56 @@ impl Replica {
     /// once some of them were pruned. Local transactions that are not
     /// durable yet are never included.
     pub fn catch_up(&self, theirs: &VectorClock) -> CatchUp {
+        match self.lacking(theirs) {
+            Lacking::Entries(e) if e.is_empty() => CatchUp::UpToDate,
+            Lacking::Entries(e) => CatchUp::Txns(e.into_iter().map(|e| e.bytes.clone()).collect()),
+            Lacking::Snapshot if self.all_local_durable() => {
+                CatchUp::Snapshot(self.state_snapshot())
+            }
+            Lacking::Snapshot => CatchUp::Deferred,
+        }
+    }
+
+    fn lacking(&self, theirs: &VectorClock) -> Lacking<'_> {
         if self.clock.leq(theirs) {
-            return CatchUp::UpToDate;
+            return Lacking::Entries(Vec::new());
         }
         if !self.log_base.leq(theirs) {
-            if self.all_local_durable() {
-                return CatchUp::Snapshot(self.state_snapshot());
-            }
-            return CatchUp::Deferred;
+            return Lacking::Snapshot;
         }
-        let txns: Vec<TxnBytes> = self
-            .log
-            .iter()
-            .filter(|e| {
-                e.seq > theirs.get(e.origin) && !(e.origin == self.id && e.seq > self.durable_seq)
-            })
-            .map(|e| e.bytes.clone())
-            .collect();
-        if txns.is_empty() {
-            CatchUp::UpToDate
-        } else {
-            CatchUp::Txns(txns)
-        }
+        Lacking::Entries(
+            self.log
+                .iter()
+                .filter(|e| {
+                    e.seq > theirs.get(e.origin)
+                        && !(e.origin == self.id && e.seq > self.durable_seq)
+                })
+                .collect(),
+        )
     }
 
     /// Queues on `link` what a peer with clock `theirs` lacks.
     fn serve(&mut self, link: LinkId, theirs: &VectorClock) {
-        match self.catch_up(theirs) {
-            CatchUp::UpToDate => {}
-            CatchUp::Deferred => {
-                if let Some(l) = self.links.get_mut(&link) {
+        let entries: Vec<(ReplicaId, u64, TxnBytes)> = match self.lacking(theirs) {
+            Lacking::Entries(e) => e
+                .into_iter()
+                .map(|e| (e.origin, e.seq, e.bytes.clone()))
+                .collect(),
+            Lacking::Snapshot => {
+                if self.all_local_durable() {
+                    self.send_snapshot(link);
+                } else if let Some(l) = self.links.get_mut(&link) {
                     l.wants_snapshot = true;
                 }
+                return;
             }
-            CatchUp::Snapshot(_) => self.send_snapshot(link),
-            CatchUp::Txns(txns) => {
-                let Some(l) = self.links.get_mut(&link) else {
-                    return;
-                };
-                for bytes in txns {
-                    if let Ok(h) = crate::wire::TxnHeader::parse(&bytes) {
-                        l.peer_clock.raise(h.origin, h.seq);
-                    }
-                    l.out.push(bytes);
-                }
-            }
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        for (origin, seq, bytes) in entries {
+            l.peer_clock.raise(origin, seq);
+            l.out.push(bytes);
         }
     }
 

@@ -382,3 +382,15 @@ fn large_batches_are_split_at_the_frame_limit() {
     }
     assert_eq!(b.value(&k), Value::Int(20));
 }
+
+#[test]
+fn a_peer_cannot_change_its_id_on_an_open_link() {
+    let mut r = Replica::new(ReplicaId(1), cfg("room"));
+    r.link_open(LinkId(1), None, 0);
+    r.handle_frame(LinkId(1), &hello("room", 2), 0).unwrap();
+    r.handle_frame(LinkId(1), &hello("room", 2), 1).unwrap();
+    assert!(matches!(
+        r.handle_frame(LinkId(1), &hello("room", 3), 2),
+        Err(ProtocolError::PeerChanged { .. })
+    ));
+}

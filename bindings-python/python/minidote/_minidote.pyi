@@ -1,0 +1,93 @@
+"""Type stubs for the compiled extension ``minidote._minidote``."""
+
+import os
+from types import TracebackType
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+Key = Tuple[str, str, str]
+"""``(key, type, bucket)``; the type is one of counter_pn, counter_pn_sb,
+set_aw, set_rw, set_go, set_2p, register_mv, register_lww, flag_ew, flag_dw."""
+
+Update = Union[Tuple[Key, str], Tuple[Key, str, Any]]
+"""``(key, op)`` or ``(key, op, arg)``, e.g. ``(k, "increment", 2)``."""
+
+PROTOCOL_VERSION: int
+
+class Clock:
+    """An immutable vector clock; the bytes are the same in every binding."""
+
+    def __new__(cls) -> "Clock": ...
+    @staticmethod
+    def from_bytes(b: bytes) -> "Clock":
+        """Parse bytes made by ``to_bytes`` (here or in JS). Raises InvalidOperation."""
+    def to_bytes(self) -> bytes: ...
+    def to_dict(self) -> Dict[str, int]:
+        """``{replica_id (16 hex digits): highest seq seen}``."""
+    def merge(self, other: "Clock") -> "Clock":
+        """The least upper bound of both clocks."""
+    def concurrent(self, other: "Clock") -> bool:
+        """Neither clock is ≤ the other."""
+    def __le__(self, other: "Clock") -> bool: ...
+    def __lt__(self, other: "Clock") -> bool: ...
+    def __ge__(self, other: "Clock") -> bool: ...
+    def __gt__(self, other: "Clock") -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __len__(self) -> int: ...
+
+class Replica:
+    """A full replica of a room's data: durable in SQLite when ``path`` is
+    given, in memory otherwise; linked to peers and relays over TCP."""
+
+    def __new__(
+        cls,
+        path: Optional[Union[str, "os.PathLike[str]"]] = None,
+        *,
+        room: str = "default",
+        snapshot_every: int = 10000,
+        durability: str = "full",
+    ) -> "Replica": ...
+    @property
+    def id(self) -> str:
+        """16 hex digits; the same after reopening the same path."""
+    @property
+    def room(self) -> str: ...
+    @property
+    def path(self) -> Optional[str]: ...
+    @property
+    def closed(self) -> bool: ...
+    def update_objects(
+        self, updates: Iterable[Update], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+    ) -> Clock:
+        """Run one atomic transaction; return the clock that includes it.
+
+        Returns only once the transaction is stored. With ``clock``, wait
+        until this replica has seen it (``ClockTimeout`` after ``timeout``
+        seconds). Raises ``InvalidOperation`` if any update is invalid; then
+        nothing is applied."""
+    def read_objects(
+        self, keys: Iterable[Key], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+    ) -> Tuple[List[Any], Clock]:
+        """Read values (same order as ``keys``) and the clock they reflect."""
+    def listen(self, addr: str = "127.0.0.1:0") -> int:
+        """Accept peers on ``addr``; return the bound port."""
+    def connect(self, addr: str, token: Optional[str] = None) -> None:
+        """Link to a peer or a relay's TCP port; reconnect with backoff."""
+    def disconnect(self, addr: str) -> bool:
+        """Drop the link to ``addr`` (to make partitions)."""
+    def peers(self) -> List[Dict[str, Any]]:
+        """``[{"addr", "id", "connected", "clock"}]``."""
+    def stats(self) -> Dict[str, Any]:
+        """Counters: id, clock, buffered, pending_requests, txns_local, txns_remote, ..."""
+    def snapshot(self) -> None:
+        """Take a snapshot now and prune the log."""
+    def close(self) -> None:
+        """Close links and the store. Idempotent."""
+    def __enter__(self) -> "Replica": ...
+    def __exit__(
+        self,
+        exc_type: Optional[type],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...

@@ -1,0 +1,170 @@
+//! Conversions between Python objects and the core's values, keys, updates
+//! and clocks. Every failure is an `InvalidOperation` that names the culprit.
+
+use std::collections::BTreeMap;
+
+use minidote_core::codec::MAX_DEPTH;
+use minidote_core::{Key, Update, UpdateError, Value};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::errors::invalid;
+
+/// Python → Value. Lists and tuples become lists; dicts need str keys.
+pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    to_value_at(obj, 0)
+}
+
+fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool is a subclass of int: test it first.
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return match obj.extract::<i64>() {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => Err(invalid(
+                obj.py(),
+                format!("int {obj} is outside the 64-bit signed range"),
+            )),
+        };
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::Str(s.to_cow()?.into_owned()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    let nested = obj.is_instance_of::<PyList>()
+        || obj.is_instance_of::<PyTuple>()
+        || obj.is_instance_of::<PyDict>();
+    if nested && depth >= MAX_DEPTH {
+        return Err(invalid(
+            obj.py(),
+            format!("value nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|x| to_value_at(&x, depth + 1))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|x| to_value_at(&x, depth + 1))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut m = BTreeMap::new();
+        for (k, v) in d.iter() {
+            let Ok(k) = k.cast::<PyString>() else {
+                return Err(invalid(
+                    obj.py(),
+                    format!("map keys must be str, got {}", k.get_type().name()?),
+                ));
+            };
+            m.insert(k.to_cow()?.into_owned(), to_value_at(&v, depth + 1)?);
+        }
+        return Ok(Value::Map(m));
+    }
+    Err(invalid(
+        obj.py(),
+        format!(
+            "cannot store a value of type {}: use None, bool, int, float, str, bytes, list, tuple or dict",
+            obj.get_type().name()?
+        ),
+    ))
+}
+
+/// Value → Python.
+pub fn from_value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(f) => f.into_pyobject(py)?.into_any(),
+        Value::Str(s) => PyString::new(py, s).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Value::List(l) => {
+            let items = l
+                .iter()
+                .map(|x| from_value(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Value::Map(m) => {
+            let d = PyDict::new(py);
+            for (k, v) in m {
+                d.set_item(k, from_value(py, v)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+fn update_error(py: Python<'_>, e: UpdateError) -> PyErr {
+    invalid(py, e.to_string())
+}
+
+/// A `(key, type, bucket)` tuple → Key.
+pub fn to_key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
+    let py = obj.py();
+    let t = obj.cast::<PyTuple>().map_err(|_| {
+        invalid(
+            py,
+            format!("a key is a (key, type, bucket) tuple of str, got {obj}"),
+        )
+    })?;
+    if t.len() != 3 {
+        return Err(invalid(
+            py,
+            format!("a key is a (key, type, bucket) tuple of 3 str, got {obj}"),
+        ));
+    }
+    let part = |i: usize| -> PyResult<String> {
+        t.get_item(i)?
+            .extract::<String>()
+            .map_err(|_| invalid(py, format!("key parts must be str, got {obj}")))
+    };
+    let (k, ty, b) = (part(0)?, part(1)?, part(2)?);
+    Key::parse(&k, &ty, &b).map_err(|e| update_error(py, e))
+}
+
+/// A `(key, op)` or `(key, op, arg)` tuple → Update.
+pub fn to_update(obj: &Bound<'_, PyAny>, index: usize) -> PyResult<Update> {
+    let py = obj.py();
+    let t = obj.cast::<PyTuple>().map_err(|_| {
+        invalid(
+            py,
+            format!("update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"),
+        )
+    })?;
+    if !(2..=3).contains(&t.len()) {
+        return Err(invalid(
+            py,
+            format!("update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"),
+        ));
+    }
+    let key = to_key(&t.get_item(0)?)
+        .map_err(|e| invalid(py, format!("update #{index}: {}", e.value(py))))?;
+    let op: String = t
+        .get_item(1)?
+        .extract()
+        .map_err(|_| invalid(py, format!("update #{index}: the op name must be a str")))?;
+    let arg = if t.len() == 3 {
+        Some(to_value(&t.get_item(2)?)?)
+    } else {
+        None
+    };
+    Update::parse(key, &op, arg).map_err(|e| update_error(py, e.at(index)))
+}

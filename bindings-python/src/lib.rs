@@ -1,0 +1,488 @@
+//! `minidote._minidote`: the Python binding of minidote-core.
+//!
+//! The binding holds no CRDT logic: it converts values, stores the core's
+//! records in SQLite, carries frames over TCP, and waits (with the GIL
+//! released) for the core's tickets to complete.
+
+mod convert;
+mod errors;
+mod node;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use minidote_core::{ReadOutcome, Replica as CoreReplica, ReplicaId, UpdateOutcome, VectorClock};
+use pyo3::basic::CompareOp;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use node::{Done, Node, WaitError};
+
+/// Writes a warning to Python's `logging` (logger "minidote").
+pub(crate) fn log_warning(msg: String) {
+    let _ = Python::try_attach(|py| -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("minidote",))?;
+        logger.call_method1("warning", (msg,))?;
+        Ok(())
+    });
+}
+
+/// An immutable vector clock. Its bytes are the same in every binding, so a
+/// clock can travel between Python and JS and keep its session guarantee.
+#[pyclass(frozen, module = "minidote._minidote", name = "Clock")]
+#[derive(Clone)]
+struct Clock {
+    inner: VectorClock,
+}
+
+#[pymethods]
+impl Clock {
+    #[new]
+    fn py_new() -> Self {
+        Clock {
+            inner: VectorClock::new(),
+        }
+    }
+
+    /// Parses bytes made by `to_bytes()` (here or in JS).
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, b: &[u8]) -> PyResult<Self> {
+        VectorClock::from_bytes(b)
+            .map(|inner| Clock { inner })
+            .map_err(|e| errors::invalid(py, format!("not a minidote clock: {e}")))
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// `{replica_id (16 hex digits): seq}`.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (r, s) in self.inner.iter() {
+            d.set_item(r.to_string(), s)?;
+        }
+        Ok(d)
+    }
+
+    fn merge(&self, other: &Clock) -> Clock {
+        Clock {
+            inner: self.inner.merged(&other.inner),
+        }
+    }
+
+    fn concurrent(&self, other: &Clock) -> bool {
+        self.inner.concurrent(&other.inner)
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
+        let py = other.py();
+        let Ok(other) = other.extract::<PyRef<'_, Clock>>() else {
+            return py.NotImplemented();
+        };
+        let (a, b) = (&self.inner, &other.inner);
+        let r = match op {
+            CompareOp::Le => a.leq(b),
+            CompareOp::Lt => a.lt(b),
+            CompareOp::Ge => b.leq(a),
+            CompareOp::Gt => b.lt(a),
+            CompareOp::Eq => a == b,
+            CompareOp::Ne => a != b,
+        };
+        r.into_pyobject(py)
+            .map(|b| b.to_owned().into_any().unbind())
+            .unwrap_or_else(|_| py.None())
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner.hash(&mut h);
+        h.finish()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        let parts: Vec<String> = self
+            .inner
+            .iter()
+            .map(|(r, s)| format!("'{r}': {s}"))
+            .collect();
+        format!("Clock({{{}}})", parts.join(", "))
+    }
+}
+
+/// A replica: a full copy of the data, durable in SQLite when `path` is set,
+/// linked to peers over TCP.
+#[pyclass(frozen, module = "minidote._minidote", name = "Replica")]
+struct Replica {
+    node: std::sync::Mutex<Option<Arc<Node>>>,
+    id: String,
+    room: String,
+    path: Option<PathBuf>,
+}
+
+fn random_id() -> ReplicaId {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: fall back to time and address entropy.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ (&b as *const _ as u64).rotate_left(32)).to_le_bytes();
+    }
+    ReplicaId(u64::from_le_bytes(b))
+}
+
+fn deadline(timeout: Option<f64>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
+}
+
+fn wait_error(py: Python<'_>, e: WaitError, what: &str) -> PyErr {
+    match e {
+        WaitError::Timeout => errors::timeout(
+            py,
+            format!("{what}: the replica did not reach the given clock in time"),
+        ),
+        WaitError::Storage(m) => errors::storage(py, m),
+        WaitError::Closed => errors::base(py, "the replica is closed"),
+    }
+}
+
+impl Replica {
+    /// The node, without holding any lock: waits must never hold a lock
+    /// another Python thread could need while it holds the GIL.
+    fn node(&self, py: Python<'_>) -> PyResult<Arc<Node>> {
+        let g = self.node.lock().unwrap_or_else(|p| p.into_inner());
+        g.clone()
+            .ok_or_else(|| errors::base(py, "the replica is closed"))
+    }
+
+    /// Runs `f` on the node with the GIL released.
+    fn with_node<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Node) -> T + Send) -> PyResult<T> {
+        let n = self.node(py)?;
+        let out = py.detach(|| {
+            let out = f(&n);
+            n.shared.flush_logs();
+            out
+        });
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl Replica {
+    #[new]
+    #[pyo3(signature = (path=None, *, room="default".to_owned(), snapshot_every=10_000, durability="full".to_owned()))]
+    fn py_new(
+        py: Python<'_>,
+        path: Option<PathBuf>,
+        room: String,
+        snapshot_every: u64,
+        durability: String,
+    ) -> PyResult<Self> {
+        let full = match durability.as_str() {
+            "full" => true,
+            "normal" => false,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "durability must be \"full\" or \"normal\", got {other:?}"
+                )))
+            }
+        };
+        let opened = py.detach(|| -> Result<(Arc<Node>, String), String> {
+            let cfg = node::config(&room, path.is_some(), snapshot_every);
+            match &path {
+                None => {
+                    let r = CoreReplica::new(random_id(), cfg);
+                    let id = r.id().to_string();
+                    Ok((Arc::new(Node::new(r, None).map_err(|e| e.to_string())?), id))
+                }
+                Some(p) => {
+                    let started = Instant::now();
+                    let (mut st, loaded) = store::Store::open(p, &room, full, random_id()).map_err(|e| e.0)?;
+                    let (mut r, report) = CoreReplica::restore(
+                        loaded.id,
+                        cfg,
+                        loaded.snapshot.as_deref(),
+                        loaded.records.iter().map(|r| r.as_slice()),
+                        loaded.next_lsn,
+                    )
+                    .map_err(|e| format!("cannot recover {}: {e}", p.display()))?;
+                    let mut corrupt = None;
+                    if loaded.corrupt_rows > 0 {
+                        corrupt = Some(format!("{} log rows failed their checksum and were dropped", loaded.corrupt_rows));
+                    }
+                    if let Some((idx, why)) = &report.corrupt {
+                        st.truncate_after(*idx).map_err(|e| e.0)?;
+                        corrupt = Some(format!(
+                            "log record {idx} after the snapshot could not be replayed ({why}); it and later records were dropped"
+                        ));
+                    }
+                    r.set_recovery_ms(started.elapsed().as_millis() as u64);
+                    let id = r.id().to_string();
+                    let node = Arc::new(Node::new(r, Some(st)).map_err(|e| e.to_string())?);
+                    if let Some(c) = corrupt {
+                        crate::log_warning(format!("minidote: recovered {} with a damaged tail: {c}", p.display()));
+                        node.shared.lock().recovery_corrupt = Some(c);
+                    }
+                    Ok((node, id))
+                }
+            }
+        });
+        let (node, id) = opened.map_err(|e| errors::storage(py, e))?;
+        Ok(Replica {
+            node: std::sync::Mutex::new(Some(node)),
+            id,
+            room,
+            path,
+        })
+    }
+
+    /// The replica id: 16 hex digits, stable across reopening the same path.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    #[getter]
+    fn room(&self) -> &str {
+        &self.room
+    }
+
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        self.path.clone()
+    }
+
+    /// Runs one atomic transaction; returns the clock that includes it.
+    #[pyo3(signature = (updates, clock=None, timeout=Some(10.0)))]
+    fn update_objects(
+        &self,
+        py: Python<'_>,
+        updates: &Bound<'_, PyAny>,
+        clock: Option<PyRef<'_, Clock>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Clock> {
+        let mut ups = Vec::new();
+        for (i, u) in updates.try_iter()?.enumerate() {
+            ups.push(convert::to_update(&u?, i)?);
+        }
+        let client = clock.map(|c| c.inner.clone());
+        let node = self.node(py)?;
+        let result = py.detach(
+            || -> Result<VectorClock, Result<WaitError, minidote_core::UpdateError>> {
+                let mut inner = node.shared.lock();
+                if let Some(e) = &inner.storage_error {
+                    return Err(Ok(WaitError::Storage(e.clone())));
+                }
+                let waits_for_clock = client
+                    .as_ref()
+                    .is_some_and(|c| !c.leq(inner.replica.clock()));
+                let out = inner
+                    .replica
+                    .update_objects(ups, client.as_ref())
+                    .map_err(Err)?;
+                inner.drain(&node.shared.cond);
+                match out {
+                    UpdateOutcome::Committed(c) => Ok(c),
+                    UpdateOutcome::Pending(t) => {
+                        let d = if waits_for_clock {
+                            deadline(timeout)
+                        } else {
+                            None
+                        };
+                        match node.wait(inner, t, d).map_err(Ok)? {
+                            Done::Committed(c) => Ok(c),
+                            Done::Failed(e) => Err(Err(e)),
+                            Done::Read(..) => {
+                                unreachable!("an update ticket completes as an update")
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        py.detach(|| node.shared.flush_logs());
+        match result {
+            Ok(inner) => Ok(Clock { inner }),
+            Err(Ok(w)) => Err(wait_error(py, w, "update_objects")),
+            Err(Err(e)) => Err(errors::invalid(py, e.to_string())),
+        }
+    }
+
+    /// Reads objects; returns `(values, clock)`.
+    #[pyo3(signature = (keys, clock=None, timeout=Some(10.0)))]
+    fn read_objects<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        clock: Option<PyRef<'py, Clock>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut ks = Vec::new();
+        for k in keys.try_iter()? {
+            ks.push(convert::to_key(&k?)?);
+        }
+        let client = clock.map(|c| c.inner.clone());
+        let node = self.node(py)?;
+        let result = py.detach(
+            || -> Result<(Vec<minidote_core::Value>, VectorClock), WaitError> {
+                let mut inner = node.shared.lock();
+                let out = inner.replica.read_objects(ks, client.as_ref());
+                inner.drain(&node.shared.cond);
+                match out {
+                    ReadOutcome::Ready(v, c) => Ok((v, c)),
+                    ReadOutcome::Pending(t) => match node.wait(inner, t, deadline(timeout))? {
+                        Done::Read(v, c) => Ok((v, c)),
+                        _ => unreachable!("a read ticket completes as a read"),
+                    },
+                }
+            },
+        );
+        py.detach(|| node.shared.flush_logs());
+        let (values, clock) = result.map_err(|e| wait_error(py, e, "read_objects"))?;
+        let list = PyList::new(
+            py,
+            values
+                .iter()
+                .map(|v| convert::from_value(py, v))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?;
+        PyTuple::new(
+            py,
+            [
+                list.into_any(),
+                Bound::new(py, Clock { inner: clock })?.into_any(),
+            ],
+        )
+    }
+
+    /// Listens for peers on `addr`; returns the bound port.
+    #[pyo3(signature = (addr="127.0.0.1:0"))]
+    fn listen(&self, py: Python<'_>, addr: &str) -> PyResult<u16> {
+        self.with_node(py, |n| n.listen(addr))?
+            .map_err(|e| errors::storage(py, format!("cannot listen on {addr}: {e}")))
+    }
+
+    /// Links to a peer replica or a relay's TCP port; reconnects with backoff
+    /// until `disconnect(addr)` or `close()`.
+    #[pyo3(signature = (addr, token=None))]
+    fn connect(&self, py: Python<'_>, addr: String, token: Option<String>) -> PyResult<()> {
+        self.with_node(py, |n| n.connect(addr, token))
+    }
+
+    /// Drops the link to `addr`. Returns False if there was none.
+    fn disconnect(&self, py: Python<'_>, addr: &str) -> PyResult<bool> {
+        self.with_node(py, |n| n.disconnect(addr))
+    }
+
+    /// `[{"addr", "id", "connected", "clock"}]`.
+    fn peers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let peers = self.with_node(py, |n| n.peers())?;
+        let out = PyList::empty(py);
+        for (addr, id, connected, clock) in peers {
+            let d = PyDict::new(py);
+            d.set_item("addr", addr)?;
+            d.set_item("id", id)?;
+            d.set_item("connected", connected)?;
+            d.set_item("clock", Clock { inner: clock })?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Counters for observability (DESIGN.md §2.6).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (s, protocol_errors, last_protocol_error, recovery_corrupt) =
+            self.with_node(py, |n| n.stats())?;
+        let d = PyDict::new(py);
+        d.set_item("id", s.id.to_string())?;
+        d.set_item("room", &self.room)?;
+        d.set_item("clock", Clock { inner: s.clock })?;
+        d.set_item("buffered", s.buffered)?;
+        d.set_item("pending_requests", s.pending_requests)?;
+        d.set_item("txns_local", s.txns_local)?;
+        d.set_item("txns_remote", s.txns_remote)?;
+        d.set_item("duplicates", s.duplicates)?;
+        d.set_item("bytes_sent", s.bytes_sent)?;
+        d.set_item("bytes_received", s.bytes_received)?;
+        d.set_item("log_records", s.log_records)?;
+        d.set_item("log_len", s.log_len)?;
+        d.set_item("snapshots", s.snapshots)?;
+        d.set_item("snapshots_merged", s.snapshots_merged)?;
+        d.set_item("recovery_ms", s.last_recovery_ms)?;
+        d.set_item("recovery_records", s.last_recovery_records)?;
+        d.set_item("recovery_corrupt", recovery_corrupt)?;
+        d.set_item("protocol_errors", protocol_errors)?;
+        d.set_item("last_protocol_error", last_protocol_error)?;
+        let peers = PyList::empty(py);
+        for p in s.peers {
+            let pd = PyDict::new(py);
+            pd.set_item("id", p.id.map(|i| i.to_string()))?;
+            pd.set_item("connected", p.connected)?;
+            pd.set_item("clock", Clock { inner: p.clock })?;
+            pd.set_item("lag", p.lag)?;
+            peers.append(pd)?;
+        }
+        d.set_item("peers", peers)?;
+        Ok(d)
+    }
+
+    /// Takes a snapshot now, prunes the log, and waits until it is stored.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_node(py, |n| n.snapshot())?
+            .map_err(|e| wait_error(py, e, "snapshot"))
+    }
+
+    /// Closes links and the store. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(n) = node {
+            py.detach(move || n.close());
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.node.lock().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.path {
+            Some(p) => format!(
+                "Replica(id='{}', room='{}', path='{}')",
+                self.id,
+                self.room,
+                p.display()
+            ),
+            None => format!("Replica(id='{}', room='{}', memory)", self.id, self.room),
+        }
+    }
+}
+
+#[pymodule]
+fn _minidote(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Clock>()?;
+    m.add_class::<Replica>()?;
+    m.add("PROTOCOL_VERSION", minidote_core::PROTOCOL_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! The IO around one core replica: a SQLite writer thread doing group
+//! commits, and a tokio runtime running TCP links, listeners and timers.
+//!
+//! All of them share one `Mutex<Inner>`. Whoever changes the replica drains
+//! its outputs right away (`Inner::drain`): records go to the writer, frames
+//! to the links, completed tickets wake waiting Python threads through the
+//! condvar. Python threads wait with the GIL released.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use minidote_core::{
+    Config, Event, LinkId, ProtocolError, Record, Replica, Stats, Ticket, UpdateError, Value,
+    VectorClock,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc as tmpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// Largest frame accepted from a peer (snapshots can be large).
+pub const MAX_INCOMING_FRAME: usize = 64 << 20;
+
+/// A completed request.
+pub enum Done {
+    Committed(VectorClock),
+    Read(Vec<Value>, VectorClock),
+    Failed(UpdateError),
+}
+
+/// Why a wait ended without a result.
+pub enum WaitError {
+    Timeout,
+    Storage(String),
+    Closed,
+}
+
+struct LinkEntry {
+    tx: tmpsc::UnboundedSender<Vec<u8>>,
+    addr: String,
+    outgoing: bool,
+}
+
+struct Outgoing {
+    stop: CancellationToken,
+    link: Option<LinkId>,
+}
+
+pub struct Inner {
+    pub replica: Replica,
+    done: HashMap<Ticket, Done>,
+    links: HashMap<LinkId, LinkEntry>,
+    outgoing: HashMap<String, Outgoing>,
+    next_link: u64,
+    writer: Option<mpsc::Sender<Record>>,
+    last_record_lsn: u64,
+    durable_lsn: u64,
+    pub storage_error: Option<String>,
+    pub closed: bool,
+    pub protocol_errors: u64,
+    pub last_protocol_error: Option<String>,
+    pub recovery_corrupt: Option<String>,
+    logs: Vec<String>,
+}
+
+pub struct Shared {
+    pub inner: Mutex<Inner>,
+    pub cond: Condvar,
+    start: Instant,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Emits queued log lines, outside the lock.
+    pub fn flush_logs(&self) {
+        let logs = std::mem::take(&mut self.lock().logs);
+        for l in logs {
+            crate::log_warning(l);
+        }
+    }
+}
+
+impl Inner {
+    /// Carries out everything the replica asked for.
+    pub fn drain(&mut self, cond: &Condvar) {
+        let mut wake = false;
+        while let Some(r) = self.replica.poll_record() {
+            self.last_record_lsn = r.lsn();
+            match &self.writer {
+                Some(w) => {
+                    if w.send(r).is_err() && self.storage_error.is_none() {
+                        self.storage_error = Some("the storage writer stopped".into());
+                        wake = true;
+                    }
+                }
+                None => {
+                    // Memory-only replicas emit no records; keep the model
+                    // honest if one appears anyway.
+                    let lsn = r.lsn();
+                    self.replica.persisted(lsn);
+                }
+            }
+        }
+        while let Some(t) = self.replica.poll_transmit() {
+            if let Some(l) = self.links.get(&t.link) {
+                let _ = l.tx.send(t.frame);
+            }
+        }
+        while let Some(ev) = self.replica.poll_event() {
+            match ev {
+                Event::Committed { ticket, clock } => {
+                    self.done.insert(ticket, Done::Committed(clock));
+                    wake = true;
+                }
+                Event::ReadReady {
+                    ticket,
+                    values,
+                    clock,
+                } => {
+                    self.done.insert(ticket, Done::Read(values, clock));
+                    wake = true;
+                }
+                Event::UpdateFailed { ticket, error } => {
+                    self.done.insert(ticket, Done::Failed(error));
+                    wake = true;
+                }
+                Event::LinkFailed { link, error } => {
+                    let addr = self
+                        .links
+                        .get(&link)
+                        .map(|l| l.addr.clone())
+                        .unwrap_or_default();
+                    self.protocol_error(&addr, &error);
+                    // Dropping the sender lets the writer task flush the
+                    // queued Error frame, then close the socket.
+                    self.links.remove(&link);
+                }
+                Event::LinkUp { .. } | Event::Changed(_) => {}
+            }
+        }
+        if wake {
+            cond.notify_all();
+        }
+    }
+
+    fn protocol_error(&mut self, addr: &str, error: &ProtocolError) {
+        self.note_protocol_error(format!("minidote link {addr}: {error}"));
+    }
+
+    /// Counts a link-ending error and queues it for Python's logging. Never
+    /// call into Python while holding the lock: a Python thread may hold the
+    /// GIL while waiting for it.
+    pub fn note_protocol_error(&mut self, msg: String) {
+        self.protocol_errors += 1;
+        self.last_protocol_error = Some(msg.clone());
+        self.logs.push(msg);
+    }
+}
+
+/// One replica's IO: the shared state, the tokio runtime, the writer thread.
+pub struct Node {
+    pub shared: Arc<Shared>,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Node {
+    pub fn new(replica: Replica, store: Option<Store>) -> io::Result<Node> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("minidote-io")
+            .enable_all()
+            .build()?;
+        let (writer_tx, writer_rx) = match store {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel::<Record>();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                replica,
+                done: HashMap::new(),
+                links: HashMap::new(),
+                outgoing: HashMap::new(),
+                next_link: 1,
+                writer: writer_tx,
+                last_record_lsn: 0,
+                durable_lsn: 0,
+                storage_error: None,
+                closed: false,
+                protocol_errors: 0,
+                last_protocol_error: None,
+                recovery_corrupt: None,
+                logs: Vec::new(),
+            }),
+            cond: Condvar::new(),
+            start: Instant::now(),
+            stop: CancellationToken::new(),
+        });
+        let writer = match (store, writer_rx) {
+            (Some(store), Some(rx)) => {
+                let sh = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("minidote-writer".into())
+                        .spawn(move || writer_loop(store, rx, sh))?,
+                )
+            }
+            _ => None,
+        };
+        let sh = shared.clone();
+        rt.spawn(timer_loop(sh));
+        Ok(Node {
+            shared,
+            handle: rt.handle().clone(),
+            rt: Mutex::new(Some(rt)),
+            writer: Mutex::new(writer),
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Binds a TCP listener and accepts peers on it; returns the port.
+    pub fn listen(&self, addr: &str) -> io::Result<u16> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let port = std_listener.local_addr()?.port();
+        let _guard = self.rt().enter();
+        let listener = TcpListener::from_std(std_listener)?;
+        let sh = self.shared.clone();
+        self.rt().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sh.stop.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok((stream, peer)) => {
+                            let _ = stream.set_nodelay(true);
+                            tokio::spawn(run_link(sh.clone(), stream, peer.to_string(), None, false));
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+        });
+        Ok(port)
+    }
+
+    /// Keeps a link to `addr` up, reconnecting with backoff, until
+    /// `disconnect(addr)` or `close()`.
+    pub fn connect(&self, addr: String, token: Option<String>) {
+        let stop = {
+            let mut g = self.shared.lock();
+            if g.outgoing.contains_key(&addr) {
+                return;
+            }
+            let stop = self.shared.stop.child_token();
+            g.outgoing.insert(
+                addr.clone(),
+                Outgoing {
+                    stop: stop.clone(),
+                    link: None,
+                },
+            );
+            stop
+        };
+        let sh = self.shared.clone();
+        self.rt().spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            while !stop.is_cancelled() {
+                let attempt = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = TcpStream::connect(&addr) => r,
+                };
+                if let Ok(stream) = attempt {
+                    let _ = stream.set_nodelay(true);
+                    backoff = Duration::from_millis(50);
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = run_link(sh.clone(), stream, addr.clone(), token.clone(), true) => {}
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+
+    /// Drops the link to `addr` and stops reconnecting to it.
+    pub fn disconnect(&self, addr: &str) -> bool {
+        let mut g = self.shared.lock();
+        let Some(o) = g.outgoing.remove(addr) else {
+            return false;
+        };
+        o.stop.cancel();
+        let ids: Vec<LinkId> = g
+            .links
+            .iter()
+            .filter(|(_, l)| l.outgoing && l.addr == addr)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            g.links.remove(&id);
+            g.replica.link_closed(id);
+        }
+        g.drain(&self.shared.cond);
+        true
+    }
+
+    /// One entry per link and per `connect()` target without a live link.
+    pub fn peers(&self) -> Vec<(String, Option<String>, bool, VectorClock)> {
+        let g = self.shared.lock();
+        let stats = g.replica.stats();
+        let mut out = Vec::new();
+        let mut seen_addrs = Vec::new();
+        for p in &stats.peers {
+            if let Some(l) = g.links.get(&p.link) {
+                seen_addrs.push(l.addr.clone());
+                out.push((
+                    l.addr.clone(),
+                    p.id.map(|i| i.to_string()),
+                    p.connected,
+                    p.clock.clone(),
+                ));
+            }
+        }
+        for (addr, o) in &g.outgoing {
+            if o.link.is_none() && !seen_addrs.contains(addr) {
+                out.push((addr.clone(), None, false, VectorClock::new()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub fn stats(&self) -> (Stats, u64, Option<String>, Option<String>) {
+        let g = self.shared.lock();
+        (
+            g.replica.stats(),
+            g.protocol_errors,
+            g.last_protocol_error.clone(),
+            g.recovery_corrupt.clone(),
+        )
+    }
+
+    /// Takes a snapshot and waits until it is stored.
+    pub fn snapshot(&self) -> Result<(), WaitError> {
+        let mut g = self.shared.lock();
+        g.replica.snapshot();
+        g.drain(&self.shared.cond);
+        let target = g.last_record_lsn;
+        while g.writer.is_some() && g.durable_lsn < target {
+            if let Some(e) = &g.storage_error {
+                return Err(WaitError::Storage(e.clone()));
+            }
+            g = self.shared.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Waits for a ticket. With a deadline, a request still waiting for its
+    /// clock is cancelled when it passes; one that already ran is waited for.
+    pub fn wait(
+        &self,
+        mut g: MutexGuard<'_, Inner>,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+    ) -> Result<Done, WaitError> {
+        let mut deadline = deadline;
+        loop {
+            if let Some(d) = g.done.remove(&ticket) {
+                return Ok(d);
+            }
+            if let Some(e) = &g.storage_error {
+                return Err(WaitError::Storage(e.clone()));
+            }
+            if g.closed {
+                return Err(WaitError::Closed);
+            }
+            match deadline {
+                None => g = self.shared.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        if g.replica.cancel(ticket) {
+                            return Err(WaitError::Timeout);
+                        }
+                        // It ran already: only its record is being stored.
+                        deadline = None;
+                        continue;
+                    }
+                    g = self
+                        .shared
+                        .cond
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Stops everything: links, listeners, timers; flushes and closes the
+    /// store.
+    pub fn close(&self) {
+        {
+            let mut g = self.shared.lock();
+            if g.closed {
+                return;
+            }
+            g.closed = true;
+            let ids: Vec<LinkId> = g.links.keys().copied().collect();
+            for id in ids {
+                g.replica.link_closed(id);
+            }
+            g.links.clear();
+            g.outgoing.clear();
+            // Dropping the sender ends the writer after it stored the rest.
+            g.writer = None;
+        }
+        self.shared.stop.cancel();
+        self.shared.cond.notify_all();
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let rt = self.rt.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(mut store: Store, rx: mpsc::Receiver<Record>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        // Group commit: everything queued while the last fsync ran.
+        let mut batch = vec![first];
+        while batch.len() < 50_000 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let top = batch.last().map(Record::lsn).unwrap_or(0);
+        let result = store.append(&batch);
+        let mut g = shared.lock();
+        match result {
+            Ok(()) => {
+                g.durable_lsn = top;
+                g.replica.persisted(top);
+                g.drain(&shared.cond);
+                shared.cond.notify_all();
+            }
+            Err(e) => {
+                g.storage_error = Some(format!("writing to SQLite failed: {}", e.0));
+                shared.cond.notify_all();
+                return;
+            }
+        }
+    }
+}
+
+async fn timer_loop(sh: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = sh.stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        let now = sh.now_ms();
+        let mut g = sh.lock();
+        if g.closed {
+            break;
+        }
+        if g.replica.poll_timeout().is_some_and(|t| t <= now) {
+            g.replica.handle_timeout(now);
+            g.drain(&sh.cond);
+            drop(g);
+            sh.flush_logs();
+        }
+    }
+}
+
+/// Runs one connected link until it ends; cleans up after itself.
+async fn run_link(
+    sh: Arc<Shared>,
+    stream: TcpStream,
+    addr: String,
+    token: Option<String>,
+    outgoing: bool,
+) {
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = tmpsc::unbounded_channel();
+    let link = {
+        let mut g = sh.lock();
+        if g.closed {
+            return;
+        }
+        let id = LinkId(g.next_link);
+        g.next_link += 1;
+        g.links.insert(
+            id,
+            LinkEntry {
+                tx,
+                addr: addr.clone(),
+                outgoing,
+            },
+        );
+        if outgoing {
+            if let Some(o) = g.outgoing.get_mut(&addr) {
+                o.link = Some(id);
+            }
+        }
+        let now = sh.now_ms();
+        g.replica.link_open(id, token, now);
+        g.drain(&sh.cond);
+        id
+    };
+    let writer = tokio::spawn(write_loop(wr, rx));
+    read_loop(&sh, rd, link, &addr).await;
+    sh.flush_logs();
+    {
+        let mut g = sh.lock();
+        if g.links.remove(&link).is_some() {
+            g.replica.link_closed(link);
+        }
+        if let Some(o) = g.outgoing.get_mut(&addr) {
+            if o.link == Some(link) {
+                o.link = None;
+            }
+        }
+        g.drain(&sh.cond);
+    }
+    sh.flush_logs();
+    let _ = writer.await;
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(frame) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&frame);
+        // Coalesce what is already queued into one write.
+        while buf.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(f) => {
+                    buf.extend_from_slice(&(f.len() as u32).to_be_bytes());
+                    buf.extend_from_slice(&f);
+                }
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop(sh: &Arc<Shared>, mut rd: OwnedReadHalf, link: LinkId, addr: &str) {
+    let mut len = [0u8; 4];
+    let mut frame = Vec::new();
+    loop {
+        if rd.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        if n > MAX_INCOMING_FRAME {
+            sh.lock().note_protocol_error(format!(
+                "minidote link {addr}: frame of {n} bytes exceeds the {MAX_INCOMING_FRAME}-byte limit (garbage or a non-minidote peer)"
+            ));
+            return;
+        }
+        frame.resize(n, 0);
+        if rd.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        let mut g = sh.lock();
+        if !g.links.contains_key(&link) {
+            return;
+        }
+        let now = sh.now_ms();
+        let failed = g.replica.handle_frame(link, &frame, now).is_err();
+        g.drain(&sh.cond);
+        if failed {
+            return;
+        }
+    }
+}
+
+/// Builds the core configuration for a binding replica.
+pub fn config(room: &str, persistent: bool, snapshot_every: u64) -> Config {
+    Config {
+        room: room.to_owned(),
+        persistent,
+        snapshot_every,
+        anti_entropy_ms: 1_000,
+        idle_timeout_ms: 30_000,
+        ..Config::default()
+    }
+}

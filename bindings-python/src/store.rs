@@ -165,9 +165,11 @@ impl Store {
         let mut corrupt_rows = 0u64;
         let (snap_lsn, snapshot) = match snap {
             Some((lsn, body, sum)) if checksum(&body) == sum => (lsn, Some(body)),
-            Some((lsn, _, _)) => return Err(StoreError(format!(
+            Some((lsn, _, _)) => {
+                return Err(StoreError(format!(
                 "the snapshot at lsn {lsn} is corrupt; the file cannot be recovered automatically"
-            ))),
+            )))
+            }
             None => (0, None),
         };
         let mut records = Vec::new();

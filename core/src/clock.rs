@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
@@ -75,9 +76,13 @@ impl fmt::Debug for Dot {
 /// `1..=n` of that replica are all included. Missing entries are 0. Entries
 /// are kept sorted by replica id, which makes comparison and merge a linear
 /// walk and the encoding canonical.
+///
+/// The entries sit behind a shared pointer, so handing a clock to a caller
+/// (every transaction returns one) is a reference-count increment; the next
+/// change copies only if that caller still holds it.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct VectorClock {
-    entries: Vec<(ReplicaId, u64)>,
+    entries: Option<Arc<Vec<(ReplicaId, u64)>>>,
 }
 
 impl VectorClock {
@@ -96,11 +101,31 @@ impl VectorClock {
         c
     }
 
+    #[inline]
+    fn slice(&self) -> &[(ReplicaId, u64)] {
+        match &self.entries {
+            Some(v) => v.as_slice(),
+            None => &[],
+        }
+    }
+
+    #[inline]
+    fn vec_mut(&mut self) -> &mut Vec<(ReplicaId, u64)> {
+        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+    }
+
+    fn from_vec(v: Vec<(ReplicaId, u64)>) -> Self {
+        Self {
+            entries: (!v.is_empty()).then(|| Arc::new(v)),
+        }
+    }
+
     /// The entry for `replica` (0 if absent).
     #[inline]
     pub fn get(&self, replica: ReplicaId) -> u64 {
-        match self.entries.binary_search_by_key(&replica, |e| e.0) {
-            Ok(i) => self.entries[i].1,
+        let e = self.slice();
+        match e.binary_search_by_key(&replica, |e| e.0) {
+            Ok(i) => e[i].1,
             Err(_) => 0,
         }
     }
@@ -111,13 +136,13 @@ impl VectorClock {
         if seq == 0 {
             return;
         }
-        match self.entries.binary_search_by_key(&replica, |e| e.0) {
+        match self.slice().binary_search_by_key(&replica, |e| e.0) {
             Ok(i) => {
-                if self.entries[i].1 < seq {
-                    self.entries[i].1 = seq;
+                if self.slice()[i].1 < seq {
+                    self.vec_mut()[i].1 = seq;
                 }
             }
-            Err(i) => self.entries.insert(i, (replica, seq)),
+            Err(i) => self.vec_mut().insert(i, (replica, seq)),
         }
     }
 
@@ -129,27 +154,28 @@ impl VectorClock {
 
     /// Number of non-zero entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slice().len()
     }
 
     /// True for the empty clock.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slice().is_empty()
     }
 
     /// The non-zero entries, sorted by replica id.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (ReplicaId, u64)> + '_ {
-        self.entries.iter().copied()
+        self.slice().iter().copied()
     }
 
     /// `self ≤ other`: every entry of `self` is at most the one in `other`.
     pub fn leq(&self, other: &VectorClock) -> bool {
         let mut j = 0;
-        for &(r, s) in &self.entries {
-            while j < other.entries.len() && other.entries[j].0 < r {
+        let theirs = other.slice();
+        for &(r, s) in self.slice() {
+            while j < theirs.len() && theirs[j].0 < r {
                 j += 1;
             }
-            match other.entries.get(j) {
+            match theirs.get(j) {
                 Some(&(r2, s2)) if r2 == r => {
                     if s > s2 {
                         return false;
@@ -173,16 +199,19 @@ impl VectorClock {
 
     /// Pointwise maximum (the least upper bound), in place.
     pub fn merge(&mut self, other: &VectorClock) {
-        if other.entries.is_empty() {
+        if other.is_empty() || Self::same(self, other) {
             return;
         }
-        if self.entries.is_empty() {
+        if self.is_empty() {
             self.entries.clone_from(&other.entries);
             return;
         }
-        let mut out = Vec::with_capacity(self.entries.len().max(other.entries.len()));
+        if other.leq(self) {
+            return;
+        }
+        let (a, b) = (self.slice(), other.slice());
+        let mut out = Vec::with_capacity(a.len().max(b.len()));
         let (mut i, mut j) = (0, 0);
-        let (a, b) = (&self.entries, &other.entries);
         while i < a.len() && j < b.len() {
             match a[i].0.cmp(&b[j].0) {
                 Ordering::Less => {
@@ -202,7 +231,14 @@ impl VectorClock {
         }
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
-        self.entries = out;
+        *self = Self::from_vec(out);
+    }
+
+    fn same(a: &VectorClock, b: &VectorClock) -> bool {
+        match (&a.entries, &b.entries) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        }
     }
 
     /// Pointwise maximum, returning a new clock.
@@ -215,8 +251,8 @@ impl VectorClock {
     /// Appends the canonical encoding: a count, then `(replica u64 LE, seq
     /// varint)` pairs in ascending replica order.
     pub fn encode(&self, w: &mut Writer) {
-        w.varint(self.entries.len() as u64);
-        for &(r, s) in &self.entries {
+        w.varint(self.len() as u64);
+        for &(r, s) in self.slice() {
             w.u64_le(r.0);
             w.varint(s);
         }
@@ -239,13 +275,13 @@ impl VectorClock {
             }
             entries.push((id, seq));
         }
-        Ok(Self { entries })
+        Ok(Self::from_vec(entries))
     }
 
     /// The standalone encoding used by the bindings' `Clock.to_bytes()`:
     /// the protocol version byte, then the clock.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(1 + 1 + 9 * self.entries.len());
+        let mut w = Writer::with_capacity(1 + 1 + 9 * self.len());
         w.u8(crate::wire::PROTOCOL_VERSION);
         self.encode(&mut w);
         w.into_vec()
@@ -276,7 +312,7 @@ impl PartialOrd for VectorClock {
 impl fmt::Debug for VectorClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.entries.iter().map(|(r, s)| (r, s)))
+            .entries(self.slice().iter().map(|(r, s)| (r, s)))
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
@@ -107,20 +108,21 @@ impl FromStr for CrdtType {
 }
 
 /// An object's address: `(key, type, bucket)`. The type is part of the
-/// identity, so one name can hold objects of different types.
+/// identity, so one name can hold objects of different types. The strings
+/// are shared, so cloning a key never allocates.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
     /// The key name.
-    pub key: String,
+    pub key: Arc<str>,
     /// The object's type.
     pub ty: CrdtType,
     /// The bucket (namespace).
-    pub bucket: String,
+    pub bucket: Arc<str>,
 }
 
 impl Key {
     /// A key.
-    pub fn new(key: impl Into<String>, ty: CrdtType, bucket: impl Into<String>) -> Self {
+    pub fn new(key: impl Into<Arc<str>>, ty: CrdtType, bucket: impl Into<Arc<str>>) -> Self {
         Self {
             key: key.into(),
             ty,
@@ -143,8 +145,8 @@ impl Key {
     /// Decodes a key.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let ty = CrdtType::from_tag(r.u8()?)?;
-        let key = r.str()?.to_owned();
-        let bucket = r.str()?.to_owned();
+        let key = Arc::from(r.str()?);
+        let bucket = Arc::from(r.str()?);
         Ok(Self { key, ty, bucket })
     }
 }

@@ -44,8 +44,11 @@ impl Hasher for FxHasher {
             a.copy_from_slice(c);
             self.add(u64::from_le_bytes(a));
         }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut a = [0u8; 8];
+            a[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(a) ^ ((rest.len() as u64) << 59));
         }
     }
     #[inline]
@@ -337,11 +340,15 @@ enum Lacking<'a> {
     Snapshot,
 }
 
+/// A delivered transaction in the log; its bytes live in `Replica::log_bytes`
+/// (one arena, so logging a transaction allocates nothing and pruning is a
+/// truncate).
 #[derive(Debug)]
 struct LogEntry {
     origin: ReplicaId,
     seq: u64,
-    bytes: TxnBytes,
+    start: usize,
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -396,9 +403,9 @@ pub struct Replica {
     /// The next local transaction carries the full clock as deps (after a
     /// restart or a snapshot merge).
     deps_full: bool,
-    /// Reused encoding buffer.
-    scratch: Vec<u8>,
+
     log: Vec<LogEntry>,
+    log_bytes: Vec<u8>,
     /// The log holds every delivered transaction above this clock.
     log_base: VectorClock,
     buffer: CausalBuffer,
@@ -427,8 +434,9 @@ impl Replica {
             clock: VectorClock::new(),
             changed: Vec::new(),
             deps_full: true,
-            scratch: Vec::new(),
+
             log: Vec::new(),
+            log_bytes: Vec::new(),
             log_base: VectorClock::new(),
             buffer,
             pending: Vec::new(),
@@ -491,7 +499,7 @@ impl Replica {
                 ));
                 break;
             }
-            r.apply_txn(&txn, TxnBytes::from(bytes));
+            r.apply_txn(&txn, bytes);
             report.replayed += 1;
             r.records_since_snapshot += 1;
         }
@@ -505,6 +513,7 @@ impl Replica {
         self.clock = snap.clock.clone();
         self.log_base = snap.clock;
         self.log.clear();
+        self.log_bytes.clear();
     }
 
     // ----- getters -----
@@ -668,6 +677,7 @@ impl Replica {
             self.records.push_back(Record::Snapshot { lsn, bytes });
         }
         self.log.clear();
+        self.log_bytes.clear();
         self.log_base = self.clock.clone();
         self.records_since_snapshot = 0;
         self.stats.snapshots += 1;
@@ -895,7 +905,7 @@ impl Replica {
     pub fn catch_up(&self, theirs: &VectorClock) -> CatchUp {
         match self.lacking(theirs) {
             Lacking::Entries(e) if e.is_empty() => CatchUp::UpToDate,
-            Lacking::Entries(e) => CatchUp::Txns(e.into_iter().map(|e| e.bytes.clone()).collect()),
+            Lacking::Entries(e) => CatchUp::Txns(e.into_iter().map(|e| self.log_txn(e)).collect()),
             Lacking::Snapshot if self.all_local_durable() => {
                 CatchUp::Snapshot(self.state_snapshot())
             }
@@ -926,7 +936,7 @@ impl Replica {
         let entries: Vec<(ReplicaId, u64, TxnBytes)> = match self.lacking(theirs) {
             Lacking::Entries(e) => e
                 .into_iter()
-                .map(|e| (e.origin, e.seq, e.bytes.clone()))
+                .map(|e| (e.origin, e.seq, self.log_txn(e)))
                 .collect(),
             Lacking::Snapshot => {
                 if self.all_local_durable() {
@@ -1152,45 +1162,73 @@ impl Replica {
     /// Creates, applies and records one local transaction.
     fn commit_local(
         &mut self,
-        updates: Vec<Update>,
+        mut updates: Vec<Update>,
         client: VectorClock,
         ticket: Option<Ticket>,
     ) -> Result<Option<VectorClock>, UpdateError> {
         let Some(seq) = self.clock.get(self.id).checked_add(1) else {
             return Err(UpdateError::SeqExhausted);
         };
-        let effects = self.prepare_effects(updates)?;
-        let deps: VectorClock = if self.deps_full {
-            self.clock.iter().filter(|(r, _)| *r != self.id).collect()
+        let dot = Dot::new(self.id, seq);
+        let start = self.log_bytes.len();
+        let mut changed_keys = Vec::new();
+        if updates.len() == 1 {
+            // The common case, with one hash lookup and no effect list.
+            let Update { key, op } = updates.pop().expect("one update");
+            let slot = self.objects.get_mut(&key);
+            let effect = prepare(key.ty, slot.as_deref(), &[(0, &op)], self.id)?;
+            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
+            self.log_bytes = w.into_vec();
+            match slot {
+                Some(st) => {
+                    st.apply(&effect, dot);
+                    if st.is_bottom() {
+                        self.objects.remove(&key);
+                    }
+                }
+                None => {
+                    let mut st = State::bottom(key.ty);
+                    st.apply(&effect, dot);
+                    if !st.is_bottom() {
+                        self.objects.insert(key.clone(), st);
+                    }
+                }
+            }
+            if self.config.emit_changes {
+                changed_keys.push(key);
+            }
         } else {
-            self.changed
-                .iter()
-                .map(|r| (*r, self.clock.get(*r)))
-                .collect()
-        };
+            let effects = self.prepare_effects(updates)?;
+            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+            let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
+            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &refs);
+            self.log_bytes = w.into_vec();
+            drop(refs);
+            self.apply_effects(&effects, dot);
+            if self.config.emit_changes {
+                changed_keys.extend(effects.into_iter().map(|(k, _)| k));
+            }
+        }
+        let len = self.log_bytes.len() - start;
         self.changed.clear();
         self.deps_full = false;
-        let txn = Txn {
+        self.clock.raise(self.id, seq);
+        self.log.push(LogEntry {
             origin: self.id,
             seq,
-            deps,
-            effects,
-        };
-        let mut w = Writer::from_vec(std::mem::take(&mut self.scratch));
-        txn.encode_into(&mut w);
-        let mut buf = w.into_vec();
-        let bytes: TxnBytes = Arc::from(buf.as_slice());
-        buf.clear();
-        self.scratch = buf;
-        self.apply_txn(&txn, bytes.clone());
+            start,
+            len,
+        });
         self.stats.txns_local += 1;
         if self.config.emit_changes {
-            self.events.push_back(Event::Changed(
-                txn.effects.into_iter().map(|(k, _)| k).collect(),
-            ));
+            self.events.push_back(Event::Changed(changed_keys));
         }
         let ack_clock = self.clock.merged(&client);
         if self.config.persistent {
+            let bytes: TxnBytes = Arc::from(&self.log_bytes[start..start + len]);
             let lsn = self.lsn();
             self.records.push_back(Record::Txn {
                 lsn,
@@ -1207,10 +1245,24 @@ impl Replica {
             Ok(None)
         } else {
             self.durable_seq = seq;
-            self.broadcast(&bytes, self.id, seq, None);
+            // Allocate shared bytes only if some link needs them.
+            let mut shared: Option<TxnBytes> = None;
+            for l in self.links.values_mut() {
+                if l.peer.is_none() || l.peer_clock.get(self.id) >= seq {
+                    continue;
+                }
+                let b =
+                    shared.get_or_insert_with(|| Arc::from(&self.log_bytes[start..start + len]));
+                l.out.push(b.clone());
+                l.peer_clock.raise(self.id, seq);
+            }
             self.after_record();
             Ok(Some(ack_clock))
         }
+    }
+
+    fn log_txn(&self, e: &LogEntry) -> TxnBytes {
+        Arc::from(&self.log_bytes[e.start..e.start + e.len])
     }
 
     /// Validates nothing (the caller did) and folds the updates, grouped by
@@ -1242,10 +1294,8 @@ impl Replica {
         Ok(effects)
     }
 
-    /// Applies a transaction's effects, advances the clock and logs it.
-    fn apply_txn(&mut self, txn: &Txn, bytes: TxnBytes) {
-        let dot = Dot::new(txn.origin, txn.seq);
-        for (k, e) in &txn.effects {
+    fn apply_effects(&mut self, effects: &[(Key, Effect)], dot: Dot) {
+        for (k, e) in effects {
             match self.objects.get_mut(k) {
                 Some(s) => {
                     s.apply(e, dot);
@@ -1262,21 +1312,30 @@ impl Replica {
                 }
             }
         }
+    }
+
+    /// Applies a remote (or replayed) transaction, advances the clock and
+    /// logs its bytes.
+    fn apply_txn(&mut self, txn: &Txn, bytes: &[u8]) {
+        self.apply_effects(&txn.effects, Dot::new(txn.origin, txn.seq));
         self.clock.raise(txn.origin, txn.seq);
         if txn.origin != self.id && !self.changed.contains(&txn.origin) {
             self.changed.push(txn.origin);
         }
+        let start = self.log_bytes.len();
+        self.log_bytes.extend_from_slice(bytes);
         self.log.push(LogEntry {
             origin: txn.origin,
             seq: txn.seq,
-            bytes,
+            start,
+            len: bytes.len(),
         });
     }
 
     /// Delivers a remote transaction: apply, record, forward.
     fn deliver(&mut self, w: Waiting, from: Option<LinkId>) {
         let Waiting { txn, bytes } = w;
-        self.apply_txn(&txn, bytes.clone());
+        self.apply_txn(&txn, &bytes);
         if txn.origin == self.id {
             // Our own transaction, coming back (e.g. after restoring an old
             // copy): it is durable somewhere, so never reuse its seq.
@@ -1420,5 +1479,20 @@ impl Replica {
                 }
             }
         }
+    }
+}
+
+/// The sparse deps of the next local transaction: the entries that grew since
+/// the previous one (or the whole clock after a restart or snapshot merge).
+fn current_deps(
+    id: ReplicaId,
+    clock: &VectorClock,
+    changed: &[ReplicaId],
+    full: bool,
+) -> VectorClock {
+    if full {
+        clock.iter().filter(|(r, _)| *r != id).collect()
+    } else {
+        changed.iter().map(|r| (*r, clock.get(*r))).collect()
     }
 }

@@ -301,30 +301,8 @@ impl Txn {
 
     /// Appends the encoding to `w`.
     pub fn encode_into(&self, w: &mut Writer) {
-        w.u64_le(self.origin.0);
-        w.varint(self.seq);
-        self.deps.encode(w);
-        // The effects blob is length-prefixed. Write it after a one-byte
-        // placeholder and patch, moving the blob only if the length needs
-        // more than one varint byte.
-        let at = w.len();
-        w.u8(0);
-        let start = w.len();
-        w.varint(self.effects.len() as u64);
-        for (k, e) in &self.effects {
-            k.encode(w);
-            e.encode(w);
-        }
-        let len = w.len() - start;
-        let buf = w.buf_mut();
-        if len < 0x80 {
-            buf[at] = len as u8;
-        } else {
-            let mut prefix = Writer::new();
-            prefix.varint(len as u64);
-            let prefix = prefix.into_vec();
-            buf.splice(at..at + 1, prefix);
-        }
+        let refs: Vec<(&Key, &Effect)> = self.effects.iter().map(|(k, e)| (k, e)).collect();
+        encode_txn(w, self.origin, self.seq, &self.deps, &refs);
     }
 
     /// Decodes a whole transaction, effects included.
@@ -360,6 +338,41 @@ impl Txn {
             deps,
             effects,
         })
+    }
+}
+
+/// Appends one transaction's encoding from its parts (the replica encodes
+/// without building a [`Txn`]).
+pub fn encode_txn(
+    w: &mut Writer,
+    origin: ReplicaId,
+    seq: u64,
+    deps: &VectorClock,
+    effects: &[(&Key, &Effect)],
+) {
+    w.u64_le(origin.0);
+    w.varint(seq);
+    deps.encode(w);
+    // The effects blob is length-prefixed. Write it after a one-byte
+    // placeholder and patch, moving the blob only if the length needs more
+    // than one varint byte.
+    let at = w.len();
+    w.u8(0);
+    let start = w.len();
+    w.varint(effects.len() as u64);
+    for (k, e) in effects {
+        k.encode(w);
+        e.encode(w);
+    }
+    let len = w.len() - start;
+    let buf = w.buf_mut();
+    if len < 0x80 {
+        buf[at] = len as u8;
+    } else {
+        let mut prefix = Writer::new();
+        prefix.varint(len as u64);
+        let prefix = prefix.into_vec();
+        buf.splice(at..at + 1, prefix);
     }
 }
 

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python python demo bench-core fuzz sim-long
+.PHONY: test lint test-core test-python python demo bench-core bench-python fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python
@@ -44,6 +44,11 @@ demo:
 ## Criterion benchmarks of the core (results go in BENCHMARKS.md).
 bench-core:
 	$(CARGO) bench -p minidote-core --bench core
+
+## Python side-by-side benchmark (installs pycrdt and loro into the venv).
+bench-python: python
+	$(PY) -m pip install -q pycrdt loro
+	$(PY) benchmarks/python_bench.py
 
 ## Fuzz the decoders: FUZZ_SECONDS per target (default 60).
 FUZZ_SECONDS ?= 60

@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use minidote_core::{
-    CatchUp, Config, CrdtType, Frame, Key, Op, Replica, ReplicaId, Snapshot, Txn, TxnBytes, Update,
-    Value,
+    CatchUp, Config, CrdtType, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Snapshot, Txn,
+    TxnBytes, Update, Value,
 };
 
 fn likes() -> Key {
@@ -27,9 +27,12 @@ fn increments(id: u64, n: usize) -> Vec<TxnBytes> {
             ..Config::default()
         },
     );
-    let k = likes();
-    for _ in 0..n {
-        r.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None)
+    let keys: Vec<Key> = (0..1000)
+        .map(|i| Key::new(format!("likes{i}"), CrdtType::CounterPn, "demo"))
+        .collect();
+    for i in 0..n {
+        let k = keys[i % keys.len()].clone();
+        r.update_objects(vec![Update::new(k, Op::Increment(1))], None)
             .unwrap();
     }
     match r.catch_up(&Default::default()) {
@@ -110,18 +113,43 @@ fn local(c: &mut Criterion) {
     g.finish();
 }
 
+/// A replica with an open link from a peer, as a binding would drive it.
+fn linked(id: u64) -> Replica {
+    let mut r = Replica::new(
+        ReplicaId(id),
+        Config {
+            snapshot_every: 0,
+            ..Config::default()
+        },
+    );
+    r.link_open(LinkId(1), None, 0);
+    let hello = Frame::Hello(Hello {
+        replica: ReplicaId(u64::MAX),
+        room: "default".into(),
+        clock: Default::default(),
+        token: None,
+    });
+    r.handle_frame(LinkId(1), &hello.encode(), 0).unwrap();
+    while r.poll_transmit().is_some() {}
+    r
+}
+
 fn remote(c: &mut Criterion) {
     let mut g = c.benchmark_group("remote_apply");
-    let txns = increments(2, 100_000);
-    g.throughput(Throughput::Elements(txns.len() as u64));
+    let frames: Vec<Vec<u8>> = increments(2, 100_000)
+        .chunks(1000)
+        .map(|c| Frame::Txns(c.to_vec()).encode())
+        .collect();
+    g.throughput(Throughput::Elements(100_000));
     g.sample_size(20);
-    g.bench_function("100k_increments_batches_of_1000", |b| {
+    g.bench_function("100k_increments_over_1k_keys_in_frames_of_1000", |b| {
         b.iter_batched(
-            || memory(1),
+            || linked(1),
             |mut r| {
-                for chunk in txns.chunks(1000) {
-                    r.handle_txns(None, chunk.to_vec()).unwrap();
+                for f in &frames {
+                    r.handle_frame(LinkId(1), f, 1).unwrap();
                 }
+                assert_eq!(r.clock().get(ReplicaId(2)), 100_000);
                 r
             },
             BatchSize::LargeInput,
@@ -170,18 +198,15 @@ fn catch_up(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1_000_000));
     g.bench_function("1m_txns_behind_from_the_log", |b| {
         b.iter_batched(
-            || memory(1),
+            || linked(1),
             |mut r| {
                 let CatchUp::Txns(t) = source.catch_up(r.clock()) else {
                     unreachable!()
                 };
-                // As a link would: frames of at most 1 MiB, encoded and decoded.
+                // As a link carries it: frames of at most 1 MiB.
                 for chunk in t.chunks(30_000) {
                     let f = Frame::Txns(chunk.to_vec()).encode();
-                    let Frame::Txns(t) = Frame::decode(&f).unwrap() else {
-                        unreachable!()
-                    };
-                    r.handle_txns(None, t).unwrap();
+                    r.handle_frame(LinkId(1), &f, 1).unwrap();
                 }
                 assert_eq!(r.clock(), source.clock());
                 r

@@ -144,9 +144,18 @@ impl Key {
 
     /// Decodes a key.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::decode_with(r, &mut |s| Arc::from(s))
+    }
+
+    /// Decodes a key, making its strings with `intern` (so a replica can
+    /// share the strings of keys it already holds instead of allocating).
+    pub fn decode_with(
+        r: &mut Reader<'_>,
+        intern: &mut dyn FnMut(&str) -> Arc<str>,
+    ) -> Result<Self, DecodeError> {
         let ty = CrdtType::from_tag(r.u8()?)?;
-        let key = Arc::from(r.str()?);
-        let bucket = Arc::from(r.str()?);
+        let key = intern(r.str()?);
+        let bucket = intern(r.str()?);
         Ok(Self { key, ty, bucket })
     }
 }

@@ -78,6 +78,9 @@ impl FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// Bound on interned key strings, so hostile peers cannot grow it forever.
+const MAX_INTERNED: usize = 100_000;
+
 /// Settings of a replica.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -406,6 +409,9 @@ pub struct Replica {
 
     log: Vec<LogEntry>,
     log_bytes: Vec<u8>,
+    /// Key strings seen in remote transactions, shared instead of
+    /// allocated again for every transaction that names them.
+    strings: std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
     /// The log holds every delivered transaction above this clock.
     log_base: VectorClock,
     buffer: CausalBuffer,
@@ -437,6 +443,7 @@ impl Replica {
 
             log: Vec::new(),
             log_bytes: Vec::new(),
+            strings: Default::default(),
             log_base: VectorClock::new(),
             buffer,
             pending: Vec::new(),
@@ -819,8 +826,24 @@ impl Replica {
             return Err(ProtocolError::UnknownLink);
         };
         l.last_recv_ms = now_ms;
-        let frame = Frame::decode(bytes)?;
         let established = l.peer.is_some();
+        // Transaction batches, the bulk of the traffic, are applied straight
+        // from the frame's bytes.
+        if bytes.len() >= 2
+            && bytes[0] == crate::PROTOCOL_VERSION
+            && bytes[1] == crate::wire::TXNS_TAG
+        {
+            if !established {
+                return Err(ProtocolError::HelloExpected("Txns"));
+            }
+            let slices = crate::wire::split_txns(bytes)?;
+            let status = self.handle_txn_slices(Some(link), &slices)?;
+            if !status.missing.is_empty() {
+                self.request(link, now_ms);
+            }
+            return Ok(());
+        }
+        let frame = Frame::decode(bytes)?;
         match frame {
             Frame::Hello(h) => {
                 if h.room != self.config.room {
@@ -976,14 +999,33 @@ impl Replica {
         from: Option<LinkId>,
         txns: Vec<TxnBytes>,
     ) -> Result<ImportStatus, DecodeError> {
+        let slices: Vec<&[u8]> = txns.iter().map(|t| &t[..]).collect();
+        self.handle_txn_slices(from, &slices)
+    }
+
+    fn handle_txn_slices(
+        &mut self,
+        from: Option<LinkId>,
+        txns: &[&[u8]],
+    ) -> Result<ImportStatus, DecodeError> {
         let mut decoded = Vec::with_capacity(txns.len());
+        let strings = &mut self.strings;
+        let mut intern = |s: &str| -> Arc<str> {
+            if let Some(a) = strings.get(s) {
+                return a.clone();
+            }
+            let a: Arc<str> = Arc::from(s);
+            if strings.len() < MAX_INTERNED {
+                strings.insert(a.clone());
+            }
+            a
+        };
         for bytes in txns {
-            let txn = Txn::decode(&bytes)?;
-            decoded.push(Waiting { txn, bytes });
+            decoded.push((Txn::decode_with(bytes, &mut intern)?, *bytes));
         }
         let mut status = ImportStatus::default();
-        for w in decoded {
-            let (origin, seq) = (w.txn.origin, w.txn.seq);
+        for (txn, bytes) in decoded {
+            let (origin, seq) = (txn.origin, txn.seq);
             if let Some(l) = from.and_then(|f| self.links.get_mut(&f)) {
                 l.peer_clock.raise(origin, seq);
             }
@@ -992,11 +1034,15 @@ impl Replica {
                 self.stats.duplicates += 1;
                 continue;
             }
-            if self.deliverable(&w.txn) {
-                self.deliver(w, from);
+            if self.deliverable(&txn) {
+                self.deliver(&txn, bytes, None, from);
                 status.delivered += 1;
                 status.delivered += self.drain_buffer(from);
             } else {
+                let w = Waiting {
+                    txn,
+                    bytes: Arc::from(bytes),
+                };
                 match self.buffer.offer(w) {
                     Offer::Held { evicted } => {
                         status.buffered += 1;
@@ -1332,10 +1378,16 @@ impl Replica {
         });
     }
 
-    /// Delivers a remote transaction: apply, record, forward.
-    fn deliver(&mut self, w: Waiting, from: Option<LinkId>) {
-        let Waiting { txn, bytes } = w;
-        self.apply_txn(&txn, &bytes);
+    /// Delivers a remote transaction: apply, record, forward. `shared` is
+    /// the transaction's bytes as shared storage, if the caller has them.
+    fn deliver(
+        &mut self,
+        txn: &Txn,
+        bytes: &[u8],
+        mut shared: Option<TxnBytes>,
+        from: Option<LinkId>,
+    ) {
+        self.apply_txn(txn, bytes);
         if txn.origin == self.id {
             // Our own transaction, coming back (e.g. after restoring an old
             // copy): it is durable somewhere, so never reuse its seq.
@@ -1349,20 +1401,29 @@ impl Replica {
         }
         if self.config.persistent {
             let lsn = self.lsn();
+            let b = shared.get_or_insert_with(|| Arc::from(bytes)).clone();
             self.records.push_back(Record::Txn {
                 lsn,
                 local: false,
-                bytes: bytes.clone(),
+                bytes: b,
             });
         }
-        self.broadcast(&bytes, txn.origin, txn.seq, from);
+        for (id, l) in self.links.iter_mut() {
+            if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(txn.origin) >= txn.seq {
+                continue;
+            }
+            l.out
+                .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());
+            l.peer_clock.raise(txn.origin, txn.seq);
+        }
         self.after_record();
     }
 
     fn drain_buffer(&mut self, from: Option<LinkId>) -> usize {
         let mut n = 0;
         while let Some(w) = self.buffer.pop_ready(&self.clock) {
-            self.deliver(w, from);
+            let Waiting { txn, bytes } = w;
+            self.deliver(&txn, &bytes.clone(), Some(bytes), from);
             n += 1;
         }
         n

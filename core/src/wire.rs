@@ -234,6 +234,32 @@ impl Frame {
     }
 }
 
+/// Splits a whole `Txns` frame into its transactions' bytes without copying
+/// them (headers are validated, effects are not decoded).
+pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    let mut r = Reader::new(frame);
+    check_version(r.u8()?)?;
+    let t = r.u8()?;
+    if t != tag::TXNS {
+        return Err(DecodeError::InvalidTag {
+            what: "Txns frame",
+            tag: t,
+        });
+    }
+    let n = r.count(12)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        TxnHeader::decode(&mut r)?;
+        out.push(&frame[start..r.position()]);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// The tag byte of a `Txns` frame (after the version byte).
+pub const TXNS_TAG: u8 = tag::TXNS;
+
 /// A transaction's header: enough to route, deduplicate, order and store it
 /// without understanding any CRDT.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -307,6 +333,15 @@ impl Txn {
 
     /// Decodes a whole transaction, effects included.
     pub fn decode(bytes: &[u8]) -> Result<Txn, DecodeError> {
+        Self::decode_with(bytes, &mut |s| std::sync::Arc::from(s))
+    }
+
+    /// Decodes a whole transaction, making key strings with `intern` (see
+    /// [`Key::decode_with`]).
+    pub fn decode_with(
+        bytes: &[u8],
+        intern: &mut dyn FnMut(&str) -> std::sync::Arc<str>,
+    ) -> Result<Txn, DecodeError> {
         let mut r = Reader::new(bytes);
         let origin = ReplicaId(r.u64_le()?);
         let seq = r.varint()?;
@@ -320,7 +355,7 @@ impl Txn {
         let n = er.count(3)?;
         let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(n);
         for _ in 0..n {
-            let k = Key::decode(&mut er)?;
+            let k = Key::decode_with(&mut er, intern)?;
             let e = Effect::decode(k.ty, &mut er)?;
             effects.push((k, e));
         }

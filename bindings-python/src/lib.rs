@@ -181,7 +181,10 @@ impl Replica {
 #[pymethods]
 impl Replica {
     #[new]
-    #[pyo3(signature = (path=None, *, room="default".to_owned(), snapshot_every=10_000, durability="full".to_owned()))]
+    #[pyo3(
+        signature = (path=None, *, room="default".to_owned(), snapshot_every=10_000, durability="full".to_owned()),
+        text_signature = "(path=None, *, room='default', snapshot_every=10000, durability='full')"
+    )]
     fn py_new(
         py: Python<'_>,
         path: Option<PathBuf>,
@@ -264,7 +267,10 @@ impl Replica {
     }
 
     /// Runs one atomic transaction; returns the clock that includes it.
-    #[pyo3(signature = (updates, clock=None, timeout=Some(10.0)))]
+    #[pyo3(
+        signature = (updates, clock=None, timeout=Some(10.0)),
+        text_signature = "($self, updates, clock=None, timeout=10.0)"
+    )]
     fn update_objects(
         &self,
         py: Python<'_>,
@@ -320,7 +326,10 @@ impl Replica {
     }
 
     /// Reads objects; returns `(values, clock)`.
-    #[pyo3(signature = (keys, clock=None, timeout=Some(10.0)))]
+    #[pyo3(
+        signature = (keys, clock=None, timeout=Some(10.0)),
+        text_signature = "($self, keys, clock=None, timeout=10.0)"
+    )]
     fn read_objects<'py>(
         &self,
         py: Python<'py>,
@@ -402,7 +411,7 @@ impl Replica {
 
     /// Counters for observability (DESIGN.md §2.6).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (s, protocol_errors, last_protocol_error, recovery_corrupt) =
+        let (s, protocol_errors, last_protocol_error, recovery_corrupt, storage_commits) =
             self.with_node(py, |n| n.stats())?;
         let d = PyDict::new(py);
         d.set_item("id", s.id.to_string())?;
@@ -422,6 +431,7 @@ impl Replica {
         d.set_item("recovery_ms", s.last_recovery_ms)?;
         d.set_item("recovery_records", s.last_recovery_records)?;
         d.set_item("recovery_corrupt", recovery_corrupt)?;
+        d.set_item("storage_commits", storage_commits)?;
         d.set_item("protocol_errors", protocol_errors)?;
         d.set_item("last_protocol_error", last_protocol_error)?;
         let peers = PyList::empty(py);

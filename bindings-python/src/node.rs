@@ -66,6 +66,8 @@ pub struct Inner {
     pub protocol_errors: u64,
     pub last_protocol_error: Option<String>,
     pub recovery_corrupt: Option<String>,
+    /// SQLite transactions committed by the writer (group commits).
+    pub storage_commits: u64,
     logs: Vec<String>,
 }
 
@@ -208,6 +210,7 @@ impl Node {
                 protocol_errors: 0,
                 last_protocol_error: None,
                 recovery_corrupt: None,
+                storage_commits: 0,
                 logs: Vec::new(),
             }),
             cond: Condvar::new(),
@@ -354,13 +357,14 @@ impl Node {
         out
     }
 
-    pub fn stats(&self) -> (Stats, u64, Option<String>, Option<String>) {
+    pub fn stats(&self) -> (Stats, u64, Option<String>, Option<String>, u64) {
         let g = self.shared.lock();
         (
             g.replica.stats(),
             g.protocol_errors,
             g.last_protocol_error.clone(),
             g.recovery_corrupt.clone(),
+            g.storage_commits,
         )
     }
 
@@ -473,6 +477,7 @@ fn writer_loop(mut store: Store, rx: mpsc::Receiver<Record>, shared: Arc<Shared>
         let mut g = shared.lock();
         match result {
             Ok(()) => {
+                g.storage_commits += 1;
                 g.durable_lsn = top;
                 g.replica.persisted(top);
                 g.drain(&shared.cond);

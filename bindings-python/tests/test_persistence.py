@@ -158,6 +158,8 @@ def test_concurrent_writers_share_group_commits(tmp_path):
         for t in ts:
             t.join()
         assert r.read_objects([C])[0] == [400]
+        commits = r.stats()["storage_commits"]
+        assert commits < 400, f"{commits} SQLite commits for 400 updates: no group commit"
     with minidote.Replica(p) as r:
         assert r.read_objects([C])[0] == [400]
 

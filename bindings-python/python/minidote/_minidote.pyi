@@ -1,18 +1,19 @@
 """Type stubs for the compiled extension ``minidote._minidote``."""
 
+# A key is ``(key, type, bucket)``; the type is one of counter_pn,
+# counter_pn_sb, set_aw, set_rw, set_go, set_2p, register_mv, register_lww,
+# flag_ew, flag_dw. An update is ``(key, op)`` or ``(key, op, arg)``, e.g.
+# ``(k, "increment", 2)``.
+
 import os
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union, final
 
-Key = Tuple[str, str, str]
-"""``(key, type, bucket)``; the type is one of counter_pn, counter_pn_sb,
-set_aw, set_rw, set_go, set_2p, register_mv, register_lww, flag_ew, flag_dw."""
-
-Update = Union[Tuple[Key, str], Tuple[Key, str, Any]]
-"""``(key, op)`` or ``(key, op, arg)``, e.g. ``(k, "increment", 2)``."""
+__all__ = ["Clock", "Replica", "PROTOCOL_VERSION"]
 
 PROTOCOL_VERSION: int
 
+@final
 class Clock:
     """An immutable vector clock; the bytes are the same in every binding."""
 
@@ -27,15 +28,16 @@ class Clock:
         """The least upper bound of both clocks."""
     def concurrent(self, other: "Clock") -> bool:
         """Neither clock is ≤ the other."""
-    def __le__(self, other: "Clock") -> bool: ...
-    def __lt__(self, other: "Clock") -> bool: ...
-    def __ge__(self, other: "Clock") -> bool: ...
-    def __gt__(self, other: "Clock") -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __le__(self, other: "Clock", /) -> bool: ...
+    def __lt__(self, other: "Clock", /) -> bool: ...
+    def __ge__(self, other: "Clock", /) -> bool: ...
+    def __gt__(self, other: "Clock", /) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __len__(self) -> int: ...
 
+@final
 class Replica:
     """A full replica of a room's data: durable in SQLite when ``path`` is
     given, in memory otherwise; linked to peers and relays over TCP."""
@@ -58,7 +60,9 @@ class Replica:
     @property
     def closed(self) -> bool: ...
     def update_objects(
-        self, updates: Iterable[Update], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+        self,
+        updates: Iterable[Union[Tuple[Tuple[str, str, str], str], Tuple[Tuple[str, str, str], str, Any]]],
+        clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
     ) -> Clock:
         """Run one atomic transaction; return the clock that includes it.
 
@@ -67,7 +71,7 @@ class Replica:
         seconds). Raises ``InvalidOperation`` if any update is invalid; then
         nothing is applied."""
     def read_objects(
-        self, keys: Iterable[Key], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+        self, keys: Iterable[Tuple[str, str, str]], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
     ) -> Tuple[List[Any], Clock]:
         """Read values (same order as ``keys``) and the clock they reflect."""
     def listen(self, addr: str = "127.0.0.1:0") -> int:

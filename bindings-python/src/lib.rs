@@ -287,6 +287,9 @@ impl Replica {
         let result = py.detach(
             || -> Result<VectorClock, Result<WaitError, minidote_core::UpdateError>> {
                 let mut inner = node.shared.lock();
+                if inner.closed {
+                    return Err(Ok(WaitError::Closed));
+                }
                 if let Some(e) = &inner.storage_error {
                     return Err(Ok(WaitError::Storage(e.clone())));
                 }
@@ -346,6 +349,9 @@ impl Replica {
         let result = py.detach(
             || -> Result<(Vec<minidote_core::Value>, VectorClock), WaitError> {
                 let mut inner = node.shared.lock();
+                if inner.closed {
+                    return Err(WaitError::Closed);
+                }
                 let out = inner.replica.read_objects(ks, client.as_ref());
                 inner.drain(&node.shared.cond);
                 match out {

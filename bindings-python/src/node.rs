@@ -42,10 +42,23 @@ pub enum WaitError {
 }
 
 struct LinkEntry {
-    tx: tmpsc::UnboundedSender<Vec<u8>>,
+    tx: tmpsc::Sender<Vec<u8>>,
     addr: String,
     outgoing: bool,
+    /// Cancelled when the link must end (protocol error, slow consumer,
+    /// disconnect, close); stops its reader even if the peer is silent.
+    cancel: CancellationToken,
 }
+
+impl Drop for LinkEntry {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Frames queued for one peer before it counts as a slow consumer and is
+/// disconnected (rather than letting its queue grow without bound).
+const LINK_QUEUE_FRAMES: usize = 4096;
 
 struct Outgoing {
     stop: CancellationToken,
@@ -68,6 +81,9 @@ pub struct Inner {
     pub recovery_corrupt: Option<String>,
     /// SQLite transactions committed by the writer (group commits).
     pub storage_commits: u64,
+    /// Records must be stored: with the writer gone (closed), nothing may be
+    /// reported persisted.
+    persistent: bool,
     logs: Vec<String>,
 }
 
@@ -109,6 +125,15 @@ impl Inner {
                         wake = true;
                     }
                 }
+                None if self.persistent => {
+                    // Closed: the record can never be stored, so it must
+                    // never be reported persisted.
+                    if self.storage_error.is_none() {
+                        self.storage_error =
+                            Some("the replica is closed; the update was not stored".into());
+                        wake = true;
+                    }
+                }
                 None => {
                     // Memory-only replicas emit no records; keep the model
                     // honest if one appears anyway.
@@ -117,9 +142,21 @@ impl Inner {
                 }
             }
         }
+        let mut slow = Vec::new();
         while let Some(t) = self.replica.poll_transmit() {
             if let Some(l) = self.links.get(&t.link) {
-                let _ = l.tx.send(t.frame);
+                if let Err(tmpsc::error::TrySendError::Full(_)) = l.tx.try_send(t.frame) {
+                    slow.push(t.link);
+                }
+            }
+        }
+        for link in slow {
+            if let Some(l) = self.links.remove(&link) {
+                self.replica.link_closed(link);
+                self.note_protocol_error(format!(
+                    "minidote link {}: peer is not reading ({LINK_QUEUE_FRAMES} frames queued); disconnected as a slow consumer",
+                    l.addr
+                ));
             }
         }
         while let Some(ev) = self.replica.poll_event() {
@@ -195,6 +232,7 @@ impl Node {
             }
             None => (None, None),
         };
+        let persistent = writer_tx.is_some();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 replica,
@@ -211,6 +249,7 @@ impl Node {
                 last_protocol_error: None,
                 recovery_corrupt: None,
                 storage_commits: 0,
+                persistent,
                 logs: Vec::new(),
             }),
             cond: Condvar::new(),
@@ -521,7 +560,8 @@ async fn run_link(
     outgoing: bool,
 ) {
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = tmpsc::unbounded_channel();
+    let (tx, rx) = tmpsc::channel(LINK_QUEUE_FRAMES);
+    let cancel = sh.stop.child_token();
     let link = {
         let mut g = sh.lock();
         if g.closed {
@@ -535,6 +575,7 @@ async fn run_link(
                 tx,
                 addr: addr.clone(),
                 outgoing,
+                cancel: cancel.clone(),
             },
         );
         if outgoing {
@@ -548,7 +589,10 @@ async fn run_link(
         id
     };
     let writer = tokio::spawn(write_loop(wr, rx));
-    read_loop(&sh, rd, link, &addr).await;
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = read_loop(&sh, rd, link, &addr) => {}
+    }
     sh.flush_logs();
     {
         let mut g = sh.lock();
@@ -566,7 +610,7 @@ async fn run_link(
     let _ = writer.await;
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::Receiver<Vec<u8>>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(frame) = rx.recv().await {
         buf.clear();

@@ -724,8 +724,9 @@ impl Replica {
         }
         self.clock.merge(theirs);
         self.deps_full = true;
-        let own = self.clock.get(self.id);
-        self.durable_seq = self.durable_seq.max(own);
+        // Only our own transactions the peer already has are durable
+        // elsewhere; local ones still waiting for storage stay unconfirmed.
+        self.durable_seq = self.durable_seq.max(theirs.get(self.id));
         self.buffer.drop_covered(&self.clock);
         self.stats.snapshots_merged += 1;
         if self.config.emit_changes && !changed.is_empty() {
@@ -733,7 +734,7 @@ impl Replica {
         }
         // Our state now includes transactions no record holds: persist it.
         self.snapshot();
-        self.drain_buffer(None);
+        self.drain_buffer();
         self.run_pending();
     }
 
@@ -1037,7 +1038,7 @@ impl Replica {
             if self.deliverable(&txn) {
                 self.deliver(&txn, bytes, None, from);
                 status.delivered += 1;
-                status.delivered += self.drain_buffer(from);
+                status.delivered += self.drain_buffer();
             } else {
                 let w = Waiting {
                     txn,
@@ -1419,11 +1420,15 @@ impl Replica {
         self.after_record();
     }
 
-    fn drain_buffer(&mut self, from: Option<LinkId>) -> usize {
+    fn drain_buffer(&mut self) -> usize {
         let mut n = 0;
+        // Released transactions go to every link that lacks them (the
+        // peer-clock check prevents echoes), including the one whose
+        // transaction unblocked them.
         while let Some(w) = self.buffer.pop_ready(&self.clock) {
             let Waiting { txn, bytes } = w;
-            self.deliver(&txn, &bytes.clone(), Some(bytes), from);
+            let shared = bytes.clone();
+            self.deliver(&txn, &bytes, Some(shared), None);
             n += 1;
         }
         n

@@ -153,6 +153,17 @@ impl<'a> Reader<'a> {
     /// overlong and overflowing encodings.
     #[inline]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Most varints (seqs, lengths, small deltas) fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_multi()
+    }
+
+    fn varint_multi(&mut self) -> Result<u64, DecodeError> {
         let mut out: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;

@@ -993,8 +993,10 @@ impl Replica {
     }
 
     /// Handles a batch of encoded remote transactions (from a link, or from
-    /// any other source when `from` is None). The whole batch is decoded
-    /// first; if any transaction is malformed, nothing is applied.
+    /// any other source when `from` is None), in order. Each transaction is
+    /// applied whole or not at all. A malformed transaction stops the batch
+    /// with an error; the ones before it stay applied (each was complete and
+    /// causally ready, so that is safe), the ones after it are not looked at.
     pub fn handle_txns(
         &mut self,
         from: Option<LinkId>,
@@ -1009,8 +1011,11 @@ impl Replica {
         from: Option<LinkId>,
         txns: &[&[u8]],
     ) -> Result<ImportStatus, DecodeError> {
-        let mut decoded = Vec::with_capacity(txns.len());
-        let strings = &mut self.strings;
+        // Each transaction is decoded and handled in turn (it is hot in the
+        // cache when applied). A malformed one stops the batch: the valid
+        // transactions before it were each applied whole and in causal
+        // order, which is safe; the error ends the link.
+        let mut strings = std::mem::take(&mut self.strings);
         let mut intern = |s: &str| -> Arc<str> {
             if let Some(a) = strings.get(s) {
                 return a.clone();
@@ -1021,11 +1026,16 @@ impl Replica {
             }
             a
         };
-        for bytes in txns {
-            decoded.push((Txn::decode_with(bytes, &mut intern)?, *bytes));
-        }
         let mut status = ImportStatus::default();
-        for (txn, bytes) in decoded {
+        let mut failed = None;
+        for &bytes in txns {
+            let txn = match Txn::decode_with(bytes, &mut intern) {
+                Ok(t) => t,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
             let (origin, seq) = (txn.origin, txn.seq);
             if let Some(l) = from.and_then(|f| self.links.get_mut(&f)) {
                 l.peer_clock.raise(origin, seq);
@@ -1063,6 +1073,7 @@ impl Replica {
                 }
             }
         }
+        self.strings = strings;
         status.buffered = status.buffered.min(self.buffer.len());
         if !self.buffer.is_empty() {
             status.missing = self.buffer.missing(&self.clock);
@@ -1070,7 +1081,10 @@ impl Replica {
         if status.delivered > 0 {
             self.run_pending();
         }
-        Ok(status)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(status),
+        }
     }
 
     // ----- time -----

@@ -238,20 +238,31 @@ fn merging_a_snapshot_does_not_make_unstored_local_transactions_durable() {
     let mut a = Replica::new(ReplicaId(1), persistent(0));
     let mut b = Replica::new(ReplicaId(2), Config::default());
     let k = key("c", CrdtType::CounterPn);
-    a.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None).unwrap();
-    b.update_objects(vec![Update::new(k.clone(), Op::Increment(5))], None).unwrap();
+    a.update_objects(vec![Update::new(k.clone(), Op::Increment(1))], None)
+        .unwrap();
+    b.update_objects(vec![Update::new(k.clone(), Op::Increment(5))], None)
+        .unwrap();
     // a's transaction is handed out but not stored when b's state arrives.
     a.merge_snapshot(&b.state_snapshot());
     assert_eq!(a.value(&k), Value::Int(6));
     assert!(
-        matches!(a.catch_up(&Default::default()), minidote_core::CatchUp::Deferred),
+        matches!(
+            a.catch_up(&Default::default()),
+            minidote_core::CatchUp::Deferred
+        ),
         "a snapshot holding an unstored local transaction must not be served"
     );
-    assert!(matches!(a.read_objects(vec![k.clone()], None), ReadOutcome::Pending(_)));
+    assert!(matches!(
+        a.read_objects(vec![k.clone()], None),
+        ReadOutcome::Pending(_)
+    ));
     let mut top = 0;
     while let Some(r) = a.poll_record() {
         top = r.lsn();
     }
     a.persisted(top);
-    assert!(matches!(a.catch_up(&Default::default()), minidote_core::CatchUp::Snapshot(_)));
+    assert!(matches!(
+        a.catch_up(&Default::default()),
+        minidote_core::CatchUp::Snapshot(_)
+    ));
 }

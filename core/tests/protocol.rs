@@ -241,7 +241,7 @@ fn bad_peers_are_refused_with_an_error_frame_and_other_links_carry_on() {
 }
 
 #[test]
-fn a_frame_with_one_bad_transaction_applies_none_of_it() {
+fn a_bad_transaction_ends_the_link_and_is_never_applied() {
     let mut r = Replica::new(ReplicaId(1), cfg("room"));
     r.link_open(LinkId(1), None, 0);
     r.handle_frame(LinkId(1), &hello("room", 2), 0).unwrap();
@@ -264,8 +264,10 @@ fn a_frame_with_one_bad_transaction_applies_none_of_it() {
     bad[12] = 42; // the key's type tag: origin 8, seq, deps, len, count
     let frame = Frame::Txns(vec![good.into(), bad.into()]).encode();
     assert!(r.handle_frame(LinkId(1), &frame, 1).is_err());
-    assert_eq!(r.value(&k), Value::Int(0));
-    assert!(r.clock().is_empty());
+    // The valid transaction before it was applied whole; the bad one not.
+    assert_eq!(r.value(&k), Value::Int(5));
+    assert_eq!(r.clock().get(ReplicaId(2)), 1);
+    assert!(r.stats().peers.is_empty(), "the link was dropped");
 }
 
 fn txn(origin: u64, seq: u64, deps: &[(u64, u64)], n: i64) -> minidote_core::TxnBytes {

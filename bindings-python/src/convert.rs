@@ -116,55 +116,108 @@ fn update_error(py: Python<'_>, e: UpdateError) -> PyErr {
     invalid(py, e.to_string())
 }
 
-/// A `(key, type, bucket)` tuple → Key.
-pub fn to_key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
-    let py = obj.py();
-    let t = obj.cast::<PyTuple>().map_err(|_| {
-        invalid(
-            py,
-            format!("a key is a (key, type, bucket) tuple of str, got {obj}"),
-        )
-    })?;
-    if t.len() != 3 {
-        return Err(invalid(
-            py,
-            format!("a key is a (key, type, bucket) tuple of 3 str, got {obj}"),
-        ));
-    }
-    let part = |i: usize| -> PyResult<String> {
-        t.get_item(i)?
-            .extract::<String>()
-            .map_err(|_| invalid(py, format!("key parts must be str, got {obj}")))
-    };
-    let (k, ty, b) = (part(0)?, part(1)?, part(2)?);
-    Key::parse(&k, &ty, &b).map_err(|e| update_error(py, e))
+/// Converts the updates (or keys) of one call. Batches usually repeat the
+/// same key tuple, type and bucket strings and op names (the very same
+/// Python objects), so it remembers the last ones by identity and skips
+/// converting them again: under the stable ABI for Python 3.9, each str →
+/// UTF-8 conversion goes through a temporary bytes object.
+#[derive(Default)]
+pub struct Converter<'py> {
+    last_key: Option<(Bound<'py, PyAny>, Key)>,
+    last_ty: Option<(Bound<'py, PyAny>, minidote_core::CrdtType)>,
+    last_bucket: Option<(Bound<'py, PyAny>, std::sync::Arc<str>)>,
+    last_op: Option<(Bound<'py, PyAny>, String)>,
 }
 
-/// A `(key, op)` or `(key, op, arg)` tuple → Update.
-pub fn to_update(obj: &Bound<'_, PyAny>, index: usize) -> PyResult<Update> {
-    let py = obj.py();
-    let t = obj.cast::<PyTuple>().map_err(|_| {
-        invalid(
-            py,
-            format!("update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"),
-        )
-    })?;
-    if !(2..=3).contains(&t.len()) {
-        return Err(invalid(
-            py,
-            format!("update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"),
-        ));
+impl<'py> Converter<'py> {
+    /// A `(key, type, bucket)` tuple → Key.
+    pub fn key(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Key> {
+        if let Some((o, k)) = &self.last_key {
+            if o.is(obj) {
+                return Ok(k.clone());
+            }
+        }
+        let py = obj.py();
+        let t = obj.cast::<PyTuple>().map_err(|_| {
+            invalid(
+                py,
+                format!("a key is a (key, type, bucket) tuple of str, got {obj}"),
+            )
+        })?;
+        if t.len() != 3 {
+            return Err(invalid(
+                py,
+                format!("a key is a (key, type, bucket) tuple of 3 str, got {obj}"),
+            ));
+        }
+        let text = |item: &Bound<'py, PyAny>| -> PyResult<String> {
+            item.extract::<String>()
+                .map_err(|_| invalid(py, format!("key parts must be str, got {obj}")))
+        };
+        let name = text(&t.get_item(0)?)?;
+        let ty_obj = t.get_item(1)?;
+        let ty = match &self.last_ty {
+            Some((o, ty)) if o.is(&ty_obj) => *ty,
+            _ => {
+                let ty: minidote_core::CrdtType = text(&ty_obj)?
+                    .parse()
+                    .map_err(|e: UpdateError| update_error(py, e))?;
+                self.last_ty = Some((ty_obj, ty));
+                ty
+            }
+        };
+        let bucket_obj = t.get_item(2)?;
+        let bucket = match &self.last_bucket {
+            Some((o, b)) if o.is(&bucket_obj) => b.clone(),
+            _ => {
+                let b: std::sync::Arc<str> = text(&bucket_obj)?.into();
+                self.last_bucket = Some((bucket_obj, b.clone()));
+                b
+            }
+        };
+        let key = Key::new(name, ty, bucket);
+        self.last_key = Some((obj.clone(), key.clone()));
+        Ok(key)
     }
-    let key = to_key(&t.get_item(0)?)
-        .map_err(|e| invalid(py, format!("update #{index}: {}", e.value(py))))?;
-    let op: String = t
-        .get_item(1)?
-        .extract()
-        .map_err(|_| invalid(py, format!("update #{index}: the op name must be a str")))?;
-    let arg = if t.len() == 3 {
-        Some(to_value(&t.get_item(2)?)?)
-    } else {
-        None
-    };
-    Update::parse(key, &op, arg).map_err(|e| update_error(py, e.at(index)))
+
+    /// A `(key, op)` or `(key, op, arg)` tuple → Update.
+    pub fn update(&mut self, obj: &Bound<'py, PyAny>, index: usize) -> PyResult<Update> {
+        let py = obj.py();
+        let t = obj.cast::<PyTuple>().map_err(|_| {
+            invalid(
+                py,
+                format!(
+                    "update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"
+                ),
+            )
+        })?;
+        if !(2..=3).contains(&t.len()) {
+            return Err(invalid(
+                py,
+                format!(
+                    "update #{index}: an update is a (key, op) or (key, op, arg) tuple, got {obj}"
+                ),
+            ));
+        }
+        let key = self
+            .key(&t.get_item(0)?)
+            .map_err(|e| invalid(py, format!("update #{index}: {}", e.value(py))))?;
+        let op_obj = t.get_item(1)?;
+        let op = match &self.last_op {
+            Some((o, name)) if o.is(&op_obj) => name.clone(),
+            _ => {
+                let name: String = op_obj.extract().map_err(|_| {
+                    invalid(py, format!("update #{index}: the op name must be a str"))
+                })?;
+                self.last_op = Some((op_obj, name.clone()));
+                name
+            }
+        };
+        let arg = if t.len() == 3 {
+            Some(to_value(&t.get_item(2)?)?)
+        } else {
+            None
+        };
+        Update::parse(key, &op, arg).map_err(|e| update_error(py, e.at(index)))
+    }
 }

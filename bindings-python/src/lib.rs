@@ -279,8 +279,9 @@ impl Replica {
         timeout: Option<f64>,
     ) -> PyResult<Clock> {
         let mut ups = Vec::new();
+        let mut conv = convert::Converter::default();
         for (i, u) in updates.try_iter()?.enumerate() {
-            ups.push(convert::to_update(&u?, i)?);
+            ups.push(conv.update(&u?, i)?);
         }
         let client = clock.map(|c| c.inner.clone());
         let node = self.node(py)?;
@@ -341,8 +342,9 @@ impl Replica {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let mut ks = Vec::new();
+        let mut conv = convert::Converter::default();
         for k in keys.try_iter()? {
-            ks.push(convert::to_key(&k?)?);
+            ks.push(conv.key(&k?)?);
         }
         let client = clock.map(|c| c.inner.clone());
         let node = self.node(py)?;

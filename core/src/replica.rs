@@ -1338,14 +1338,23 @@ impl Replica {
         }
         let mut index: FxMap<&Key, usize> = FxMap::default();
         let mut groups: Vec<(&Key, Vec<(usize, &Op)>)> = Vec::new();
+        let mut last: Option<usize> = None;
         for (i, u) in updates.iter().enumerate() {
-            match index.get(&u.key) {
-                Some(&g) => groups[g].1.push((i, &u.op)),
+            // Batches often hit one key many times in a row: skip the hash.
+            if let Some(g) = last.filter(|&g| *groups[g].0 == u.key) {
+                groups[g].1.push((i, &u.op));
+                continue;
+            }
+            let g = match index.get(&u.key) {
+                Some(&g) => g,
                 None => {
                     index.insert(&u.key, groups.len());
-                    groups.push((&u.key, vec![(i, &u.op)]));
+                    groups.push((&u.key, Vec::new()));
+                    groups.len() - 1
                 }
-            }
+            };
+            groups[g].1.push((i, &u.op));
+            last = Some(g);
         }
         let mut effects = Vec::with_capacity(groups.len());
         for (key, ops) in &groups {

@@ -383,31 +383,7 @@ impl Sim {
     /// (into the network), events (to sessions).
     fn drain(&mut self, i: usize) {
         loop {
-            let mut progressed = false;
-            while let Some(rec) = self.nodes[i]
-                .replica
-                .as_mut()
-                .and_then(Replica::poll_record)
-            {
-                progressed = true;
-                match rec {
-                    Record::Txn { lsn, local, bytes } => {
-                        if local {
-                            self.register(&bytes);
-                        }
-                        self.nodes[i].unsynced.push(Stored {
-                            lsn,
-                            snapshot: false,
-                            bytes: bytes.to_vec(),
-                        });
-                    }
-                    Record::Snapshot { lsn, bytes } => self.nodes[i].unsynced.push(Stored {
-                        lsn,
-                        snapshot: true,
-                        bytes,
-                    }),
-                }
-            }
+            let mut progressed = self.drain_records_only(i);
             if !self.nodes[i].unsynced.is_empty() && self.rng.chance(0.3) {
                 self.fsync(i);
                 progressed = true;
@@ -813,30 +789,34 @@ impl Sim {
 
     /// Moves freshly emitted records to the unsynced list (registering local
     /// transactions) without syncing or sending anything.
-    fn drain_records_only(&mut self, i: usize) {
+    fn drain_records_only(&mut self, i: usize) -> bool {
+        let mut any = false;
         while let Some(rec) = self.nodes[i]
             .replica
             .as_mut()
             .and_then(Replica::poll_record)
         {
-            match rec {
+            any = true;
+            let stored = match rec {
                 Record::Txn { lsn, local, bytes } => {
                     if local {
                         self.register(&bytes);
                     }
-                    self.nodes[i].unsynced.push(Stored {
+                    Stored {
                         lsn,
                         snapshot: false,
                         bytes: bytes.to_vec(),
-                    });
+                    }
                 }
-                Record::Snapshot { lsn, bytes } => self.nodes[i].unsynced.push(Stored {
+                Record::Snapshot { lsn, bytes } => Stored {
                     lsn,
                     snapshot: true,
                     bytes,
-                }),
-            }
+                },
+            };
+            self.nodes[i].unsynced.push(stored);
         }
+        any
     }
 
     // ----- the loop -----

@@ -221,10 +221,9 @@ impl Sim {
         let node = &self.nodes[i];
         let snap_idx = node.disk.iter().rposition(|s| s.snapshot);
         let snapshot = snap_idx.map(|k| node.disk[k].bytes.clone());
-        let records: Vec<Vec<u8>> = node
-            .disk
+        let after_snapshot = snap_idx.map_or(0, |k| k + 1);
+        let records: Vec<Vec<u8>> = node.disk[after_snapshot..]
             .iter()
-            .skip(snap_idx.map_or(0, |k| k + 1))
             .filter(|s| !s.snapshot)
             .map(|s| s.bytes.clone())
             .collect();

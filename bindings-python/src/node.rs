@@ -27,6 +27,13 @@ use crate::store::Store;
 /// Largest frame accepted from a peer (snapshots can be large).
 pub const MAX_INCOMING_FRAME: usize = 64 << 20;
 
+/// Largest frame accepted before the peer's `Hello` was accepted, so an
+/// unauthenticated connection cannot make us allocate much.
+pub const MAX_FRAME_BEFORE_HELLO: usize = 64 << 10;
+
+/// Most simultaneous links accepted by the listeners of one replica.
+pub const MAX_ACCEPTED_LINKS: usize = 1024;
+
 /// A completed request.
 pub enum Done {
     Committed(VectorClock),
@@ -295,6 +302,15 @@ impl Node {
                     _ = sh.stop.cancelled() => break,
                     r = listener.accept() => match r {
                         Ok((stream, peer)) => {
+                            let incoming = sh.lock().links.values().filter(|l| !l.outgoing).count();
+                            if incoming >= MAX_ACCEPTED_LINKS {
+                                sh.lock().note_protocol_error(format!(
+                                    "minidote listener: refused {peer}: already {MAX_ACCEPTED_LINKS} incoming links"
+                                ));
+                                sh.flush_logs();
+                                drop(stream);
+                                continue;
+                            }
                             let _ = stream.set_nodelay(true);
                             tokio::spawn(run_link(sh.clone(), stream, peer.to_string(), None, false));
                         }
@@ -641,9 +657,14 @@ async fn read_loop(sh: &Arc<Shared>, mut rd: OwnedReadHalf, link: LinkId, addr: 
             return;
         }
         let n = u32::from_be_bytes(len) as usize;
-        if n > MAX_INCOMING_FRAME {
+        let limit = if sh.lock().replica.link_established(link) {
+            MAX_INCOMING_FRAME
+        } else {
+            MAX_FRAME_BEFORE_HELLO
+        };
+        if n > limit {
             sh.lock().note_protocol_error(format!(
-                "minidote link {addr}: frame of {n} bytes exceeds the {MAX_INCOMING_FRAME}-byte limit (garbage or a non-minidote peer)"
+                "minidote link {addr}: frame of {n} bytes exceeds the {limit}-byte limit (garbage or a non-minidote peer)"
             ));
             return;
         }

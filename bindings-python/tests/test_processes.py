@@ -143,3 +143,15 @@ def test_a_room_mismatch_ends_the_link_with_a_logged_protocol_error(mem, caplog)
     assert "room" in (a.stats()["last_protocol_error"] or "")
     a.update_objects([(C, "increment", 1)])
     assert b.read_objects([C])[0] == [0], "nothing crossed rooms"
+
+
+def test_a_large_frame_before_hello_is_refused_without_allocating_it(mem):
+    a = mem()
+    port = a.listen("127.0.0.1:0")
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack(">I", 1 << 20))  # 1 MiB, before any Hello
+        while s.recv(4096):
+            pass
+    wait_until(lambda: a.stats()["protocol_errors"] >= 1, what="refusal")
+    assert "65536-byte limit" in a.stats()["last_protocol_error"]

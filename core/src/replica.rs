@@ -766,6 +766,11 @@ impl Replica {
         self.send(link, &hello);
     }
 
+    /// True once the peer's `Hello` on `link` was accepted.
+    pub fn link_established(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| l.peer.is_some())
+    }
+
     /// The link is gone (closed by either side, or after `LinkFailed`).
     pub fn link_closed(&mut self, link: LinkId) {
         self.links.remove(&link);

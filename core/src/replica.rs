@@ -843,11 +843,7 @@ impl Replica {
                 return Err(ProtocolError::HelloExpected("Txns"));
             }
             let slices = crate::wire::split_txns(bytes)?;
-            let status = self.handle_txn_slices(Some(link), &slices)?;
-            if !status.missing.is_empty() {
-                self.request(link, now_ms);
-            }
-            return Ok(());
+            return self.on_txns(link, &slices, now_ms);
         }
         let frame = Frame::decode(bytes)?;
         match frame {
@@ -879,12 +875,11 @@ impl Replica {
             }
             Frame::Error { code, message } => Err(ProtocolError::Remote { code, message }),
             f if !established => Err(ProtocolError::HelloExpected(f.name())),
+            // Unreachable in practice (the fast path above takes every
+            // Txns frame), but correct if it ever is reached.
             Frame::Txns(txns) => {
-                let status = self.handle_txns(Some(link), txns)?;
-                if !status.missing.is_empty() {
-                    self.request(link, now_ms);
-                }
-                Ok(())
+                let slices: Vec<&[u8]> = txns.iter().map(|t| &t[..]).collect();
+                self.on_txns(link, &slices, now_ms)
             }
             Frame::Need(clock) => {
                 if let Some(l) = self.links.get_mut(&link) {
@@ -910,6 +905,20 @@ impl Replica {
             }
             Frame::Pong(_) => Ok(()),
         }
+    }
+
+    /// Applies a batch received on `link`, asking for what it still lacks.
+    fn on_txns(
+        &mut self,
+        link: LinkId,
+        slices: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<(), ProtocolError> {
+        let status = self.handle_txn_slices(Some(link), slices)?;
+        if !status.missing.is_empty() {
+            self.request(link, now_ms);
+        }
+        Ok(())
     }
 
     /// Sends `Need` on `link` unless one went out very recently (a cheap
@@ -1154,7 +1163,14 @@ impl Replica {
             if let Some((ticket, clock)) = u.ack {
                 self.events.push_back(Event::Committed { ticket, clock });
             }
-            self.broadcast(&u.bytes, self.id, u.seq, None);
+            forward(
+                &mut self.links,
+                self.id,
+                u.seq,
+                None,
+                &u.bytes,
+                &mut Some(u.bytes.clone()),
+            );
             released = true;
         }
         if released {
@@ -1311,17 +1327,8 @@ impl Replica {
             Ok(None)
         } else {
             self.durable_seq = seq;
-            // Allocate shared bytes only if some link needs them.
-            let mut shared: Option<TxnBytes> = None;
-            for l in self.links.values_mut() {
-                if l.peer.is_none() || l.peer_clock.get(self.id) >= seq {
-                    continue;
-                }
-                let b =
-                    shared.get_or_insert_with(|| Arc::from(&self.log_bytes[start..start + len]));
-                l.out.push(b.clone());
-                l.peer_clock.raise(self.id, seq);
-            }
+            let bytes = &self.log_bytes[start..start + len];
+            forward(&mut self.links, self.id, seq, None, bytes, &mut None);
             self.after_record();
             Ok(Some(ack_clock))
         }
@@ -1437,14 +1444,14 @@ impl Replica {
                 bytes: b,
             });
         }
-        for (id, l) in self.links.iter_mut() {
-            if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(txn.origin) >= txn.seq {
-                continue;
-            }
-            l.out
-                .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());
-            l.peer_clock.raise(txn.origin, txn.seq);
-        }
+        forward(
+            &mut self.links,
+            txn.origin,
+            txn.seq,
+            from,
+            bytes,
+            &mut shared,
+        );
         self.after_record();
     }
 
@@ -1468,18 +1475,6 @@ impl Replica {
             && self.records_since_snapshot >= self.config.snapshot_every
         {
             self.snapshot();
-        }
-    }
-
-    /// Queues a delivered transaction for every established link except its
-    /// source whose peer does not have it yet.
-    fn broadcast(&mut self, bytes: &TxnBytes, origin: ReplicaId, seq: u64, from: Option<LinkId>) {
-        for (id, l) in self.links.iter_mut() {
-            if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(origin) >= seq {
-                continue;
-            }
-            l.out.push(bytes.clone());
-            l.peer_clock.raise(origin, seq);
         }
     }
 
@@ -1588,5 +1583,26 @@ fn current_deps(
         clock.iter().filter(|(r, _)| *r != id).collect()
     } else {
         changed.iter().map(|r| (*r, clock.get(*r))).collect()
+    }
+}
+
+/// Queues a delivered transaction on every established link, except its
+/// source, whose peer does not have it yet. The shared bytes are made at most
+/// once, and only if some link needs them.
+fn forward(
+    links: &mut BTreeMap<LinkId, Link>,
+    origin: ReplicaId,
+    seq: u64,
+    from: Option<LinkId>,
+    bytes: &[u8],
+    shared: &mut Option<TxnBytes>,
+) {
+    for (id, l) in links.iter_mut() {
+        if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(origin) >= seq {
+            continue;
+        }
+        l.out
+            .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());
+        l.peer_clock.raise(origin, seq);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{key, sync};
+use common::{key, sync_pair};
 use minidote_core::{
     CatchUp, Config, CrdtType, Dot, Key, Op, Replica, ReplicaId, Snapshot, Update, UpdateOutcome,
     Value, VectorClock,
@@ -117,14 +117,7 @@ fn execute(actions: &[(u8, u8, u8, u8)], only: Option<CrdtType>) -> Run {
         if kind % 4 == 0 {
             let j = usize::from(a) % REPLICAS;
             if i != j {
-                let (from, to) = if i < j {
-                    let (l, rr) = replicas.split_at_mut(j);
-                    (&l[i], &mut rr[0])
-                } else {
-                    let (l, rr) = replicas.split_at_mut(i);
-                    (&rr[0], &mut l[j])
-                };
-                sync(from, to);
+                sync_pair(&mut replicas, i, j);
             }
             continue;
         }
@@ -332,8 +325,7 @@ proptest! {
         let mut run = execute(&acts, None);
         // Gather everything at replica 0 to get every transaction.
         for j in 1..REPLICAS {
-            let (l, r) = run.replicas.split_at_mut(j);
-            sync(&r[0], &mut l[0]);
+            sync_pair(&mut run.replicas, j, 0);
         }
         let all = match run.replicas[0].catch_up(&VectorClock::new()) {
             CatchUp::Txns(t) => t,

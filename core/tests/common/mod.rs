@@ -51,24 +51,17 @@ pub fn sync(from: &Replica, to: &mut Replica) {
     }
 }
 
-/// Syncs every pair until all replicas agree.
-pub fn sync_all(rs: &mut [Replica]) {
-    for _ in 0..2 {
-        for i in 0..rs.len() {
-            for j in 0..rs.len() {
-                if i != j {
-                    let (a, b) = if i < j {
-                        let (l, r) = rs.split_at_mut(j);
-                        (&l[i], &mut r[0])
-                    } else {
-                        let (l, r) = rs.split_at_mut(i);
-                        (&r[0], &mut l[j])
-                    };
-                    sync(a, b);
-                }
-            }
-        }
-    }
+/// Delivers to `rs[to]` everything `rs[from]` has that it lacks.
+pub fn sync_pair(rs: &mut [Replica], from: usize, to: usize) {
+    assert_ne!(from, to);
+    let (a, b) = if from < to {
+        let (l, r) = rs.split_at_mut(to);
+        (&l[from], &mut r[0])
+    } else {
+        let (l, r) = rs.split_at_mut(from);
+        (&r[0], &mut l[to])
+    };
+    sync(a, b);
 }
 
 pub fn ints(v: &[i64]) -> Value {

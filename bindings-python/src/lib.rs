@@ -321,7 +321,10 @@ impl Replica {
                 }
             },
         );
-        py.detach(|| node.shared.flush_logs());
+        node.shared
+            .try_take_logs()
+            .into_iter()
+            .for_each(log_warning);
         match result {
             Ok(inner) => Ok(Clock { inner }),
             Err(Ok(w)) => Err(wait_error(py, w, "update_objects")),
@@ -365,7 +368,10 @@ impl Replica {
                 }
             },
         );
-        py.detach(|| node.shared.flush_logs());
+        node.shared
+            .try_take_logs()
+            .into_iter()
+            .for_each(log_warning);
         let (values, clock) = result.map_err(|e| wait_error(py, e, "read_objects"))?;
         let list = PyList::new(
             py,

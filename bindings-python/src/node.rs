@@ -111,6 +111,16 @@ impl Shared {
     }
 
     /// Emits queued log lines, outside the lock.
+    /// Logs that are waiting, if the lock is free right now (else the IO
+    /// thread flushes them later). Called with the GIL held, so it must not
+    /// wait for the lock.
+    pub fn try_take_logs(&self) -> Vec<String> {
+        match self.inner.try_lock() {
+            Ok(mut g) if !g.logs.is_empty() => std::mem::take(&mut g.logs),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn flush_logs(&self) {
         let logs = std::mem::take(&mut self.lock().logs);
         for l in logs {

@@ -1,5 +1,6 @@
 //! The causal buffer: remote transactions that arrived before their
-//! dependencies, held until they can be delivered.
+//! dependencies, held until they can be delivered. Generic over what is
+//! held, so the relay can buffer bare headers with the same rules.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,41 @@ use crate::wire::{Txn, TxnBytes};
 pub(crate) struct Waiting {
     pub txn: Txn,
     pub bytes: TxnBytes,
+}
+
+/// Something with a transaction's identity and dependencies.
+pub trait Causal {
+    /// The replica that made the transaction.
+    fn origin(&self) -> ReplicaId;
+    /// Its seq at that replica (≥ 1).
+    fn seq(&self) -> u64;
+    /// Its dependencies, sparse as on the wire: `(origin, seq - 1)` is
+    /// implied.
+    fn deps(&self) -> &VectorClock;
+}
+
+impl Causal for Waiting {
+    fn origin(&self) -> ReplicaId {
+        self.txn.origin
+    }
+    fn seq(&self) -> u64 {
+        self.txn.seq
+    }
+    fn deps(&self) -> &VectorClock {
+        &self.txn.deps
+    }
+}
+
+impl Causal for crate::wire::TxnHeader {
+    fn origin(&self) -> ReplicaId {
+        self.origin
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn deps(&self) -> &VectorClock {
+        &self.deps
+    }
 }
 
 /// A range of transactions of one origin that this replica lacks.
@@ -26,15 +62,15 @@ pub struct MissingRange {
 
 /// Bounded buffer of undeliverable transactions, indexed by origin and seq.
 #[derive(Debug)]
-pub(crate) struct CausalBuffer {
-    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, Waiting>>,
+pub struct CausalBuffer<T> {
+    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, T>>,
     len: usize,
     capacity: usize,
 }
 
 /// What happened to a transaction offered to the buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Offer {
+pub enum Offer {
     /// Now held; `evicted` if a higher seq of the same origin was dropped
     /// to make room.
     Held {
@@ -48,7 +84,8 @@ pub(crate) enum Offer {
     Dropped,
 }
 
-impl CausalBuffer {
+impl<T: Causal> CausalBuffer<T> {
+    /// An empty buffer that holds at most `capacity` transactions.
     pub fn new(capacity: usize) -> Self {
         Self {
             by_origin: BTreeMap::new(),
@@ -57,10 +94,12 @@ impl CausalBuffer {
         }
     }
 
+    /// How many transactions are held.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -69,9 +108,9 @@ impl CausalBuffer {
     /// higher seq than the highest held entry of its origin, or that origin
     /// holds nothing, `w` is dropped; otherwise the origin's highest entry is
     /// evicted to make room, because lower seqs unblock delivery sooner.
-    pub fn offer(&mut self, w: Waiting) -> Offer {
-        let origin = w.txn.origin;
-        let seq = w.txn.seq;
+    pub fn offer(&mut self, w: T) -> Offer {
+        let origin = w.origin();
+        let seq = w.seq();
         if self
             .by_origin
             .get(&origin)
@@ -101,15 +140,14 @@ impl CausalBuffer {
 
     /// Removes and returns one transaction deliverable at `clock`, if any:
     /// the next seq of some origin whose dependencies `clock` covers.
-    pub fn pop_ready(&mut self, clock: &VectorClock) -> Option<Waiting> {
+    pub fn pop_ready(&mut self, clock: &VectorClock) -> Option<T> {
         let mut found = None;
         for (origin, m) in &self.by_origin {
             let Some(next) = clock.get(*origin).checked_add(1) else {
                 continue;
             };
             if let Some(w) = m.get(&next) {
-                if w.txn
-                    .deps
+                if w.deps()
                     .iter()
                     .all(|(r, s)| r == *origin || clock.get(r) >= s)
                 {
@@ -153,7 +191,7 @@ impl CausalBuffer {
                 *e = (*e).max(lowest - 1);
             }
             for w in m.values() {
-                for (r, s) in w.txn.deps.iter() {
+                for (r, s) in w.deps().iter() {
                     let e = need.entry(r).or_default();
                     *e = (*e).max(s);
                 }

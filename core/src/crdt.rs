@@ -7,6 +7,7 @@
 //! * [`State::apply`] applies an effect delivered in causal order.
 //! * [`State::join`] merges two full states under their causal contexts.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::{Dot, ReplicaId, VectorClock};
@@ -437,7 +438,15 @@ impl State {
             (State::SetAw(m), Effect::SetAw(elems)) => {
                 for ee in elems {
                     let add = (ee.mark == Mark::Pos).then_some(dot);
-                    if let Some(s) = m.get_mut(&ee.elem) {
+                    if let Some(d) = add.filter(|_| ee.removed.is_empty()) {
+                        // One descent for the common case: a pure add.
+                        match m.entry(ee.elem.clone()) {
+                            Entry::Occupied(mut o) => o.get_mut().apply(&[], add),
+                            Entry::Vacant(v) => {
+                                v.insert(DotSet::single(d));
+                            }
+                        }
+                    } else if let Some(s) = m.get_mut(&ee.elem) {
                         s.apply(&ee.removed, add);
                         if s.is_empty() {
                             m.remove(&ee.elem);
@@ -808,9 +817,11 @@ pub fn prepare(
             Ok(Effect::CounterPnSb { p, n })
         }
         CrdtType::SetAw | CrdtType::SetRw => {
-            // Touched elements → final mark. Every touched element removes
-            // all the tokens it had in `state`.
-            let mut marks: BTreeMap<&Value, Mark> = BTreeMap::new();
+            // Touched elements → final mark, in op order, then sorted with
+            // the last op per element winning. Every touched element removes
+            // all the tokens it had in `state`. (A stable sort of a sorted or
+            // nearly sorted batch is linear, unlike a map insert per op.)
+            let mut touched: Vec<(&Value, Mark)> = Vec::with_capacity(ops.len());
             let (add, remove) = if ty == CrdtType::SetAw {
                 (Mark::Pos, Mark::None)
             } else {
@@ -818,36 +829,45 @@ pub fn prepare(
             };
             for (_, op) in ops {
                 match op {
-                    Op::Add(e) => {
-                        marks.insert(e, add);
-                    }
-                    Op::AddAll(l) => l.iter().for_each(|e| {
-                        marks.insert(e, add);
-                    }),
-                    Op::Remove(e) => {
-                        marks.insert(e, remove);
-                    }
-                    Op::RemoveAll(l) => l.iter().for_each(|e| {
-                        marks.insert(e, remove);
-                    }),
+                    Op::Add(e) => touched.push((e, add)),
+                    Op::AddAll(l) => touched.extend(l.iter().map(|e| (e, add))),
+                    Op::Remove(e) => touched.push((e, remove)),
+                    Op::RemoveAll(l) => touched.extend(l.iter().map(|e| (e, remove))),
                     Op::Reset => {
-                        marks.values_mut().for_each(|m| *m = Mark::None);
+                        touched.iter_mut().for_each(|(_, m)| *m = Mark::None);
                         match state {
-                            Some(State::SetAw(m)) => m.keys().for_each(|e| {
-                                marks.insert(e, Mark::None);
-                            }),
-                            Some(State::SetRw(m)) => m.keys().for_each(|e| {
-                                marks.insert(e, Mark::None);
-                            }),
+                            Some(State::SetAw(m)) => {
+                                touched.extend(m.keys().map(|e| (e, Mark::None)))
+                            }
+                            Some(State::SetRw(m)) => {
+                                touched.extend(m.keys().map(|e| (e, Mark::None)))
+                            }
                             _ => {}
                         }
                     }
                     _ => {}
                 }
             }
+            if !touched.is_sorted_by(|a, b| a.0 < b.0) {
+                touched.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            let mut marks: Vec<(&Value, Mark)> = Vec::with_capacity(touched.len());
+            for (e, m) in touched {
+                match marks.last_mut() {
+                    Some(last) if last.0 == e => last.1 = m,
+                    _ => marks.push((e, m)),
+                }
+            }
+            // Elements above the state's greatest are absent: no lookup.
+            let greatest = match state {
+                Some(State::SetAw(m)) => m.last_key_value().map(|(k, _)| k),
+                Some(State::SetRw(m)) => m.last_key_value().map(|(k, _)| k),
+                _ => None,
+            };
             let mut out = Vec::with_capacity(marks.len());
             for (e, mark) in marks {
                 let removed = match state {
+                    _ if greatest.is_none_or(|g| e > g) => Vec::new(),
                     Some(State::SetAw(m)) => m.get(e).map(sorted_dots).unwrap_or_default(),
                     Some(State::SetRw(m)) => m.get(e).map(PosNeg::observed).unwrap_or_default(),
                     _ => Vec::new(),

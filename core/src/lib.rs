@@ -13,7 +13,7 @@ pub mod replica;
 pub mod value;
 pub mod wire;
 
-pub use buffer::MissingRange;
+pub use buffer::{Causal, CausalBuffer, MissingRange, Offer};
 pub use clock::{Dot, ReplicaId, VectorClock};
 pub use crdt::{Effect, Op, State, Update};
 pub use error::{DecodeError, ProtocolError, UpdateError};

@@ -24,7 +24,7 @@ use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::Writer;
 use crate::crdt::{prepare, Effect, Op, State, Update};
 use crate::error::{DecodeError, ProtocolError, UpdateError};
-use crate::key::Key;
+use crate::key::{CrdtType, Key};
 use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
@@ -414,7 +414,7 @@ pub struct Replica {
     strings: std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
     /// The log holds every delivered transaction above this clock.
     log_base: VectorClock,
-    buffer: CausalBuffer,
+    buffer: CausalBuffer<Waiting>,
     pending: Vec<PendingRequest>,
     next_ticket: u64,
     records: VecDeque<Record>,
@@ -1282,14 +1282,13 @@ impl Replica {
                 changed_keys.push(key);
             }
         } else {
-            let effects = self.prepare_effects(updates)?;
+            let effects = self.prepare_and_apply(&updates, dot)?;
             let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
             let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
             let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
             crate::wire::encode_txn(&mut w, self.id, seq, &deps, &refs);
             self.log_bytes = w.into_vec();
             drop(refs);
-            self.apply_effects(&effects, dot);
             if self.config.emit_changes {
                 changed_keys.extend(effects.into_iter().map(|(k, _)| k));
             }
@@ -1338,17 +1337,19 @@ impl Replica {
         Arc::from(&self.log_bytes[e.start..e.start + e.len])
     }
 
-    /// Validates nothing (the caller did) and folds the updates, grouped by
-    /// key in order of first appearance, into one effect per key. Fails only
-    /// where an effect depends on state (`counter_pn_sb` overflow); nothing
-    /// is mutated.
-    fn prepare_effects(&self, updates: Vec<Update>) -> Result<Vec<(Key, Effect)>, UpdateError> {
-        if updates.len() == 1 {
-            let u = updates.into_iter().next().expect("one update");
-            let e = prepare(u.key.ty, self.objects.get(&u.key), &[(0, &u.op)], self.id)?;
-            return Ok(vec![(u.key, e)]);
-        }
-        let mut index: FxMap<&Key, usize> = FxMap::default();
+    /// Validates nothing (the caller did), folds the updates, grouped by key
+    /// in order of first appearance, into one effect per key, and applies
+    /// them at `dot`. All or nothing: only `counter_pn_sb` effects can fail
+    /// (overflow), and when the batch has one, every effect is prepared
+    /// before any is applied; otherwise each key is prepared and applied
+    /// with one lookup.
+    fn prepare_and_apply(
+        &mut self,
+        updates: &[Update],
+        dot: Dot,
+    ) -> Result<Vec<(Key, Effect)>, UpdateError> {
+        let mut index: FxMap<&Key, usize> =
+            FxMap::with_capacity_and_hasher(updates.len(), Default::default());
         let mut groups: Vec<(&Key, Vec<(usize, &Op)>)> = Vec::new();
         let mut last: Option<usize> = None;
         for (i, u) in updates.iter().enumerate() {
@@ -1357,21 +1358,43 @@ impl Replica {
                 groups[g].1.push((i, &u.op));
                 continue;
             }
-            let g = match index.get(&u.key) {
-                Some(&g) => g,
-                None => {
-                    index.insert(&u.key, groups.len());
-                    groups.push((&u.key, Vec::new()));
-                    groups.len() - 1
-                }
-            };
+            let g = *index.entry(&u.key).or_insert_with(|| {
+                groups.push((&u.key, Vec::new()));
+                groups.len() - 1
+            });
             groups[g].1.push((i, &u.op));
             last = Some(g);
         }
         let mut effects = Vec::with_capacity(groups.len());
-        for (key, ops) in &groups {
-            let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
-            effects.push(((*key).clone(), effect));
+        if groups.iter().any(|(k, _)| k.ty == CrdtType::CounterPnSb) {
+            for (key, ops) in &groups {
+                let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
+                effects.push(((*key).clone(), effect));
+            }
+            self.apply_effects(&effects, dot);
+            return Ok(effects);
+        }
+        for (key, ops) in groups {
+            let effect = match self.objects.get_mut(key) {
+                Some(st) => {
+                    let effect = prepare(key.ty, Some(st), &ops, self.id)?;
+                    st.apply(&effect, dot);
+                    if st.is_bottom() {
+                        self.objects.remove(key);
+                    }
+                    effect
+                }
+                None => {
+                    let effect = prepare(key.ty, None, &ops, self.id)?;
+                    let mut st = State::bottom(key.ty);
+                    st.apply(&effect, dot);
+                    if !st.is_bottom() {
+                        self.objects.insert(key.clone(), st);
+                    }
+                    effect
+                }
+            };
+            effects.push((key.clone(), effect));
         }
         Ok(effects)
     }

@@ -275,6 +275,34 @@ fn snapshot_join(a: &Snapshot, b: &Snapshot) -> Snapshot {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// A batch of updates in one transaction leaves the same values as the
+    /// same updates one transaction each, on a replica that already holds
+    /// concurrent state. (Batches fold ops per key before applying them.)
+    #[test]
+    fn one_batch_equals_the_same_updates_one_by_one(
+        history in actions(),
+        batch in proptest::collection::vec(any::<(u8, u8, u8)>(), 1..40),
+    ) {
+        let mut batched = execute(&history, None).replicas.swap_remove(0);
+        let mut single = execute(&history, None).replicas.swap_remove(0);
+        let keys = keys();
+        let updates: Vec<Update> = batch
+            .iter()
+            .map(|&(a, b, k)| {
+                let k = keys[usize::from(k) % keys.len()].clone();
+                let op = make_op(k.ty, a, b);
+                Update::new(k, op)
+            })
+            .collect();
+        batched.update_objects(updates.clone(), None).unwrap();
+        for u in updates {
+            single.update_objects(vec![u], None).unwrap();
+        }
+        for k in &keys {
+            prop_assert_eq!(batched.value(k), single.value(k), "key {:?}", k);
+        }
+    }
+
     /// The value of every object at every replica equals the spec applied
     /// to the operations that replica has seen.
     #[test]

@@ -237,6 +237,18 @@ impl Frame {
 /// Splits a whole `Txns` frame into its transactions' bytes without copying
 /// them (headers are validated, effects are not decoded).
 pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    Ok(split_txn_headers(frame)?
+        .into_iter()
+        .map(|(_, range)| &frame[range])
+        .collect())
+}
+
+/// Splits a whole `Txns` frame into each transaction's header and the byte
+/// range of the whole encoded transaction in `frame`: all a router needs.
+/// Effects are skipped, not decoded.
+pub fn split_txn_headers(
+    frame: &[u8],
+) -> Result<Vec<(TxnHeader, std::ops::Range<usize>)>, DecodeError> {
     let mut r = Reader::new(frame);
     check_version(r.u8()?)?;
     let t = r.u8()?;
@@ -250,11 +262,33 @@ pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = r.position();
-        TxnHeader::decode(&mut r)?;
-        out.push(&frame[start..r.position()]);
+        let h = TxnHeader::decode(&mut r)?;
+        out.push((h, start..r.position()));
     }
     r.finish()?;
     Ok(out)
+}
+
+/// Builds a `Txns` frame from encoded transactions (as split by
+/// [`split_txns`] or stored in a log).
+pub fn txns_frame<'a>(txns: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let len: usize = txns.clone().map(<[u8]>::len).sum();
+    let mut w = Writer::with_capacity(len + 12);
+    w.u8(PROTOCOL_VERSION);
+    w.u8(tag::TXNS);
+    w.varint(txns.len() as u64);
+    for t in txns {
+        w.raw(t);
+    }
+    w.into_vec()
+}
+
+/// Reads only the clock of an encoded [`Snapshot`], without decoding its
+/// objects.
+pub fn snapshot_clock(bytes: &[u8]) -> Result<VectorClock, DecodeError> {
+    let mut r = Reader::new(bytes);
+    check_version(r.u8()?)?;
+    VectorClock::decode(&mut r)
 }
 
 /// The tag byte of a `Txns` frame (after the version byte).

@@ -1,0 +1,378 @@
+//! `minidote-relay`: routes Minidote frames between browser peers
+//! (WebSocket at `/sync`) and native peers (raw TCP with a 4-byte length
+//! prefix), and keeps each room's transactions in a durable log so a peer
+//! that comes back catches up even when the writer is long gone.
+//!
+//! The relay never understands effects. It reads transaction headers
+//! `(origin, seq, deps)` through `minidote_core::wire`, delivers them in
+//! causal order into the room's log, drops duplicates by `(origin, seq)`,
+//! and answers every `Hello` and `Need` with what that peer lacks. It does
+//! validate that every transaction and snapshot decodes (with the core's
+//! decoder), so one bad writer cannot poison a room's log for every reader.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), minidote_relay::RelayError> {
+//! let config = minidote_relay::Config { data: None, ..Default::default() };
+//! let relay = minidote_relay::Relay::bind(config).await?;
+//! println!("WebSocket on ws://{}/sync", relay.http_addr());
+//! relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod metrics;
+pub mod outbox;
+pub mod room;
+mod session;
+pub mod store;
+pub mod token;
+mod transport;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use minidote_core::ReplicaId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::room::Room;
+use crate::store::Store;
+
+/// The relay's settings. `Default` gives the CLI's defaults, with an
+/// in-memory store.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP address: WebSocket at `/sync`, `/healthz`, `/metrics`, static
+    /// files.
+    pub listen: String,
+    /// Raw TCP address for native peers; `None` for no TCP listener.
+    pub tcp_listen: Option<String>,
+    /// SQLite file of the room log; `None` keeps rooms in memory only.
+    pub data: Option<PathBuf>,
+    /// A folder served at `/`.
+    pub static_dir: Option<PathBuf>,
+    /// HMAC secret for tokens; `None` is an open relay.
+    pub auth_secret: Option<String>,
+    /// Largest frame accepted or sent.
+    pub max_frame_bytes: usize,
+    /// Most connections open at once (WebSocket and TCP together).
+    pub max_connections: usize,
+    /// Most items queued to one peer before it counts as a slow consumer.
+    pub queue_frames: usize,
+    /// Most bytes queued to one peer before it counts as a slow consumer.
+    pub queue_bytes: usize,
+    /// A peer silent for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Most transactions a room holds while their dependencies are missing.
+    pub buffer_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            tcp_listen: Some("127.0.0.1:7070".into()),
+            data: None,
+            static_dir: None,
+            auth_secret: None,
+            max_frame_bytes: 1 << 20,
+            max_connections: 10_000,
+            queue_frames: 16_384,
+            queue_bytes: 64 << 20,
+            idle_timeout: Duration::from_secs(30),
+            buffer_capacity: 100_000,
+        }
+    }
+}
+
+/// Why the relay could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Config(String),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub config: Config,
+    pub id: ReplicaId,
+    pub metrics: Arc<Metrics>,
+    pub store: Mutex<Store>,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
+    active: AtomicUsize,
+    next_conn: AtomicU64,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// Counts an open connection until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnGuard(Arc<Hub>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .metrics
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    /// Admits a connection, unless `max_connections` are open.
+    pub fn admit(self: &Arc<Self>) -> Option<ConnGuard> {
+        Metrics::add(&self.metrics.connections_total, 1);
+        let n = self.active.fetch_add(1, Ordering::Relaxed);
+        if n >= self.config.max_connections {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            Metrics::add(&self.metrics.connections_refused_total, 1);
+            return None;
+        }
+        Metrics::add(&self.metrics.connections_active, 1);
+        Some(ConnGuard(self.clone()))
+    }
+
+    pub fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The room named `name`, created empty if new.
+    pub fn room(&self, name: &str) -> Arc<Mutex<Room>> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = rooms.get(name) {
+            return r.clone();
+        }
+        let r = Arc::new(Mutex::new(Room::new(name, self.config.buffer_capacity)));
+        rooms.insert(name.into(), r.clone());
+        self.metrics
+            .rooms
+            .store(rooms.len() as u64, Ordering::Relaxed);
+        r
+    }
+
+    /// Queues a store change.
+    pub fn store(&self, op: store::StoreOp) {
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(op);
+    }
+}
+
+/// A bound relay, ready to [`Relay::run`].
+#[derive(Debug)]
+pub struct Relay {
+    hub: Arc<Hub>,
+    http: TcpListener,
+    tcp: Option<TcpListener>,
+}
+
+impl Relay {
+    /// Opens the store (loading every room) and binds the listeners. Use
+    /// port 0 to let the OS choose; see [`Relay::http_addr`].
+    pub async fn bind(config: Config) -> Result<Relay, RelayError> {
+        if config.max_frame_bytes < 1024 {
+            return Err(RelayError::Config(
+                "max-frame-bytes must be at least 1024".into(),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(RelayError::Config(
+                "max-connections must be at least 1".into(),
+            ));
+        }
+        let metrics = Arc::new(Metrics::default());
+        let mut rooms = HashMap::new();
+        let store = match &config.data {
+            Some(path) => {
+                let (store, loaded) = Store::open(path, metrics.clone())?;
+                for l in loaded {
+                    let name: Arc<str> = l.name.as_str().into();
+                    let (room, skipped) = Room::restore(l, config.buffer_capacity);
+                    if skipped > 0 {
+                        tracing::warn!(room = %name, skipped, "relay store: unreadable rows skipped");
+                    }
+                    tracing::info!(room = %name, txns = room.log_len(), bases = room.bases_len(), "room restored");
+                    rooms.insert(name, Arc::new(Mutex::new(room)));
+                }
+                store
+            }
+            None => Store::memory(),
+        };
+        metrics.rooms.store(rooms.len() as u64, Ordering::Relaxed);
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| RelayError::Bind { addr, source })
+        };
+        let http = bind(config.listen.clone()).await?;
+        let tcp = match &config.tcp_listen {
+            Some(a) => Some(bind(a.clone()).await?),
+            None => None,
+        };
+        let id = ReplicaId(getrandom::u64().unwrap_or(0x6d69_6e69_646f_7465));
+        let hub = Arc::new(Hub {
+            config,
+            id,
+            metrics,
+            store: Mutex::new(store),
+            rooms: Mutex::new(rooms),
+            active: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        Ok(Relay { hub, http, tcp })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound TCP address, if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// The relay's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.hub.metrics.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then closes every link, commits
+    /// the store and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RelayError> {
+        let Relay { hub, http, tcp } = self;
+        if hub.config.auth_secret.is_none() {
+            tracing::warn!("no --auth-secret: this relay is open, anyone who can reach it can read and write every room");
+        }
+        if hub.config.data.is_none() {
+            tracing::warn!("--memory: room logs are lost when the relay stops");
+        }
+        tracing::info!(
+            http = %http.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tcp = %tcp.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            relay_id = %hub.id,
+            "minidote-relay listening"
+        );
+        let app = router(hub.clone());
+        let stop = hub.shutdown.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        let tcp_task = tcp.map(|l| tokio::spawn(transport::tcp_accept_loop(hub.clone(), l)));
+        let stop = hub.shutdown.clone();
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.cancelled() => {}
+        }
+        tracing::info!("shutting down: closing links and flushing the store");
+        hub.shutdown.cancel();
+        if let Some(t) = tcp_task {
+            let _ = t.await;
+        }
+        hub.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), hub.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some links did not close within 5 s");
+        }
+        let served = match tokio::time::timeout(Duration::from_secs(5), http_task).await {
+            Ok(Ok(r)) => r.map_err(RelayError::Serve),
+            _ => Ok(()),
+        };
+        let h = hub.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            h.store.lock().unwrap_or_else(|p| p.into_inner()).close();
+        })
+        .await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Binds with `config` and serves until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    Relay::bind(config).await?.run(shutdown).await
+}
+
+fn router(hub: Arc<Hub>) -> Router {
+    let static_dir = hub.config.static_dir.clone();
+    let r = Router::new()
+        .route("/sync", get(ws_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
+        .with_state(hub);
+    match static_dir {
+        Some(dir) => r.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => r,
+    }
+}
+
+async fn metrics_handler(State(hub): State<Arc<Hub>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        hub.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
+    let max = hub.config.max_frame_bytes;
+    // Leave headroom over the frame limit so an oversize frame gets a
+    // clear `Error{too large}` from the session rather than a bare close.
+    ws.max_message_size(max + (64 << 10))
+        .max_frame_size(max + (64 << 10))
+        .on_upgrade(move |socket| {
+            let tasks = hub.tasks.clone();
+            tasks.track_future(transport::serve_websocket(hub, socket))
+        })
+}

@@ -1,0 +1,248 @@
+//! A peer's bounded outgoing queue, and the one task that writes it to the
+//! socket.
+//!
+//! Live forwarding never waits: [`Outbox::try_push`] fails when the queue
+//! holds `frames` items or `bytes` bytes, and the room then closes the peer
+//! as a slow consumer (with an `Error` frame that jumps the queue) instead
+//! of stalling everyone else. Catch-up, which the peer's own task drives,
+//! waits for room with [`Outbox::push`].
+//!
+//! The writer coalesces queued transactions into as few `Txns` frames as
+//! `max_frame_bytes` allows, and flushes once per wake-up, so a busy room
+//! costs one socket write per peer per burst rather than per transaction.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use minidote_core::wire::{txns_frame, Frame};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// One queued item.
+#[derive(Debug)]
+pub enum Out {
+    /// One encoded transaction, to be batched into a `Txns` frame.
+    Txn(Bytes),
+    /// A whole frame.
+    Frame(Bytes),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Out::Txn(b) | Out::Frame(b) => b.len(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    reason: Mutex<Option<(u16, String)>>,
+    closed: CancellationToken,
+}
+
+/// The sending side of a peer's queue. Cloning shares the queue.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Out>,
+    shared: Arc<Shared>,
+}
+
+/// The receiving side, owned by the writer task.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Out>,
+    shared: Arc<Shared>,
+}
+
+/// A queue that holds at most `frames` items and (for live pushes)
+/// `bytes` bytes.
+pub fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::channel(frames.max(1));
+    let shared = Arc::new(Shared {
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes: bytes,
+        reason: Mutex::new(None),
+        closed: CancellationToken::new(),
+    });
+    (
+        Outbox {
+            tx,
+            shared: shared.clone(),
+        },
+        Inbox { rx, shared },
+    )
+}
+
+impl Outbox {
+    /// Queues without waiting; false if the queue is full or closed.
+    pub fn try_push(&self, item: Out) -> bool {
+        let n = item.len();
+        if self.shared.queued_bytes.load(Ordering::Relaxed) + n > self.shared.max_bytes {
+            return false;
+        }
+        if self.tx.try_send(item).is_err() {
+            return false;
+        }
+        self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
+        true
+    }
+
+    /// Queues, waiting for room; false if the peer is gone.
+    pub async fn push(&self, item: Out) -> bool {
+        let n = item.len();
+        tokio::select! {
+            r = self.tx.send(item) => {
+                if r.is_ok() {
+                    self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                r.is_ok()
+            }
+            _ = self.shared.closed.cancelled() => false,
+        }
+    }
+
+    /// Ends the link: the writer sends `Error{code, message}` (ahead of
+    /// anything still queued) and closes the socket. The first reason wins.
+    pub fn close(&self, code: u16, message: String) {
+        {
+            let mut r = self.shared.reason.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_none() && !self.shared.closed.is_cancelled() {
+                *r = Some((code, message));
+            }
+        }
+        self.shared.closed.cancel();
+    }
+
+    /// Ends the link without an `Error` frame.
+    pub fn close_quietly(&self) {
+        self.shared.closed.cancel();
+    }
+
+    /// Whether the link is closing.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Resolves when the link is closing.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await
+    }
+}
+
+/// A transport's sending half.
+pub trait FrameSink: Send {
+    /// Buffers one frame.
+    fn feed(
+        &mut self,
+        frame: Bytes,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Writes out what is buffered.
+    fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Flushes and closes.
+    fn close(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Most items taken per wake-up before a flush.
+const BURST: usize = 4096;
+
+/// Writes a peer's queue to its socket until the link closes.
+pub async fn write_loop<S: FrameSink>(
+    mut sink: S,
+    mut inbox: Inbox,
+    max_frame_bytes: usize,
+    metrics: Arc<Metrics>,
+) {
+    let shared = inbox.shared.clone();
+    let mut items = Vec::with_capacity(64);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.closed.cancelled() => break,
+            n = inbox.rx.recv_many(&mut items, BURST) => {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let bytes: usize = items.iter().map(Out::len).sum();
+        shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if send_items(&mut sink, &mut items, max_frame_bytes, &metrics)
+            .await
+            .is_err()
+        {
+            shared.closed.cancel();
+            return;
+        }
+    }
+    let reason = shared
+        .reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some((code, message)) = reason {
+        metrics.error_sent(code);
+        let frame = Frame::Error { code, message }.encode();
+        let _ = sink.feed(Bytes::from(frame)).await;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.close()).await;
+}
+
+async fn send_items<S: FrameSink>(
+    sink: &mut S,
+    items: &mut Vec<Out>,
+    max_frame_bytes: usize,
+    metrics: &Metrics,
+) -> std::io::Result<()> {
+    let mut frames = 0u64;
+    let mut sent = 0u64;
+    let mut run: Vec<Bytes> = Vec::new();
+    let mut run_len = 0usize;
+    for item in items.drain(..) {
+        match item {
+            Out::Txn(t) => {
+                if !run.is_empty() && run_len + t.len() + 16 > max_frame_bytes {
+                    let f = flush_run(&mut run, &mut run_len);
+                    sent += f.len() as u64;
+                    frames += 1;
+                    sink.feed(f).await?;
+                }
+                run_len += t.len();
+                run.push(t);
+            }
+            Out::Frame(f) => {
+                if !run.is_empty() {
+                    let r = flush_run(&mut run, &mut run_len);
+                    sent += r.len() as u64;
+                    frames += 1;
+                    sink.feed(r).await?;
+                }
+                sent += f.len() as u64;
+                frames += 1;
+                sink.feed(f).await?;
+            }
+        }
+    }
+    if !run.is_empty() {
+        let r = flush_run(&mut run, &mut run_len);
+        sent += r.len() as u64;
+        frames += 1;
+        sink.feed(r).await?;
+    }
+    sink.flush().await?;
+    Metrics::add(&metrics.frames_sent_total, frames);
+    Metrics::add(&metrics.bytes_sent_total, sent);
+    Ok(())
+}
+
+fn flush_run(run: &mut Vec<Bytes>, run_len: &mut usize) -> Bytes {
+    let f = txns_frame(run.iter().map(|b| &b[..]));
+    run.clear();
+    *run_len = 0;
+    Bytes::from(f)
+}

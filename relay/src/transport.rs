@@ -1,0 +1,154 @@
+//! The two transports, WebSocket (one frame per binary message) and TCP
+//! (a 4-byte big-endian length, then the frame), behind the same two
+//! traits so the session logic is written once.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::outbox::FrameSink;
+use crate::session::{session, FrameSource, ReadError};
+use crate::Hub;
+
+pub(crate) async fn serve_websocket(hub: Arc<Hub>, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    session(hub, WsSource(stream), WsSink(sink), "websocket").await;
+}
+
+pub(crate) async fn tcp_accept_loop(hub: Arc<Hub>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = hub.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let h = hub.clone();
+                hub.tasks.spawn(serve_tcp(h, stream));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp(hub: Arc<Hub>, stream: TcpStream) {
+    let (r, w) = stream.into_split();
+    session(
+        hub,
+        TcpSource(BufReader::with_capacity(64 << 10, r)),
+        TcpSink(BufWriter::with_capacity(64 << 10, w)),
+        "tcp",
+    )
+    .await;
+}
+
+struct WsSource(SplitStream<WebSocket>);
+
+impl FrameSource for WsSource {
+    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            let Some(msg) = self.0.next().await else {
+                return Ok(None);
+            };
+            match msg {
+                Ok(Message::Binary(b)) => {
+                    if b.len() > limit {
+                        return Err(ReadError::TooLarge(b.len()));
+                    }
+                    return Ok(Some(b));
+                }
+                Ok(Message::Text(_)) => {
+                    return Err(ReadError::Malformed(
+                        "text message: frames travel as binary WebSocket messages".into(),
+                    ))
+                }
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(Message::Close(_)) => return Ok(None),
+                Err(e) => {
+                    let inner = e.into_inner();
+                    return match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+                        Some(tokio_tungstenite::tungstenite::Error::Capacity(c)) => {
+                            Err(ReadError::TooLarge(match c {
+                                tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
+                                _ => usize::MAX,
+                            }))
+                        }
+                        Some(tokio_tungstenite::tungstenite::Error::Protocol(p)) => {
+                            Err(ReadError::Malformed(format!("websocket protocol: {p}")))
+                        }
+                        _ => Err(ReadError::Io(inner.to_string())),
+                    };
+                }
+            }
+        }
+    }
+}
+
+struct WsSink(SplitSink<WebSocket, Message>);
+
+fn io_err(e: axum::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl FrameSink for WsSink {
+    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
+        self.0.feed(Message::Binary(frame)).await.map_err(io_err)
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().await.map_err(io_err)
+    }
+    async fn close(&mut self) -> std::io::Result<()> {
+        self.0.close().await.map_err(io_err)
+    }
+}
+
+struct TcpSource(BufReader<OwnedReadHalf>);
+
+impl FrameSource for TcpSource {
+    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
+        let mut len = [0u8; 4];
+        match self.0.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(ReadError::Io(e.to_string())),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > limit {
+            return Err(ReadError::TooLarge(len));
+        }
+        let mut buf = BytesMut::zeroed(len);
+        self.0
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| ReadError::Io(e.to_string()))?;
+        Ok(Some(buf.freeze()))
+    }
+}
+
+struct TcpSink(BufWriter<OwnedWriteHalf>);
+
+impl FrameSink for TcpSink {
+    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
+        let len = u32::try_from(frame.len()).map_err(std::io::Error::other)?;
+        self.0.write_all(&len.to_be_bytes()).await?;
+        self.0.write_all(&frame).await
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+    async fn close(&mut self) -> std::io::Result<()> {
+        self.0.flush().await?;
+        self.0.shutdown().await
+    }
+}

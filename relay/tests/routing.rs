@@ -1,0 +1,215 @@
+//! The relay end to end on 127.0.0.1: routing between WebSocket and TCP
+//! peers, the room log, rooms, snapshots as bases, metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use minidote_core::{CrdtType, Key, Op, Update, Value};
+
+fn counter() -> Key {
+    Key::new("likes", CrdtType::CounterPn, "b")
+}
+
+fn set() -> Key {
+    Key::new("tags", CrdtType::SetAw, "b")
+}
+
+fn write(p: &mut Peer, k: &Key, op: Op) {
+    p.replica
+        .update_objects(vec![Update::new(k.clone(), op)], None)
+        .expect("valid update");
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_tcp_replicas_converge_through_the_relay() {
+    let relay = start(config()).await;
+    let mut a = Peer::new(1, core_config("r"));
+    let mut b = Peer::new(2, core_config("r"));
+    let mut c = Peer::new(3, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    b.attach(Client::tcp(relay.tcp).await, None);
+    c.attach(Client::ws(relay.http).await, None);
+    for i in 0..50 {
+        write(&mut a, &counter(), Op::Increment(1));
+        write(&mut b, &counter(), Op::Increment(2));
+        write(&mut c, &set(), Op::Add(Value::Int(i)));
+        if i % 10 == 0 {
+            for p in [&mut a, &mut b, &mut c] {
+                p.pump().await;
+            }
+        }
+    }
+    let keys = [counter(), set()];
+    pump_until(&mut [&mut a, &mut b, &mut c], WAIT, |ps| {
+        converged(ps, &keys)
+    })
+    .await;
+    assert_eq!(a.replica.value(&counter()), Value::Int(150));
+    assert_eq!(
+        b.replica.value(&set()),
+        Value::List((0..50).map(Value::Int).collect())
+    );
+    assert!(a.errors.is_empty() && b.errors.is_empty() && c.errors.is_empty());
+    assert_eq!(relay.metric("txns_stored_total"), 150);
+    assert_eq!(relay.metric("peers_joined_total"), 3);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_everything_from_the_room_log_after_the_writer_left() {
+    let relay = start(config()).await;
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::tcp(relay.tcp).await, None);
+    for _ in 0..200 {
+        write(&mut a, &counter(), Op::Increment(1));
+    }
+    pump_until(&mut [&mut a], WAIT, |_| {
+        relay.metric("txns_stored_total") == 200
+    })
+    .await;
+    drop(a); // gone for good
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut b], WAIT, |ps| {
+        ps[0].replica.value(&counter()) == Value::Int(200)
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_writes_are_pushed_to_the_relay_on_reconnect() {
+    let relay = start(config()).await;
+    let mut a = Peer::new(1, core_config("r"));
+    let mut b = Peer::new(2, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    b.attach(Client::ws(relay.http).await, None);
+    write(&mut a, &counter(), Op::Increment(1));
+    pump_until(&mut [&mut a, &mut b], WAIT, |ps| {
+        converged(ps, &[counter()])
+    })
+    .await;
+    a.detach();
+    for _ in 0..10 {
+        write(&mut a, &counter(), Op::Increment(1)); // offline
+    }
+    write(&mut b, &counter(), Op::Increment(100));
+    for _ in 0..20 {
+        a.pump().await;
+        b.pump().await;
+    }
+    assert_eq!(b.replica.value(&counter()), Value::Int(101));
+    a.attach(Client::tcp(relay.tcp).await, None);
+    pump_until(&mut [&mut a, &mut b], WAIT, |ps| {
+        converged(ps, &[counter()])
+    })
+    .await;
+    assert_eq!(b.replica.value(&counter()), Value::Int(111));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_isolated() {
+    let relay = start(config()).await;
+    let mut a = Peer::new(1, core_config("x"));
+    let mut b = Peer::new(2, core_config("y"));
+    let mut c = Peer::new(3, core_config("x"));
+    a.attach(Client::ws(relay.http).await, None);
+    b.attach(Client::tcp(relay.tcp).await, None);
+    c.attach(Client::tcp(relay.tcp).await, None);
+    write(&mut a, &counter(), Op::Increment(5));
+    write(&mut b, &counter(), Op::Increment(7));
+    pump_until(&mut [&mut a, &mut b, &mut c], WAIT, |ps| {
+        ps[2].replica.value(&counter()) == Value::Int(5)
+    })
+    .await;
+    for _ in 0..50 {
+        for p in [&mut a, &mut b, &mut c] {
+            p.pump().await;
+        }
+    }
+    assert_eq!(a.replica.value(&counter()), Value::Int(5));
+    assert_eq!(b.replica.value(&counter()), Value::Int(7));
+    assert_eq!(c.replica.value(&counter()), Value::Int(5));
+    assert_eq!(relay.metric("rooms"), 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_from_a_pruned_peer_becomes_the_room_base() {
+    let relay = start(config()).await;
+    // `a` writes alone and prunes its log behind snapshots, then meets the
+    // relay: the relay lacks pruned transactions, so `a` sends a snapshot.
+    let mut a = Peer::new(
+        1,
+        minidote_core::Config {
+            snapshot_every: 10,
+            ..core_config("r")
+        },
+    );
+    for i in 0..35 {
+        write(&mut a, &counter(), Op::Increment(1));
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+    }
+    a.pump().await;
+    a.attach(Client::tcp(relay.tcp).await, None);
+    pump_until(&mut [&mut a], WAIT, |_| {
+        relay.metric("snapshots_stored_total") == 1
+    })
+    .await;
+    // Then the transactions after `a`'s last snapshot, if any.
+    for _ in 0..20 {
+        a.pump().await;
+    }
+    drop(a);
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut b], WAIT, |ps| {
+        ps[0].replica.value(&counter()) == Value::Int(35)
+            && ps[0].replica.value(&set()) == Value::List((0..35).map(Value::Int).collect())
+    })
+    .await;
+    assert!(relay.metric("snapshots_sent_total") >= 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_answer_over_http() {
+    let relay = start(config()).await;
+    let (status, body) = http_get(relay.http, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, before) = http_get(relay.http, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&before, "txns_stored_total"), 0);
+    let mut a = Peer::new(1, core_config("r"));
+    let mut b = Peer::new(2, core_config("r"));
+    a.attach(Client::tcp(relay.tcp).await, None);
+    b.attach(Client::ws(relay.http).await, None);
+    for _ in 0..5 {
+        write(&mut a, &counter(), Op::Increment(1));
+    }
+    pump_until(&mut [&mut a, &mut b], WAIT, |ps| {
+        converged(ps, &[counter()])
+    })
+    .await;
+    let (_, after) = http_get(relay.http, "/metrics").await;
+    assert_eq!(metric(&after, "txns_stored_total"), 5);
+    assert!(metric(&after, "txns_received_total") >= 5);
+    assert!(
+        metric(&after, "txns_delivered_total") >= 5,
+        "forwarded to b"
+    );
+    assert_eq!(metric(&after, "peers_joined_total"), 2);
+    assert_eq!(metric(&after, "connections_active"), 2);
+    assert!(metric(&after, "frames_received_total") > metric(&before, "frames_received_total"));
+    drop(a);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, end) = http_get(relay.http, "/metrics").await;
+    assert_eq!(metric(&end, "connections_active"), 0);
+    relay.stop().await;
+}

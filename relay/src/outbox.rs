@@ -188,9 +188,14 @@ pub async fn write_loop<S: FrameSink>(
     if let Some((code, message)) = reason {
         metrics.error_sent(code);
         let frame = Frame::Error { code, message }.encode();
-        let _ = sink.feed(Bytes::from(frame)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let _ = sink.feed(Bytes::from(frame)).await;
+            let _ = sink.close().await;
+        })
+        .await;
+    } else {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.close()).await;
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.close()).await;
 }
 
 async fn send_items<S: FrameSink>(

@@ -92,7 +92,14 @@ pub(crate) async fn session<R: FrameSource, S: FrameSink + 'static>(
         }
         None => out.close_quietly(),
     }
-    let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+    // The writer sends the Error frame, if the socket takes it in time.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(6), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 struct Peer {

@@ -112,7 +112,17 @@ pub struct Client {
     writer: Writer,
     rx: mpsc::UnboundedReceiver<Vec<u8>>,
     reader: tokio::task::JoinHandle<()>,
+    paused: tokio::sync::watch::Sender<bool>,
     pub closed: bool,
+}
+
+/// Waits while the reader is paused.
+async fn gate(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    while *rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Drop for Client {
@@ -129,8 +139,11 @@ impl Client {
             .expect("ws connect");
         let (w, mut r) = ws.split();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (paused, mut gate_rx) = tokio::sync::watch::channel(false);
         let reader = tokio::spawn(async move {
-            while let Some(Ok(m)) = r.next().await {
+            loop {
+                gate(&mut gate_rx).await;
+                let Some(Ok(m)) = r.next().await else { break };
                 match m {
                     Message::Binary(b) => {
                         if tx.send(b.to_vec()).is_err() {
@@ -146,6 +159,7 @@ impl Client {
             writer: Writer::Ws(w),
             rx,
             reader,
+            paused,
             closed: false,
         }
     }
@@ -157,8 +171,10 @@ impl Client {
         s.set_nodelay(true).unwrap();
         let (mut r, w) = s.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (paused, mut gate_rx) = tokio::sync::watch::channel(false);
         let reader = tokio::spawn(async move {
             loop {
+                gate(&mut gate_rx).await;
                 let mut len = [0u8; 4];
                 if r.read_exact(&mut len).await.is_err() {
                     break;
@@ -176,8 +192,18 @@ impl Client {
             writer: Writer::Tcp(w),
             rx,
             reader,
+            paused,
             closed: false,
         }
+    }
+
+    /// Stops reading from the socket (so the relay's writes back up).
+    pub fn pause_reading(&self) {
+        let _ = self.paused.send(true);
+    }
+
+    pub fn resume_reading(&self) {
+        let _ = self.paused.send(false);
     }
 
     pub async fn send(&mut self, frame: &[u8]) -> bool {

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python python demo bench-core bench-python fuzz sim-long
+.PHONY: test lint test-core test-python python relay demo bench-core bench-python fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python
@@ -24,7 +24,13 @@ $(VENV)/.tools: bindings-python/requirements-dev.txt
 python: $(VENV)/.tools
 	$(PY) -m pip install -q --force-reinstall --no-deps ./bindings-python
 
-test-python: python
+## The relay binary the Python tests start (debug build, shares test-core's cache).
+RELAY_BIN := $(CURDIR)/target/debug/minidote-relay
+export MINIDOTE_RELAY_BIN := $(RELAY_BIN)
+relay:
+	$(CARGO) build -p minidote-relay
+
+test-python: python relay
 	cd bindings-python && ../$(PY) -m mypy.stubtest minidote --allowlist stubtest-allowlist.txt
 	cd bindings-python && ../scripts/pytest.sh ../$(PY) tests
 

@@ -219,9 +219,7 @@ impl Room {
     /// so transactions that arrived meanwhile are not missed.
     pub fn catch_up(&mut self, conn: u64) -> Option<CatchUp> {
         let clock = self.clock.clone();
-        let Some(i) = self.peers.iter().position(|p| p.conn == conn) else {
-            return None;
-        };
+        let i = self.peers.iter().position(|p| p.conn == conn)?;
         if clock.leq(&self.peers[i].known) {
             self.peers[i].live = true;
             return None;

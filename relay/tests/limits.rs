@@ -84,8 +84,14 @@ async fn every_token_case() {
     // A writer and a read-scope reader.
     let mut w = Peer::new(1, core_config("r"));
     let mut rd = Peer::new(2, core_config("r"));
-    w.attach(Client::ws(relay.http).await, Some(&tok("r", Scope::Write, 3600)));
-    rd.attach(Client::tcp(relay.tcp).await, Some(&tok("r", Scope::Read, 3600)));
+    w.attach(
+        Client::ws(relay.http).await,
+        Some(&tok("r", Scope::Write, 3600)),
+    );
+    rd.attach(
+        Client::tcp(relay.tcp).await,
+        Some(&tok("r", Scope::Read, 3600)),
+    );
     write(&mut w, Op::Increment(3));
     pump_until(&mut [&mut w, &mut rd], WAIT, |ps| {
         ps[1].replica.value(&counter()) == Value::Int(3)
@@ -102,7 +108,8 @@ async fn every_token_case() {
     assert_eq!(relay.metric("txns_stored_total"), 1);
     // A raw read-scope client gets an Error{read only} and stays linked.
     let mut raw = Client::tcp(relay.tcp).await;
-    raw.send(&hello(7, "r", Some(&tok("r", Scope::Read, 3600)))).await;
+    raw.send(&hello(7, "r", Some(&tok("r", Scope::Read, 3600))))
+        .await;
     for f in txns_frame(7, 1, 8) {
         raw.send(&f).await;
     }
@@ -144,7 +151,10 @@ async fn healthy(relay: &TestRelay) -> (Peer, Peer) {
 async fn still_converge(a: &mut Peer, b: &mut Peer) {
     write(a, Op::Increment(1));
     let want = a.replica.value(&counter());
-    pump_until(&mut [a, b], WAIT, |ps| ps[1].replica.value(&counter()) == want).await;
+    pump_until(&mut [a, b], WAIT, |ps| {
+        ps[1].replica.value(&counter()) == want
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,10 +168,26 @@ async fn garbage_and_bad_frames_close_only_that_connection() {
     still_converge(&mut a, &mut b).await;
 
     let cases: Vec<(&str, Vec<Vec<u8>>, u16)> = vec![
-        ("unknown version", vec![vec![9, 0, 1, 2, 3]], error_code::VERSION),
-        ("garbage", vec![vec![1, 0xff, 0xde, 0xad]], error_code::MALFORMED),
-        ("truncated hello", vec![hello(9, "r", None)[..6].to_vec()], error_code::MALFORMED),
-        ("first frame not Hello", vec![Frame::Ping(1).encode()], error_code::HELLO_EXPECTED),
+        (
+            "unknown version",
+            vec![vec![9, 0, 1, 2, 3]],
+            error_code::VERSION,
+        ),
+        (
+            "garbage",
+            vec![vec![1, 0xff, 0xde, 0xad]],
+            error_code::MALFORMED,
+        ),
+        (
+            "truncated hello",
+            vec![hello(9, "r", None)[..6].to_vec()],
+            error_code::MALFORMED,
+        ),
+        (
+            "first frame not Hello",
+            vec![Frame::Ping(1).encode()],
+            error_code::HELLO_EXPECTED,
+        ),
         (
             "second Hello",
             vec![hello(9, "r", None), hello(9, "r", None)],
@@ -205,7 +231,12 @@ async fn garbage_and_bad_frames_close_only_that_connection() {
                 c.send(f).await;
             }
             let (code, msg) = c.expect_error().await;
-            assert_eq!(code, want, "{name} over {}: {msg}", if ws { "ws" } else { "tcp" });
+            assert_eq!(
+                code,
+                want,
+                "{name} over {}: {msg}",
+                if ws { "ws" } else { "tcp" }
+            );
         }
         still_converge(&mut a, &mut b).await;
     }
@@ -218,7 +249,12 @@ async fn garbage_and_bad_frames_close_only_that_connection() {
     c.send_text("hello?").await;
     assert_eq!(c.expect_error().await.0, error_code::MALFORMED);
     still_converge(&mut a, &mut b).await;
-    assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?} {:?}", a.errors, b.errors);
+    assert!(
+        a.errors.is_empty() && b.errors.is_empty(),
+        "{:?} {:?}",
+        a.errors,
+        b.errors
+    );
     relay.stop().await;
 }
 

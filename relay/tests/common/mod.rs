@@ -145,11 +145,7 @@ impl Client {
                 gate(&mut gate_rx).await;
                 let Some(Ok(m)) = r.next().await else { break };
                 match m {
-                    Message::Binary(b) => {
-                        if tx.send(b.to_vec()).is_err() {
-                            break;
-                        }
-                    }
+                    Message::Binary(b) if tx.send(b.to_vec()).is_err() => break,
                     Message::Close(_) => break,
                     _ => {}
                 }

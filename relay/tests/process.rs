@@ -1,0 +1,183 @@
+//! The relay as a real process: kill -9 and restart keeps room data, a
+//! SIGTERM flushes and exits cleanly, and a second relay on the same data
+//! file is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use minidote_core::{CrdtType, Key, Op, Update, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_minidote-relay");
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Proc {
+    child: Child,
+    http: SocketAddr,
+    tcp: SocketAddr,
+}
+
+fn field(line: &str, name: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Starts the binary on free ports and waits for its "listening" line.
+fn spawn(data: &Path) -> Proc {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the relay");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("minidote-relay listening") => break Some(line),
+            Some(Ok(_)) => {}
+            _ => break None,
+        }
+    };
+    let Some(line) = listening else {
+        let status = child.wait().unwrap();
+        panic!("the relay exited before listening: {status}");
+    };
+    // Keep draining stderr so the relay never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Proc {
+        http: field(&line, "http").expect("http address"),
+        tcp: field(&line, "tcp").expect("tcp address"),
+        child,
+    }
+}
+
+fn counter() -> Key {
+    Key::new("likes", CrdtType::CounterPn, "b")
+}
+
+async fn write_through(p: &Proc, id: u64, n: usize) {
+    let mut a = Peer::new(id, core_config("r"));
+    a.attach(Client::tcp(p.tcp).await, None);
+    for _ in 0..n {
+        a.replica
+            .update_objects(vec![Update::new(counter(), Op::Increment(1))], None)
+            .unwrap();
+    }
+    // Until the relay has committed them to SQLite.
+    let want = n as u64;
+    pump_until(&mut [&mut a], WAIT, |_| {
+        futures_executor_metric(p.http, "storage_records_total") >= want
+    })
+    .await;
+}
+
+/// /metrics read synchronously (inside a polling closure).
+fn futures_executor_metric(http: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    metric(&text, name)
+}
+
+async fn read_back(p: &Proc, id: u64) -> Value {
+    let mut b = Peer::new(id, core_config("r"));
+    b.attach(Client::ws(p.http).await, None);
+    let mut last = Value::Null;
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        b.pump().await;
+        let v = b.replica.value(&counter());
+        if v != Value::Null && v == last {
+            // Stable over a few rounds.
+            for _ in 0..20 {
+                b.pump().await;
+            }
+            return b.replica.value(&counter());
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_restart_keeps_the_room_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay.db");
+    let mut p = spawn(&data);
+    write_through(&p, 1, 300).await;
+    p.child.kill().unwrap(); // SIGKILL
+    p.child.wait().unwrap();
+    let mut p = spawn(&data);
+    assert_eq!(read_back(&p, 2).await, Value::Int(300));
+    // And it keeps growing after the restart.
+    write_through(&p, 3, 5).await;
+    assert_eq!(read_back(&p, 4).await, Value::Int(305));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_and_exits_cleanly_and_a_second_relay_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay.db");
+    let mut p = spawn(&data);
+    // A second relay on the same file fails at once, with a clear error.
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay store"), "{err}");
+    // Writes, then SIGTERM while a peer is still linked.
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::tcp(p.tcp).await, None);
+    for _ in 0..50 {
+        a.replica
+            .update_objects(vec![Update::new(counter(), Op::Increment(2))], None)
+            .unwrap();
+    }
+    pump_until(&mut [&mut a], WAIT, |_| {
+        futures_executor_metric(p.http, "txns_stored_total") == 50
+    })
+    .await;
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = p.child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let mut p = spawn(&data);
+    assert_eq!(read_back(&p, 2).await, Value::Int(100));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}

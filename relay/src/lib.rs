@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compact;
 pub mod metrics;
 pub mod outbox;
 pub mod room;
@@ -79,6 +80,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Most transactions a room holds while their dependencies are missing.
     pub buffer_capacity: usize,
+    /// When a room's log holds more transactions than this, the oldest are
+    /// folded into one snapshot base (keeping the newest half). 0: never.
+    pub compact_after: usize,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             queue_bytes: 64 << 20,
             idle_timeout: Duration::from_secs(30),
             buffer_capacity: 100_000,
+            compact_after: 100_000,
         }
     }
 }
@@ -179,6 +184,34 @@ impl Hub {
             .rooms
             .store(rooms.len() as u64, Ordering::Relaxed);
         r
+    }
+
+    /// Folds the oldest part of `room`'s log into a base, on a blocking
+    /// thread, if the log has grown past `compact_after`.
+    pub fn maybe_compact(self: &Arc<Self>, room: &Arc<Mutex<Room>>, r: &mut Room) {
+        let Some(input) = r.compaction_input(self.config.compact_after) else {
+            return;
+        };
+        let hub = self.clone();
+        let room = room.clone();
+        self.tasks.spawn(async move {
+            let id = hub.id;
+            let folded = tokio::task::spawn_blocking(move || compact::fold(&input, id).map_err(|e| (e, input.room)))
+                .await;
+            let folded = match folded {
+                Ok(Ok(f)) => {
+                    Metrics::add(&hub.metrics.compactions_total, 1);
+                    Some(f)
+                }
+                Ok(Err((e, name))) => {
+                    tracing::error!(room = %name, error = %e, "compaction failed; the log is kept as it is");
+                    None
+                }
+                Err(_) => None,
+            };
+            let mut r = room.lock().unwrap_or_else(|p| p.into_inner());
+            r.finish_compaction(folded, &mut |op| hub.store(op));
+        });
     }
 
     /// Queues a store change.

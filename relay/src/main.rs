@@ -71,6 +71,9 @@ struct Serve {
     /// Most bytes queued to one peer before it is disconnected as a slow consumer.
     #[arg(long, env = "MINIDOTE_RELAY_QUEUE_BYTES", default_value_t = 64 << 20)]
     queue_bytes: usize,
+    /// Fold a room's oldest transactions into one snapshot once its log holds more than this many (0: never).
+    #[arg(long, env = "MINIDOTE_RELAY_COMPACT_AFTER", default_value_t = 100_000)]
+    compact_after: usize,
     /// Seconds without a frame before a peer is disconnected (the relay pings every third of it).
     #[arg(long, env = "MINIDOTE_RELAY_IDLE_TIMEOUT", default_value_t = 30.0)]
     idle_timeout: f64,
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         queue_frames: s.queue_frames,
         queue_bytes: s.queue_bytes,
         idle_timeout: Duration::from_secs_f64(s.idle_timeout),
+        compact_after: s.compact_after,
         ..Config::default()
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

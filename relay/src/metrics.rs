@@ -85,6 +85,8 @@ metrics! {
     txns_delivered_total: "counter",
     /// Snapshot frames stored as a room base.
     snapshots_stored_total: "counter",
+    /// Room logs folded into a snapshot base.
+    compactions_total: "counter",
     /// Snapshot frames sent to peers in catch-up.
     snapshots_sent_total: "counter",
     /// Peers disconnected because their outgoing queue was full.

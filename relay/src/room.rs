@@ -102,6 +102,18 @@ pub struct Room {
     buffer: CausalBuffer<Held>,
     peers: Vec<Peer>,
     next_idx: u64,
+    compacting: bool,
+}
+
+/// The part of a room's log to fold into one base (see [`crate::compact`]).
+#[derive(Debug)]
+pub struct CompactionInput {
+    /// The room's name.
+    pub room: Arc<str>,
+    /// Every base, as `Snapshot` frames.
+    pub bases: Vec<Bytes>,
+    /// The oldest logged transactions, in log order.
+    pub txns: Vec<Bytes>,
 }
 
 impl Room {
@@ -115,6 +127,7 @@ impl Room {
             buffer: CausalBuffer::new(buffer_capacity),
             peers: Vec::new(),
             next_idx: 1,
+            compacting: false,
         }
     }
 
@@ -359,6 +372,33 @@ impl Room {
         if clock.leq(&self.clock) {
             return false;
         }
+        self.install_base(frame.clone(), clock.clone(), store);
+        Metrics::add(&metrics.snapshots_stored_total, 1);
+        self.clock.merge(&clock);
+        self.buffer.drop_covered(&self.clock);
+        let mut kicked = false;
+        for p in &mut self.peers {
+            if !p.live || clock.leq(&p.known) {
+                continue;
+            }
+            p.known.merge(&clock);
+            if p.outbox.try_push(Out::Frame(frame.clone())) {
+                Metrics::add(&metrics.snapshots_sent_total, 1);
+            } else {
+                slow(p, metrics);
+                kicked = true;
+            }
+        }
+        if kicked {
+            self.peers.retain(|p| !p.outbox.is_closed());
+        }
+        self.drain_buffer(store, metrics);
+        true
+    }
+
+    /// Makes `frame` (a state with `clock`) a base: bases it dominates and
+    /// logged transactions it covers are pruned, in memory and in the store.
+    fn install_base(&mut self, frame: Bytes, clock: VectorClock, store: &mut dyn FnMut(StoreOp)) {
         let idx = self.next_idx;
         self.next_idx += 1;
         store(StoreOp::Base {
@@ -366,7 +406,6 @@ impl Room {
             idx,
             frame: frame.clone(),
         });
-        Metrics::add(&metrics.snapshots_stored_total, 1);
         let mut pruned_bases = Vec::new();
         self.bases.retain(|b| {
             let keep = !b.clock.leq(&clock);
@@ -390,27 +429,37 @@ impl Room {
                 bases: pruned_bases,
             });
         }
-        self.clock.merge(&clock);
-        self.buffer.drop_covered(&self.clock);
-        let mut kicked = false;
-        for p in &mut self.peers {
-            if !p.live || clock.leq(&p.known) {
-                continue;
-            }
-            p.known.merge(&clock);
-            if p.outbox.try_push(Out::Frame(frame.clone())) {
-                Metrics::add(&metrics.snapshots_sent_total, 1);
-            } else {
-                slow(p, metrics);
-                kicked = true;
-            }
-        }
-        if kicked {
-            self.peers.retain(|p| !p.outbox.is_closed());
-        }
         self.bases.push(Base { idx, clock, frame });
-        self.drain_buffer(store, metrics);
-        true
+    }
+
+    /// When the log holds more than `after` transactions (and no compaction
+    /// is running), the oldest ones, all but the newest `after / 2`, with
+    /// every base, to fold into one base. `after == 0` never compacts.
+    pub fn compaction_input(&mut self, after: usize) -> Option<CompactionInput> {
+        if self.compacting || after == 0 || self.log.len() <= after {
+            return None;
+        }
+        let cut = self.log.len() - after / 2;
+        self.compacting = true;
+        Some(CompactionInput {
+            room: self.name.clone(),
+            bases: self.bases.iter().map(|b| b.frame.clone()).collect(),
+            txns: self.log[..cut].iter().map(|e| e.bytes.clone()).collect(),
+        })
+    }
+
+    /// Installs a folded base (or gives up on a failed compaction). Peers
+    /// that lack anything it covers are served it instead of the pruned
+    /// transactions; peers that have it all are served only the tail.
+    pub fn finish_compaction(
+        &mut self,
+        folded: Option<(Bytes, VectorClock)>,
+        store: &mut dyn FnMut(StoreOp),
+    ) {
+        self.compacting = false;
+        if let Some((frame, clock)) = folded {
+            self.install_base(frame, clock, store);
+        }
     }
 }
 

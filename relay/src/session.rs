@@ -343,8 +343,10 @@ impl Peer {
             txns.push(Held { header, bytes });
         }
         let hub = &self.hub;
-        let mut r = lock(self.room.as_ref().expect("joined"));
+        let room = self.room.as_ref().expect("joined");
+        let mut r = lock(room);
         let got = r.receive(self.conn, txns, &mut |op| hub.store(op), &hub.metrics);
+        hub.maybe_compact(room, &mut r);
         if got.gap {
             let clock = r.clock().clone();
             drop(r);

@@ -213,3 +213,53 @@ async fn healthz_and_metrics_answer_over_http() {
     assert_eq!(metric(&end, "connections_active"), 0);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_log_is_compacted_into_a_base_and_every_peer_still_converges() {
+    let relay = start(minidote_relay::Config {
+        compact_after: 40,
+        ..config()
+    })
+    .await;
+    let mut a = Peer::new(1, core_config("r"));
+    let mut c = Peer::new(3, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    c.attach(Client::tcp(relay.tcp).await, None);
+    for i in 0..30 {
+        write(&mut a, &counter(), Op::Increment(1));
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+        a.pump().await;
+    }
+    let keys = [counter(), set()];
+    pump_until(&mut [&mut a, &mut c], WAIT, |ps| converged(ps, &keys)).await;
+    c.detach(); // c is behind from here on
+    for i in 30..150 {
+        write(&mut a, &counter(), Op::Increment(1));
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+        if i % 3 == 0 {
+            write(&mut a, &set(), Op::Remove(Value::Int(i - 1)));
+        }
+        a.pump().await;
+    }
+    pump_until(&mut [&mut a], WAIT, |_| {
+        relay.metric("compactions_total") >= 2
+    })
+    .await;
+    drop(a);
+    // A brand-new peer, and one that lacks only part of the history.
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    c.attach(Client::tcp(relay.tcp).await, None);
+    let want_set: Vec<Value> = (0..150)
+        .filter(|i| !(i + 1 >= 30 && (i + 1) % 3 == 0 && i + 1 < 150))
+        .map(Value::Int)
+        .collect();
+    pump_until(&mut [&mut b, &mut c], WAIT, |ps| {
+        converged(ps, &keys) && ps[0].replica.value(&counter()) == Value::Int(150)
+    })
+    .await;
+    assert_eq!(b.replica.value(&set()), Value::List(want_set));
+    assert!(relay.metric("snapshots_sent_total") >= 2);
+    assert!(b.errors.is_empty() && c.errors.is_empty());
+    relay.stop().await;
+}

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python python relay demo bench-core bench-python fuzz sim-long
+.PHONY: test lint test-core test-python python relay demo bench-core bench-python bench-relay fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python
@@ -55,6 +55,15 @@ bench-core:
 bench-python: python
 	$(PY) -m pip install -q pycrdt loro
 	$(PY) benchmarks/python_bench.py
+
+## Relay load benchmark against the y-websocket Node relay (npm install of
+## @y/websocket-server into benchmarks/relay_load/node). RELAY_LOAD_ARGS adds
+## flags, e.g. RELAY_LOAD_ARGS="--soak-secs 300".
+RELAY_LOAD_ARGS ?=
+bench-relay:
+	$(CARGO) build --release -p minidote-relay -p relay-load
+	cd benchmarks/relay_load/node && npm ci --no-audit --no-fund --loglevel=error
+	target/release/relay-load $(RELAY_LOAD_ARGS)
 
 ## Fuzz the decoders: FUZZ_SECONDS per target (default 60).
 FUZZ_SECONDS ?= 60

@@ -330,6 +330,11 @@ impl Relay {
         let app = router(hub.clone());
         let stop = hub.shutdown.clone();
         let http_task = tokio::spawn(async move {
+            use axum::serve::ListenerExt as _;
+            // Small frames must not wait for Nagle's algorithm.
+            let http = http.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(http, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await

@@ -181,3 +181,63 @@ async fn sigterm_flushes_and_exits_cleanly_and_a_second_relay_is_refused() {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
 }
+
+#[test]
+fn help_documents_every_flag_and_its_environment_variable() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "listen",
+        "tcp-listen",
+        "no-tcp",
+        "data",
+        "memory",
+        "static",
+        "auth-secret",
+        "max-frame-bytes",
+        "max-connections",
+        "queue-frames",
+        "queue-bytes",
+        "compact-after",
+        "idle-timeout",
+    ] {
+        assert!(help.contains(&format!("--{flag}")), "--{flag} in --help");
+        let env = format!("MINIDOTE_RELAY_{}", flag.replace('-', "_").to_uppercase());
+        assert!(help.contains(&env), "{env} in --help");
+    }
+    let out = Command::new(BIN)
+        .args(["token", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["auth-secret", "room", "scope", "ttl"] {
+        assert!(help.contains(&format!("--{flag}")), "token --{flag}");
+    }
+}
+
+#[test]
+fn flags_can_come_from_the_environment() {
+    // A bad value through the environment is reported like a bad flag.
+    let out = Command::new(BIN)
+        .env("MINIDOTE_RELAY_MAX_FRAME_BYTES", "not-a-number")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-frame-bytes"));
+    // And a good one takes effect: the relay refuses a too-small limit.
+    let out = Command::new(BIN)
+        .args([
+            "--memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:0",
+        ])
+        .env("MINIDOTE_RELAY_MAX_FRAME_BYTES", "100")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1024"));
+}

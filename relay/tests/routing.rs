@@ -263,3 +263,22 @@ async fn a_long_log_is_compacted_into_a_base_and_every_peer_still_converges() {
     assert!(b.errors.is_empty() && c.errors.is_empty());
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_are_served_at_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>demo</h1>").unwrap();
+    let relay = start(minidote_relay::Config {
+        static_dir: Some(dir.path().to_owned()),
+        ..config()
+    })
+    .await;
+    let (status, body) = http_get(relay.http, "/").await;
+    assert_eq!((status, body.as_str()), (200, "<h1>demo</h1>"));
+    let (status, _) = http_get(relay.http, "/missing.js").await;
+    assert_eq!(status, 404);
+    // The API routes still win over the folder.
+    let (status, body) = http_get(relay.http, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    relay.stop().await;
+}

@@ -269,6 +269,11 @@ async fn connection_limit_and_idle_timeout() {
     let (mut a, mut b) = healthy(&relay).await;
     let mut quiet = Client::tcp(relay.tcp).await;
     quiet.send(&hello(9, "r", None)).await;
+    // All three are admitted (sessions start after the WebSocket upgrade).
+    pump_until(&mut [&mut a, &mut b], WAIT, |_| {
+        relay.metric("connections_active") == 3
+    })
+    .await;
     let mut over = Client::ws(relay.http).await;
     let (code, _) = over.expect_error().await;
     assert_eq!(code, error_code::OVERLOADED);

@@ -1,0 +1,102 @@
+// Type declarations of the `minidote` npm package (API.md, "JavaScript / TypeScript").
+
+/** The ten object types. */
+export type CrdtType =
+  | "counter_pn" | "counter_pn_sb"
+  | "set_aw" | "set_rw" | "set_go" | "set_2p"
+  | "register_mv" | "register_lww"
+  | "flag_ew" | "flag_dw";
+
+/** An object's address: `[key, type, bucket]`. */
+export type Key = [key: string, type: CrdtType, bucket: string];
+
+/** What can be stored. Ints are safe integral numbers or BigInts; other
+ * numbers are floats. Read back, an int is a number when it is safe and a
+ * BigInt otherwise. */
+export type Value =
+  | null | boolean | number | bigint | string | Uint8Array
+  | Value[] | { [key: string]: Value };
+
+/** `[key, op]` or `[key, op, arg]`, e.g. `[likes, "increment", 1]`. */
+export type Update = [key: Key, op: string] | [key: Key, op: string, arg: Value];
+
+export type ErrorCode = "invalid_operation" | "clock_timeout" | "storage" | "protocol";
+
+export class MinidoteError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string);
+}
+
+/** An immutable vector clock; its bytes are the same in every binding. */
+export class Clock {
+  private constructor();
+  static fromBytes(bytes: Uint8Array): Clock;
+  toBytes(): Uint8Array;
+  /** `{replicaId: seq}` */
+  toJSON(): Record<string, number>;
+  leq(other: Clock): boolean;
+  equals(other: Clock): boolean;
+  concurrent(other: Clock): boolean;
+  merge(other: Clock): Clock;
+  toString(): string;
+  free(): void;
+}
+
+export interface OpenOptions {
+  /** IndexedDB database; omitted = memory only (the only mode in Node). */
+  name?: string;
+  /** Replication group (default "default"). */
+  room?: string;
+  /** Records between snapshots (default 10,000). */
+  snapshotEvery?: number;
+}
+
+export interface PeerStats {
+  addr: string | null;
+  id: string | null;
+  connected: boolean;
+  clock: Clock;
+  lag: number;
+}
+
+export interface Stats {
+  id: string;
+  room: string;
+  clock: Clock;
+  buffered: number;
+  pending_requests: number;
+  txns_local: number;
+  txns_remote: number;
+  duplicates: number;
+  bytes_sent: number;
+  bytes_received: number;
+  log_records: number;
+  log_len: number;
+  snapshots: number;
+  snapshots_merged: number;
+  recovery_ms: number | null;
+  recovery_records: number;
+  storage_commits: number;
+  protocol_errors: number;
+  last_protocol_error: string | null;
+  peers: PeerStats[];
+}
+
+export class Replica {
+  private constructor();
+  static open(options?: OpenOptions): Promise<Replica>;
+  readonly id: string;
+  readonly room: string;
+  readonly connected: boolean;
+  updateObjects(updates: Update[], clock?: Clock): Promise<Clock>;
+  readObjects(keys: Key[], clock?: Clock, options?: { timeoutMs?: number }): Promise<[Value[], Clock]>;
+  connect(url: string, options?: { token?: string }): void;
+  disconnect(): void;
+  subscribe(callback: (changedKeys: Key[]) => void): () => void;
+  stats(): Stats;
+  snapshot(): void;
+  close(): Promise<void>;
+}
+
+/** Loads the .wasm (Replica.open does it on first use). */
+export function ready(): Promise<void>;

@@ -1,0 +1,186 @@
+// minidote: the public JS API (API.md), over the wasm `Core`.
+//
+// Works in browsers (ESM; IndexedDB persistence, one tab per database name
+// through Web Locks) and in Node (memory only). All CRDT logic, IndexedDB
+// and WebSocket IO are in Rust (../src); this file loads the module, checks
+// arguments, and turns errors into MinidoteError.
+import init, { Core, Clock } from "./wasm/minidote_wasm.js";
+
+export { Clock };
+
+let loading = null;
+
+function isNode() {
+  return typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
+}
+
+/** Loads and instantiates the .wasm once (done by Replica.open). */
+export function ready() {
+  if (!loading) {
+    loading = (async () => {
+      const url = new URL("./wasm/minidote_wasm_bg.wasm", import.meta.url);
+      if (isNode()) {
+        const { readFile } = await import("node:fs/promises");
+        await init({ module_or_path: await readFile(url) });
+      } else {
+        await init({ module_or_path: url });
+      }
+    })();
+  }
+  return loading;
+}
+
+/** Every error the package throws. `code` is one of "invalid_operation",
+ * "clock_timeout", "storage" or "protocol". */
+export class MinidoteError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "MinidoteError";
+    this.code = code;
+  }
+}
+
+function wrap(e) {
+  if (e instanceof MinidoteError) return e;
+  if (e && typeof e.code === "string") return new MinidoteError(e.code, e.message);
+  return e;
+}
+
+function clockBytes(clock) {
+  if (clock === undefined || clock === null) return undefined;
+  if (!(clock instanceof Clock)) {
+    throw new MinidoteError("invalid_operation", "clock must be a Clock (or omitted)");
+  }
+  return clock.toBytes();
+}
+
+/** Holds `minidote:<name>` until released; fails at once if another tab
+ * (or Replica) holds it. */
+async function lockDatabase(name) {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return null;
+  return await new Promise((resolve, reject) => {
+    locks
+      .request(`minidote:${name}`, { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          reject(new MinidoteError("storage",
+            `database "${name}" is already open (in another tab, or another Replica here)`));
+          return undefined;
+        }
+        return new Promise((release) => resolve(release));
+      })
+      .catch(reject);
+  });
+}
+
+export class Replica {
+  #core;
+  #release;
+
+  constructor(core, release) {
+    if (!(core instanceof Core)) {
+      throw new TypeError("use `await Replica.open({...})`");
+    }
+    this.#core = core;
+    this.#release = release;
+  }
+
+  /** Opens a replica. `name`: IndexedDB database (omitted: memory only).
+   * `room`: replication group. `snapshotEvery`: records between snapshots. */
+  static async open({ name, room = "default", snapshotEvery } = {}) {
+    await ready();
+    let release = null;
+    if (name !== undefined && name !== null) {
+      if (typeof name !== "string" || name === "") {
+        throw new MinidoteError("invalid_operation", "name must be a non-empty string");
+      }
+      if (typeof indexedDB === "undefined") {
+        throw new MinidoteError("storage",
+          "no IndexedDB in this environment: omit `name` for a memory-only replica");
+      }
+      release = await lockDatabase(name);
+    }
+    try {
+      const core = await Core.open(name ?? undefined, String(room), snapshotEvery ?? undefined);
+      return new Replica(core, release);
+    } catch (e) {
+      release?.();
+      throw wrap(e);
+    }
+  }
+
+  /** This replica's id: 16 hex digits, kept across reopening. */
+  get id() {
+    return this.#core.id;
+  }
+
+  get room() {
+    return this.#core.room;
+  }
+
+  /** Whether the link's handshake has completed. */
+  get connected() {
+    return this.#core.connected;
+  }
+
+  /** One atomic transaction; resolves with the clock after it, once durable. */
+  async updateObjects(updates, clock) {
+    try {
+      return await this.#core.updateObjects(updates, clockBytes(clock));
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** Resolves with `[values, clock]`; with `clock`, waits until it is reached. */
+  async readObjects(keys, clock, { timeoutMs = 10000 } = {}) {
+    try {
+      return await this.#core.readObjects(keys, clockBytes(clock), Number(timeoutMs));
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** Links to a relay, e.g. "ws://127.0.0.1:8080/sync"; reconnects with backoff. */
+  connect(url, { token } = {}) {
+    try {
+      this.#core.connect(String(url), token ?? undefined);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  disconnect() {
+    this.#core.disconnect();
+  }
+
+  /** `cb(changedKeys)` on local and remote changes; returns `unsubscribe`. */
+  subscribe(cb) {
+    if (typeof cb !== "function") throw new TypeError("subscribe takes a function");
+    const id = this.#core.subscribe(cb);
+    return () => this.#core.unsubscribe(id);
+  }
+
+  stats() {
+    return this.#core.stats();
+  }
+
+  /** Takes a snapshot now and prunes the log. */
+  snapshot() {
+    try {
+      this.#core.snapshot();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** Finishes pending writes, drops the link, releases the database. */
+  async close() {
+    try {
+      await this.#core.close();
+    } finally {
+      this.#release?.();
+      this.#release = null;
+    }
+  }
+}

@@ -1,0 +1,864 @@
+//! `minidote-wasm`: Minidote for browsers and Node, through wasm-bindgen.
+//!
+//! This crate exports two low-level classes, `Clock` and `Core`; the npm
+//! package's `index.js` wraps `Core` into the public `Replica` (API.md) and
+//! turns thrown `{code, message}` errors into `MinidoteError`s. All IO is
+//! here and event-driven, with no threads: IndexedDB (through
+//! indexed_db_futures) for records, `web-sys` WebSocket for links, and
+//! `setTimeout` for the core's timers. The core decides everything else.
+
+#![forbid(unsafe_code)]
+
+mod convert;
+mod idb;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use minidote_core::{
+    Config, Event, LinkId, ReadOutcome, Record, Replica, ReplicaId, Ticket, UpdateOutcome,
+    VectorClock,
+};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+use crate::idb::Idb;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_namespace = console, js_name = warn)]
+    fn console_warn(s: &str);
+}
+
+/// A thrown error: an `Error` with a `code` ("invalid_operation",
+/// "clock_timeout", "storage" or "protocol"), which index.js turns into a
+/// `MinidoteError`.
+fn js_err(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn hex(id: ReplicaId) -> String {
+    id.to_string()
+}
+
+// ---------------------------------------------------------------- Clock
+
+/// An immutable vector clock. Its bytes are the same in every binding, so
+/// a clock can travel between JS and Python and keep its session guarantee.
+#[wasm_bindgen]
+#[derive(Clone, Debug)]
+pub struct Clock {
+    inner: VectorClock,
+}
+
+#[wasm_bindgen]
+impl Clock {
+    /// Decodes `toBytes()` output (from any binding).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Clock, JsValue> {
+        VectorClock::from_bytes(bytes)
+            .map(|inner| Clock { inner })
+            .map_err(|e| js_err("invalid_operation", &format!("not a clock: {e}")))
+    }
+
+    /// The standalone encoding: a version byte, then the clock.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    /// `{replicaId: seq}`.
+    #[wasm_bindgen(js_name = toJSON)]
+    pub fn to_json(&self) -> JsValue {
+        let o = Object::new();
+        for (r, s) in self.inner.iter() {
+            let _ = Reflect::set(&o, &hex(r).into(), &(s as f64).into());
+        }
+        o.into()
+    }
+
+    /// Whether everything in this clock is in `other`.
+    pub fn leq(&self, other: &Clock) -> bool {
+        self.inner.leq(&other.inner)
+    }
+
+    /// Whether the clocks are equal.
+    pub fn equals(&self, other: &Clock) -> bool {
+        self.inner == other.inner
+    }
+
+    /// Whether neither clock is `leq` the other.
+    pub fn concurrent(&self, other: &Clock) -> bool {
+        self.inner.concurrent(&other.inner)
+    }
+
+    /// The pointwise maximum.
+    pub fn merge(&self, other: &Clock) -> Clock {
+        Clock {
+            inner: self.inner.merged(&other.inner),
+        }
+    }
+
+    /// `Clock{replica: seq, ...}`.
+    #[wasm_bindgen(js_name = toString)]
+    pub fn to_string_js(&self) -> String {
+        format!("Clock{:?}", self.inner)
+    }
+}
+
+fn clock_arg(bytes: Option<Vec<u8>>) -> Result<Option<VectorClock>, JsValue> {
+    bytes
+        .map(|b| {
+            VectorClock::from_bytes(&b)
+                .map_err(|e| js_err("invalid_operation", &format!("not a clock: {e}")))
+        })
+        .transpose()
+}
+
+// ---------------------------------------------------------------- Node
+
+struct Waiter {
+    resolve: Function,
+    reject: Function,
+    timer: Option<JsValue>,
+}
+
+/// One WebSocket link with reconnects.
+struct Link {
+    url: String,
+    token: Option<String>,
+    ws: Option<WebSocket>,
+    id: u64,
+    attempts: u32,
+    wanted: bool,
+    reconnect: Option<JsValue>,
+    // Kept alive while the socket is.
+    _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+struct Node {
+    replica: Replica,
+    start: f64,
+    waiters: HashMap<Ticket, Waiter>,
+    subscribers: Vec<(u32, Function)>,
+    next_sub: u32,
+    idb: Option<Rc<Idb>>,
+    unsaved: Vec<Record>,
+    writing: bool,
+    storage_error: Option<String>,
+    commits: u64,
+    link: Option<Link>,
+    next_link: u64,
+    timer: Option<(f64, JsValue)>,
+    timer_cb: Option<Closure<dyn FnMut()>>,
+    closed: bool,
+    protocol_errors: u64,
+    last_protocol_error: Option<String>,
+    me: Weak<RefCell<Node>>,
+    flushed: Vec<Function>,
+}
+
+impl Node {
+    fn now(&self) -> u64 {
+        (now_ms() - self.start).max(0.0) as u64
+    }
+
+    /// Carries out everything the replica asked for.
+    fn drain(&mut self) {
+        while let Some(r) = self.replica.poll_record() {
+            self.unsaved.push(r);
+        }
+        if !self.unsaved.is_empty() && !self.writing && self.idb.is_some() {
+            self.start_write();
+        }
+        let mut failed_links = Vec::new();
+        while let Some(t) = self.replica.poll_transmit() {
+            if let Some(l) = &self.link {
+                if LinkId(l.id) == t.link {
+                    if let Some(ws) = l.ws.as_ref().filter(|w| w.ready_state() == WebSocket::OPEN) {
+                        let _ = ws.send_with_u8_array(&t.frame);
+                    }
+                }
+            }
+        }
+        while let Some(e) = self.replica.poll_event() {
+            match e {
+                Event::Committed { ticket, clock } => {
+                    if let Some(w) = self.take_waiter(ticket) {
+                        let _ = w
+                            .resolve
+                            .call1(&JsValue::NULL, &Clock { inner: clock }.into());
+                    }
+                }
+                Event::UpdateFailed { ticket, error } => {
+                    if let Some(w) = self.take_waiter(ticket) {
+                        let _ = w.reject.call1(
+                            &JsValue::NULL,
+                            &js_err("invalid_operation", &error.to_string()),
+                        );
+                    }
+                }
+                Event::ReadReady {
+                    ticket,
+                    values,
+                    clock,
+                } => {
+                    if let Some(w) = self.take_waiter(ticket) {
+                        let pair = Array::of2(
+                            &convert::from_values(&values),
+                            &Clock { inner: clock }.into(),
+                        );
+                        let _ = w.resolve.call1(&JsValue::NULL, &pair);
+                    }
+                }
+                Event::Changed(keys) => {
+                    if !self.subscribers.is_empty() {
+                        // Called from a microtask, outside this borrow, so a
+                        // subscriber may call back into the replica.
+                        let arr: Array = keys.iter().map(convert::from_key).collect();
+                        let me = self.me.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            let subs: Vec<Function> = match me.upgrade() {
+                                Some(n) => n
+                                    .borrow()
+                                    .subscribers
+                                    .iter()
+                                    .map(|(_, f)| f.clone())
+                                    .collect(),
+                                None => return,
+                            };
+                            for f in subs {
+                                if let Err(e) = f.call1(&JsValue::NULL, &arr) {
+                                    console_warn(&format!("minidote: a subscriber threw: {e:?}"));
+                                }
+                            }
+                        });
+                    }
+                }
+                Event::LinkUp { .. } => {
+                    if let Some(l) = &mut self.link {
+                        l.attempts = 0;
+                    }
+                }
+                Event::LinkFailed { link, error } => {
+                    self.protocol_errors += 1;
+                    let msg = error.to_string();
+                    console_warn(&format!("minidote: link failed: {msg}"));
+                    self.last_protocol_error = Some(msg);
+                    failed_links.push(link);
+                }
+            }
+        }
+        for link in failed_links {
+            // The Error frame was sent above; now close, and reconnect later.
+            if let Some(l) = &self.link {
+                if LinkId(l.id) == link {
+                    if let Some(ws) = &l.ws {
+                        let _ = ws.close();
+                    }
+                }
+            }
+        }
+        self.arm_timer();
+    }
+
+    fn take_waiter(&mut self, t: Ticket) -> Option<Waiter> {
+        let w = self.waiters.remove(&t)?;
+        if let Some(id) = &w.timer {
+            clear_timeout(id);
+        }
+        Some(w)
+    }
+
+    /// One timer for the core's next deadline.
+    fn arm_timer(&mut self) {
+        let Some(deadline) = self.replica.poll_timeout() else {
+            return;
+        };
+        let at = self.start + deadline as f64;
+        if let Some((t, _)) = &self.timer {
+            if *t <= at {
+                return;
+            }
+        }
+        if let Some((_, id)) = self.timer.take() {
+            clear_timeout(&id);
+        }
+        if self.timer_cb.is_none() {
+            let me = self.me.clone();
+            self.timer_cb = Some(Closure::new(move || {
+                if let Some(n) = me.upgrade() {
+                    let mut n = n.borrow_mut();
+                    n.timer = None;
+                    if !n.closed {
+                        let now = n.now();
+                        n.replica.handle_timeout(now);
+                        n.drain();
+                    }
+                }
+            }));
+        }
+        let cb = self.timer_cb.as_ref().expect("set above");
+        let id = set_timeout(cb.as_ref().unchecked_ref(), (at - now_ms()).max(0.0));
+        self.timer = Some((at, id));
+    }
+
+    fn start_write(&mut self) {
+        let Some(idb) = self.idb.clone() else { return };
+        let batch = std::mem::take(&mut self.unsaved);
+        let upto = batch.iter().map(Record::lsn).max().unwrap_or(0);
+        self.writing = true;
+        let me = self.me.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = idb.write(&batch).await;
+            let Some(n) = me.upgrade() else { return };
+            let mut n = n.borrow_mut();
+            n.writing = false;
+            match result {
+                Ok(()) => {
+                    n.commits += 1;
+                    n.replica.persisted(upto);
+                }
+                Err(e) => {
+                    console_warn(&format!("minidote: storage failed: {e}"));
+                    n.storage_error = Some(e.clone());
+                    let waiters: Vec<Ticket> = n.waiters.keys().copied().collect();
+                    for t in waiters {
+                        if let Some(w) = n.take_waiter(t) {
+                            let _ = w.reject.call1(&JsValue::NULL, &js_err("storage", &e));
+                        }
+                    }
+                }
+            }
+            if n.storage_error.is_none() {
+                n.drain();
+            }
+            if !n.writing && (n.unsaved.is_empty() || n.storage_error.is_some()) {
+                for f in std::mem::take(&mut n.flushed) {
+                    let _ = f.call0(&JsValue::NULL);
+                }
+            }
+        });
+    }
+
+    fn check_usable(&self) -> Result<(), JsValue> {
+        if self.closed {
+            return Err(js_err("storage", "the replica is closed"));
+        }
+        if let Some(e) = &self.storage_error {
+            return Err(js_err("storage", e));
+        }
+        Ok(())
+    }
+
+    // ----- links
+
+    fn open_link(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if !link.wanted {
+            return;
+        }
+        self.next_link += 1;
+        let id = self.next_link;
+        let ws = match WebSocket::new(&link.url) {
+            Ok(ws) => ws,
+            Err(e) => {
+                console_warn(&format!("minidote: cannot open {}: {e:?}", link.url));
+                self.schedule_reconnect();
+                return;
+            }
+        };
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let me = self.me.clone();
+        let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(n) = me.upgrade() {
+                let mut n = n.borrow_mut();
+                let token = n.link.as_ref().and_then(|l| l.token.clone());
+                let now = n.now();
+                n.replica.link_open(LinkId(id), token, now);
+                n.drain();
+            }
+        });
+        let me = self.me.clone();
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let Some(n) = me.upgrade() else { return };
+            let Ok(ev) = e.dyn_into::<MessageEvent>() else {
+                return;
+            };
+            let data = ev.data();
+            let Ok(buf) = data.dyn_into::<js_sys::ArrayBuffer>() else {
+                return;
+            };
+            let bytes = Uint8Array::new(&buf).to_vec();
+            let mut n = n.borrow_mut();
+            let now = n.now();
+            let _ = n.replica.handle_frame(LinkId(id), &bytes, now);
+            n.drain();
+        });
+        let me = self.me.clone();
+        let on_close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let Some(n) = me.upgrade() else { return };
+            let mut n = n.borrow_mut();
+            n.replica.link_closed(LinkId(id));
+            if let Ok(ev) = e.dyn_into::<CloseEvent>() {
+                if !ev.was_clean() {
+                    n.last_protocol_error = Some(format!("link closed: code {}", ev.code()));
+                }
+            }
+            let current = n.link.as_ref().is_some_and(|l| l.id == id);
+            if current {
+                if let Some(l) = n.link.as_mut() {
+                    l.ws = None;
+                }
+                n.schedule_reconnect();
+            }
+            n.drain();
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        link.id = id;
+        link.ws = Some(ws);
+        link._handlers = vec![on_open, on_message, on_close];
+    }
+
+    fn schedule_reconnect(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if !link.wanted || self.closed || link.reconnect.is_some() {
+            return;
+        }
+        link.attempts = link.attempts.saturating_add(1);
+        let base = (250.0 * 2f64.powi(link.attempts.min(7) as i32 - 1)).min(15_000.0);
+        let delay = base * (0.5 + js_sys::Math::random() / 2.0);
+        let me = self.me.clone();
+        let cb = Closure::once_into_js(move || {
+            if let Some(n) = me.upgrade() {
+                let mut n = n.borrow_mut();
+                if let Some(l) = n.link.as_mut() {
+                    l.reconnect = None;
+                }
+                if !n.closed {
+                    n.open_link();
+                }
+            }
+        });
+        link.reconnect = Some(set_timeout(cb.unchecked_ref(), delay));
+    }
+
+    fn drop_link(&mut self) {
+        if let Some(mut l) = self.link.take() {
+            l.wanted = false;
+            if let Some(t) = l.reconnect.take() {
+                clear_timeout(&t);
+            }
+            if let Some(ws) = l.ws.take() {
+                ws.set_onclose(None);
+                ws.set_onmessage(None);
+                ws.set_onopen(None);
+                let _ = ws.close();
+            }
+            self.replica.link_closed(LinkId(l.id));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Core
+
+/// Resolves or rejects now, or leaves the promise to a waiter (`None`).
+fn settle(resolve: &Function, reject: &Function, r: Result<Option<JsValue>, JsValue>) {
+    match r {
+        Ok(Some(v)) => {
+            let _ = resolve.call1(&JsValue::NULL, &v);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = reject.call1(&JsValue::NULL, &e);
+        }
+    }
+}
+
+/// A replica with its IO. Wrapped by index.js as `Replica`.
+#[wasm_bindgen]
+pub struct Core {
+    node: Rc<RefCell<Node>>,
+}
+
+fn new_id() -> ReplicaId {
+    let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    ReplicaId((hi << 32) | lo)
+}
+
+#[wasm_bindgen]
+impl Core {
+    /// Opens a replica: in memory (`name` null) or restored from the
+    /// IndexedDB database `name`.
+    pub async fn open(
+        name: Option<String>,
+        room: String,
+        snapshot_every: Option<u32>,
+    ) -> Result<Core, JsValue> {
+        let config = Config {
+            room: room.clone(),
+            persistent: name.is_some(),
+            snapshot_every: u64::from(snapshot_every.unwrap_or(10_000)),
+            emit_changes: true,
+            ..Config::default()
+        };
+        let start = now_ms();
+        let (replica, idb) = match name {
+            None => (Replica::new(new_id(), config), None),
+            Some(name) => {
+                let (idb, loaded) = Idb::open(&name).await.map_err(|e| js_err("storage", &e))?;
+                if let Some(stored) = &loaded.room {
+                    if *stored != room {
+                        idb.close();
+                        return Err(js_err(
+                            "storage",
+                            &format!("database {name:?} holds room {stored:?}, not {room:?}"),
+                        ));
+                    }
+                }
+                let (id, fresh) = match loaded.id.as_deref().and_then(ReplicaId::from_hex) {
+                    Some(id) => (id, false),
+                    None => (new_id(), true),
+                };
+                if fresh {
+                    idb.put_meta(&hex(id), &room)
+                        .await
+                        .map_err(|e| js_err("storage", &e))?;
+                }
+                let (mut replica, _report) = Replica::restore(
+                    id,
+                    config,
+                    loaded.snapshot.as_deref(),
+                    loaded.records.iter().map(|r| &r[..]),
+                    loaded.next_lsn,
+                )
+                .map_err(|e| js_err("storage", &format!("cannot restore {name:?}: {e}")))?;
+                replica.set_recovery_ms((now_ms() - start) as u64);
+                (replica, Some(Rc::new(idb)))
+            }
+        };
+        let node = Rc::new_cyclic(|me| {
+            RefCell::new(Node {
+                replica,
+                start,
+                waiters: HashMap::new(),
+                subscribers: Vec::new(),
+                next_sub: 1,
+                idb,
+                unsaved: Vec::new(),
+                writing: false,
+                storage_error: None,
+                commits: 0,
+                link: None,
+                next_link: 0,
+                timer: None,
+                timer_cb: None,
+                closed: false,
+                protocol_errors: 0,
+                last_protocol_error: None,
+                me: me.clone(),
+                flushed: Vec::new(),
+            })
+        });
+        node.borrow_mut().drain();
+        Ok(Core { node })
+    }
+
+    /// The replica id: 16 hex digits.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        hex(self.node.borrow().replica.id())
+    }
+
+    /// The room.
+    #[wasm_bindgen(getter)]
+    pub fn room(&self) -> String {
+        self.node.borrow().replica.room().to_owned()
+    }
+
+    /// Runs one atomic transaction; resolves with the clock after it, once
+    /// it is durable (and `clock`, if given, has been reached).
+    #[wasm_bindgen(js_name = updateObjects)]
+    pub fn update_objects(&self, updates: JsValue, clock: Option<Vec<u8>>) -> Promise {
+        let node = self.node.clone();
+        Promise::new(&mut |resolve, reject| {
+            let r = (|| -> Result<Option<JsValue>, JsValue> {
+                let ups =
+                    convert::to_updates(&updates).map_err(|e| js_err("invalid_operation", &e))?;
+                let client = clock_arg(clock.clone())?;
+                let mut n = node.borrow_mut();
+                n.check_usable()?;
+                let out = n
+                    .replica
+                    .update_objects(ups, client.as_ref())
+                    .map_err(|e| js_err("invalid_operation", &e.to_string()))?;
+                let done = match out {
+                    UpdateOutcome::Committed(c) => Some(Clock { inner: c }.into()),
+                    UpdateOutcome::Pending(t) => {
+                        n.waiters.insert(
+                            t,
+                            Waiter {
+                                resolve: resolve.clone(),
+                                reject: reject.clone(),
+                                timer: None,
+                            },
+                        );
+                        None
+                    }
+                };
+                n.drain();
+                Ok(done)
+            })();
+            settle(&resolve, &reject, r);
+        })
+    }
+
+    /// Reads objects; resolves with `[values, clock]`. With `clock`, waits
+    /// until this replica has reached it, or rejects with `clock_timeout`
+    /// after `timeoutMs`.
+    #[wasm_bindgen(js_name = readObjects)]
+    pub fn read_objects(&self, keys: JsValue, clock: Option<Vec<u8>>, timeout_ms: f64) -> Promise {
+        let node = self.node.clone();
+        Promise::new(&mut |resolve, reject| {
+            let r = (|| -> Result<Option<JsValue>, JsValue> {
+                let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
+                let client = clock_arg(clock.clone())?;
+                let mut n = node.borrow_mut();
+                if n.closed {
+                    return Err(js_err("storage", "the replica is closed"));
+                }
+                let out = n.replica.read_objects(ks, client.as_ref());
+                let done = match out {
+                    ReadOutcome::Ready(values, c) => Some(
+                        Array::of2(&convert::from_values(&values), &Clock { inner: c }.into())
+                            .into(),
+                    ),
+                    ReadOutcome::Pending(t) => {
+                        let me = Rc::downgrade(&node);
+                        let reject2 = reject.clone();
+                        let on_timeout = Closure::once_into_js(move || {
+                            if let Some(n) = me.upgrade() {
+                                let mut n = n.borrow_mut();
+                                if n.waiters.remove(&t).is_some() {
+                                    n.replica.cancel(t);
+                                    let _ = reject2.call1(
+                                        &JsValue::NULL,
+                                        &js_err(
+                                            "clock_timeout",
+                                            &format!(
+                                                "readObjects: the clock was not reached within {timeout_ms} ms"
+                                            ),
+                                        ),
+                                    );
+                                }
+                            }
+                        });
+                        let timer = set_timeout(on_timeout.unchecked_ref(), timeout_ms.max(0.0));
+                        n.waiters.insert(
+                            t,
+                            Waiter {
+                                resolve: resolve.clone(),
+                                reject: reject.clone(),
+                                timer: Some(timer),
+                            },
+                        );
+                        None
+                    }
+                };
+                n.drain();
+                Ok(done)
+            })();
+            settle(&resolve, &reject, r);
+        })
+    }
+
+    /// Links to a relay (or peer) at `url`; reconnects with backoff until
+    /// `disconnect()` or `close()`. Needs a global `WebSocket`.
+    pub fn connect(&self, url: String, token: Option<String>) -> Result<(), JsValue> {
+        let has_ws = Reflect::has(&js_sys::global(), &"WebSocket".into()).unwrap_or(false);
+        if !has_ws {
+            return Err(js_err(
+                "protocol",
+                "no WebSocket in this environment (Node 22+ has one built in)",
+            ));
+        }
+        let mut n = self.node.borrow_mut();
+        n.check_usable()?;
+        n.drop_link();
+        n.link = Some(Link {
+            url,
+            token,
+            ws: None,
+            id: 0,
+            attempts: 0,
+            wanted: true,
+            reconnect: None,
+            _handlers: Vec::new(),
+        });
+        n.open_link();
+        Ok(())
+    }
+
+    /// Drops the link (writes keep working offline).
+    pub fn disconnect(&self) {
+        let mut n = self.node.borrow_mut();
+        n.drop_link();
+        n.drain();
+    }
+
+    /// Whether the link's handshake has completed.
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        let n = self.node.borrow();
+        n.link
+            .as_ref()
+            .is_some_and(|l| n.replica.link_established(LinkId(l.id)))
+    }
+
+    /// Calls `cb(changedKeys)` on every local and remote change; returns an
+    /// id for `unsubscribe`.
+    pub fn subscribe(&self, cb: Function) -> u32 {
+        let mut n = self.node.borrow_mut();
+        let id = n.next_sub;
+        n.next_sub += 1;
+        n.subscribers.push((id, cb));
+        id
+    }
+
+    /// Removes a subscriber.
+    pub fn unsubscribe(&self, id: u32) {
+        self.node.borrow_mut().subscribers.retain(|(i, _)| *i != id);
+    }
+
+    /// Takes a snapshot now and prunes the log.
+    pub fn snapshot(&self) -> Result<(), JsValue> {
+        let mut n = self.node.borrow_mut();
+        n.check_usable()?;
+        n.replica.snapshot();
+        n.drain();
+        Ok(())
+    }
+
+    /// A plain object with the same fields as Python's `stats()`.
+    pub fn stats(&self) -> JsValue {
+        let n = self.node.borrow();
+        let s = n.replica.stats();
+        let o = Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        set("id", hex(s.id).into());
+        set("room", n.replica.room().into());
+        set("clock", Clock { inner: s.clock }.into());
+        set("buffered", (s.buffered as f64).into());
+        set("pending_requests", (s.pending_requests as f64).into());
+        set("txns_local", (s.txns_local as f64).into());
+        set("txns_remote", (s.txns_remote as f64).into());
+        set("duplicates", (s.duplicates as f64).into());
+        set("bytes_sent", (s.bytes_sent as f64).into());
+        set("bytes_received", (s.bytes_received as f64).into());
+        set("log_records", (s.log_records as f64).into());
+        set("log_len", (s.log_len as f64).into());
+        set("snapshots", (s.snapshots as f64).into());
+        set("snapshots_merged", (s.snapshots_merged as f64).into());
+        set(
+            "recovery_ms",
+            s.last_recovery_ms
+                .map_or(JsValue::NULL, |m| (m as f64).into()),
+        );
+        set("recovery_records", (s.last_recovery_records as f64).into());
+        set("storage_commits", (n.commits as f64).into());
+        set("protocol_errors", (n.protocol_errors as f64).into());
+        set(
+            "last_protocol_error",
+            n.last_protocol_error
+                .as_deref()
+                .map_or(JsValue::NULL, JsValue::from_str),
+        );
+        let peers = Array::new();
+        for p in s.peers {
+            let po = Object::new();
+            let _ = Reflect::set(
+                &po,
+                &"addr".into(),
+                &n.link
+                    .as_ref()
+                    .map_or(JsValue::NULL, |l| l.url.as_str().into()),
+            );
+            let _ = Reflect::set(
+                &po,
+                &"id".into(),
+                &p.id.map_or(JsValue::NULL, |i| hex(i).into()),
+            );
+            let _ = Reflect::set(&po, &"connected".into(), &p.connected.into());
+            let _ = Reflect::set(&po, &"clock".into(), &Clock { inner: p.clock }.into());
+            let _ = Reflect::set(&po, &"lag".into(), &(p.lag as f64).into());
+            peers.push(&po);
+        }
+        set("peers", peers.into());
+        o.into()
+    }
+
+    /// Waits for pending writes, drops the link, closes the database.
+    /// Pending requests are rejected.
+    pub fn close(&self) -> Promise {
+        let node = self.node.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let wait = {
+                let mut n = node.borrow_mut();
+                if n.closed {
+                    return Ok(JsValue::UNDEFINED);
+                }
+                n.drop_link();
+                if n.writing || !n.unsaved.is_empty() {
+                    Some(Promise::new(&mut |resolve, _| n.flushed.push(resolve)))
+                } else {
+                    None
+                }
+            };
+            if let Some(p) = wait {
+                let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+            }
+            let mut n = node.borrow_mut();
+            n.closed = true;
+            if let Some((_, t)) = n.timer.take() {
+                clear_timeout(&t);
+            }
+            let waiters: Vec<Ticket> = n.waiters.keys().copied().collect();
+            for t in waiters {
+                if let Some(w) = n.take_waiter(t) {
+                    let _ = w
+                        .reject
+                        .call1(&JsValue::NULL, &js_err("storage", "the replica was closed"));
+                }
+            }
+            if let Some(idb) = n.idb.take() {
+                if let Ok(idb) = Rc::try_unwrap(idb) {
+                    idb.close();
+                }
+            }
+            n.subscribers.clear();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}

@@ -6,10 +6,10 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python python relay demo bench-core bench-python bench-relay fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm wasm chromium python relay demo bench-core bench-python bench-relay fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
-test: lint test-core test-python
+test: lint test-core test-python test-wasm
 
 # A project-local virtualenv holds the Python tools and the built binding.
 VENV := .venv
@@ -33,6 +33,24 @@ relay:
 test-python: python relay
 	cd bindings-python && ../$(PY) -m mypy.stubtest minidote --allowlist stubtest-allowlist.txt
 	cd bindings-python && ../scripts/pytest.sh ../$(PY) tests
+
+## The npm package: wasm toolchain (scripts/wasm-toolchain.sh), wasm-bindgen-cli,
+## build into bindings-wasm/pkg (scripts/build-wasm.sh).
+wasm:
+	scripts/build-wasm.sh
+
+bindings-wasm/node_modules/.installed: bindings-wasm/package-lock.json
+	cd bindings-wasm && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+chromium:
+	@scripts/chromium.sh >/dev/null
+
+## Node and Chromium tests of the npm package (the Chromium ones start the
+## relay and a Python replica, so they need both built).
+test-wasm: wasm bindings-wasm/node_modules/.installed chromium relay python
+	cd bindings-wasm && node_modules/.bin/tsc -p tests/tsconfig.json
+	cd bindings-wasm && node --test --test-concurrency=1 tests/node.test.mjs tests/browser.test.mjs
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -14,7 +14,7 @@ use minidote_core::{CrdtType, Key, Update, Value};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// Largest integer a JS number holds exactly (2^53 - 1).
 const MAX_SAFE: i64 = 9_007_199_254_740_991;
@@ -169,10 +169,14 @@ pub fn from_values(vs: &[Value]) -> JsValue {
     arr.into()
 }
 
+/// `v` as an array, if it is one.
+fn as_array(v: &JsValue) -> Option<js_sys::Array> {
+    js_sys::Array::is_array(v).then(|| v.clone().unchecked_into())
+}
+
 /// A `[key, type, bucket]` array → Key.
 pub fn to_key(v: &JsValue) -> Result<Key, String> {
-    let parts = js_sys::Array::try_from(v.clone())
-        .ok()
+    let parts = as_array(v)
         .filter(|a| a.length() == 3)
         .ok_or_else(|| "a key is a [key, type, bucket] array of 3 strings".to_owned())?;
     let s = |i: u32| {
@@ -189,7 +193,7 @@ pub fn to_key(v: &JsValue) -> Result<Key, String> {
 
 /// A JS array of keys.
 pub fn to_keys(v: &JsValue) -> Result<Vec<Key>, String> {
-    let arr = js_sys::Array::try_from(v.clone()).map_err(|_| "keys must be an array".to_owned())?;
+    let arr = as_array(v).ok_or_else(|| "keys must be an array".to_owned())?;
     arr.iter()
         .enumerate()
         .map(|(i, k)| to_key(&k).map_err(|e| format!("key #{i}: {e}")))
@@ -198,12 +202,11 @@ pub fn to_keys(v: &JsValue) -> Result<Vec<Key>, String> {
 
 /// A JS array of `[key, op]` or `[key, op, arg]` → updates.
 pub fn to_updates(v: &JsValue) -> Result<Vec<Update>, String> {
-    let arr =
-        js_sys::Array::try_from(v.clone()).map_err(|_| "updates must be an array".to_owned())?;
+    let arr = as_array(v).ok_or_else(|| "updates must be an array".to_owned())?;
     let mut out = Vec::with_capacity(arr.length() as usize);
     for (i, u) in arr.iter().enumerate() {
         let shape = || format!("update #{i}: an update is a [key, op] or [key, op, arg] array");
-        let t = js_sys::Array::try_from(u).map_err(|_| shape())?;
+        let t = as_array(&u).ok_or_else(shape)?;
         if !(2..=3).contains(&t.length()) {
             return Err(shape());
         }

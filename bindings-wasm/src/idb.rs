@@ -10,7 +10,6 @@
 use indexed_db_futures::database::Database;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
-use indexed_db_futures::KeyRange;
 use minidote_core::Record;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -169,7 +168,7 @@ impl Idb {
             let lsn = r.lsn() as f64;
             if kind == KIND_SNAPSHOT {
                 // Everything before the snapshot is covered by it.
-                log.delete(KeyRange::from(..lsn)).primitive().map_err(err)?;
+                log.delete::<f64, _>(..lsn).primitive().map_err(err)?;
             }
             let value = js_sys::Uint8Array::new_with_length(body.len() as u32 + 1);
             value.set_index(0, kind);

@@ -500,6 +500,12 @@ pub struct Core {
     node: Rc<RefCell<Node>>,
 }
 
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("id", &self.id()).finish()
+    }
+}
+
 fn new_id() -> ReplicaId {
     let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;

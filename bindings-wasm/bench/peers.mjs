@@ -1,0 +1,146 @@
+// Workloads shared by the Node and Chromium benchmarks: each returns ops/s.
+// `lib` holds the modules: { minidote, Y, Automerge, Loro }.
+export const N = 100_000;
+export const BATCH = 1_000;
+
+function rate(n, t0) {
+  return n / ((performance.now() - t0) / 1000);
+}
+
+export function workloads({ minidote, Y, Automerge, Loro }) {
+  const K = ["likes", "counter_pn", "b"];
+  const S = ["tags", "set_aw", "b"];
+  return [
+    {
+      name: "100k counter increments, single-op txns",
+      minidote: async () => {
+        const r = await minidote.Replica.open();
+        const t0 = performance.now();
+        for (let i = 0; i < N; i++) await r.updateObjects([[K, "increment", 1]]);
+        return rate(N, t0);
+      },
+      yjs: () => {
+        const d = new Y.Doc(); const m = d.getMap("m");
+        const t0 = performance.now();
+        for (let i = 0; i < N; i++) d.transact(() => m.set("c", (m.get("c") ?? 0) + 1));
+        return rate(N, t0);
+      },
+      automerge: () => {
+        let d = Automerge.from({ c: new Automerge.Counter() });
+        const t0 = performance.now();
+        for (let i = 0; i < N; i++) d = Automerge.change(d, (x) => x.c.increment(1));
+        return rate(N, t0);
+      },
+      loro: () => {
+        const d = new Loro.LoroDoc(); const c = d.getCounter("c");
+        const t0 = performance.now();
+        for (let i = 0; i < N; i++) { c.increment(1); d.commit(); }
+        return rate(N, t0);
+      },
+    },
+    {
+      name: "100k counter increments, 1,000-op batches",
+      minidote: async () => {
+        const r = await minidote.Replica.open();
+        const ops = Array.from({ length: BATCH }, () => [K, "increment", 1]);
+        const t0 = performance.now();
+        for (let i = 0; i < N / BATCH; i++) await r.updateObjects(ops);
+        return rate(N, t0);
+      },
+      yjs: () => {
+        const d = new Y.Doc(); const m = d.getMap("m");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d.transact(() => { for (let i = 0; i < BATCH; i++) m.set("c", (m.get("c") ?? 0) + 1); });
+        return rate(N, t0);
+      },
+      automerge: () => {
+        let d = Automerge.from({ c: new Automerge.Counter() });
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d = Automerge.change(d, (x) => { for (let i = 0; i < BATCH; i++) x.c.increment(1); });
+        return rate(N, t0);
+      },
+      loro: () => {
+        const d = new Loro.LoroDoc(); const c = d.getCounter("c");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) { for (let i = 0; i < BATCH; i++) c.increment(1); d.commit(); }
+        return rate(N, t0);
+      },
+    },
+    {
+      name: "100k set adds, 1,000-op batches",
+      minidote: async () => {
+        const r = await minidote.Replica.open();
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) {
+          const ops = [];
+          for (let i = 0; i < BATCH; i++) ops.push([S, "add", b * BATCH + i]);
+          await r.updateObjects(ops);
+        }
+        return rate(N, t0);
+      },
+      yjs: () => {
+        const d = new Y.Doc(); const m = d.getMap("s");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d.transact(() => { for (let i = 0; i < BATCH; i++) m.set(String(b * BATCH + i), true); });
+        return rate(N, t0);
+      },
+      automerge: () => {
+        let d = Automerge.from({ s: {} });
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d = Automerge.change(d, (x) => { for (let i = 0; i < BATCH; i++) x.s[String(b * BATCH + i)] = true; });
+        return rate(N, t0);
+      },
+      loro: () => {
+        const d = new Loro.LoroDoc(); const m = d.getMap("s");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) { for (let i = 0; i < BATCH; i++) m.set(String(b * BATCH + i), true); d.commit(); }
+        return rate(N, t0);
+      },
+    },
+    {
+      name: "100k register/map writes over 1k keys, 1,000-op batches",
+      minidote: async () => {
+        const r = await minidote.Replica.open();
+        const keys = Array.from({ length: BATCH }, (_, i) => [`k${i}`, "register_lww", "b"]);
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) await r.updateObjects(keys.map((k) => [k, "assign", b]));
+        return rate(N, t0);
+      },
+      yjs: () => {
+        const d = new Y.Doc(); const m = d.getMap("r");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d.transact(() => { for (let i = 0; i < BATCH; i++) m.set(`k${i}`, b); });
+        return rate(N, t0);
+      },
+      automerge: () => {
+        let d = Automerge.from({ r: {} });
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) d = Automerge.change(d, (x) => { for (let i = 0; i < BATCH; i++) x.r[`k${i}`] = b; });
+        return rate(N, t0);
+      },
+      loro: () => {
+        const d = new Loro.LoroDoc(); const m = d.getMap("r");
+        const t0 = performance.now();
+        for (let b = 0; b < N / BATCH; b++) { for (let i = 0; i < BATCH; i++) m.set(`k${i}`, b); d.commit(); }
+        return rate(N, t0);
+      },
+    },
+  ];
+}
+
+/** Best of `runs`. */
+export async function best(fn, runs = 3) {
+  let top = 0;
+  for (let i = 0; i < runs; i++) top = Math.max(top, await fn());
+  return top;
+}
+
+export function table(rows) {
+  const f = (x) => (x ? Math.round(x).toLocaleString("en-US") : "—");
+  const r = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : "—");
+  const out = ["| workload | minidote | yjs | ratio | automerge | ratio | loro | ratio |", "|---|---|---|---|---|---|---|---|"];
+  for (const x of rows) {
+    out.push(`| ${x.name} | ${f(x.minidote)} | ${f(x.yjs)} | ${r(x.minidote, x.yjs)} | ${f(x.automerge)} | ${r(x.minidote, x.automerge)} | ${f(x.loro)} | ${r(x.minidote, x.loro)} |`);
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,225 @@
+// The npm package in real headless Chromium, against a real relay process:
+// convergence, offline work, reload from IndexedDB, Web Locks, and a
+// Python replica in the same room. Run by `make test`.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const WASM_DIR = path.resolve(HERE, "..");
+const ROOT = path.resolve(WASM_DIR, "..");
+const RELAY = process.env.MINIDOTE_RELAY_BIN ?? path.join(ROOT, "target", "debug", "minidote-relay");
+const PYTHON = process.env.MINIDOTE_PYTHON ?? path.join(ROOT, ".venv", "bin", "python");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+let browser;
+
+async function freePort() {
+  return await new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(pred, what, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startRelay(ports) {
+  const http = ports?.http ?? (await freePort());
+  const tcp = ports?.tcp ?? (await freePort());
+  const proc = spawn(RELAY, ["--listen", `127.0.0.1:${http}`, "--tcp-listen", `127.0.0.1:${tcp}`,
+    "--memory", "--static", WASM_DIR], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "error" } });
+  await waitFor(async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${http}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, "relay up");
+  return {
+    http, tcp, proc,
+    page: `http://127.0.0.1:${http}/tests/page.html`,
+    ws: `ws://127.0.0.1:${http}/sync`,
+    async stop() {
+      proc.kill("SIGKILL");
+      await new Promise((r) => proc.once("exit", r));
+    },
+  };
+}
+
+async function openPage(context, relay) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.goto(relay.page);
+  await page.waitForFunction(() => window.ready === true);
+  return page;
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("two pages converge through the relay; a page offline keeps working and converges on reconnect", async () => {
+  const relay = await startRelay();
+  const ctx = await browser.newContext();
+  try {
+    const [p1, p2] = [await openPage(ctx, relay), await openPage(ctx, relay)];
+    for (const [p, name] of [[p1, "a"], [p2, "b"]]) {
+      await p.evaluate(async ([name, ws]) => {
+        window.r = await minidote.Replica.open({ name, room: "r1" });
+        window.changes = 0;
+        r.subscribe(() => { window.changes += 1; });
+        r.connect(ws);
+      }, [name, relay.ws]);
+    }
+    await p1.evaluate(() => r.updateObjects([[K, "increment", 1], [S, "add", "from-a"]]));
+    await p2.evaluate(() => r.updateObjects([[K, "increment", 10], [S, "add", "from-b"]]));
+    for (const p of [p1, p2]) {
+      await waitFor(() => p.evaluate(async () => (await read(K)) === 11), "converged counter");
+      assert.deepEqual(await p.evaluate(() => read(S)), ["from-a", "from-b"]);
+    }
+    assert.ok((await p2.evaluate(() => window.changes)) >= 2, "subscribers saw remote changes");
+
+    // p1 goes offline and keeps writing.
+    await p1.evaluate(() => r.disconnect());
+    for (let i = 0; i < 5; i++) await p1.evaluate(() => r.updateObjects([[K, "increment", 100]]));
+    await p2.evaluate(() => r.updateObjects([[K, "increment", 1000]]));
+    assert.equal(await p1.evaluate(() => read(K)), 511);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await p2.evaluate(() => read(K)), 1011, "offline writes stay local");
+    // Back online: both converge.
+    await p1.evaluate((ws) => r.connect(ws), relay.ws);
+    for (const p of [p1, p2]) {
+      await waitFor(() => p.evaluate(async () => (await read(K)) === 1511), "converged after reconnect");
+    }
+    const [c1, c2] = [await p1.evaluate(() => JSON.stringify(r.stats().clock)),
+      await p2.evaluate(() => JSON.stringify(r.stats().clock))];
+    assert.equal(c1, c2);
+  } finally {
+    await ctx.close();
+    await relay.stop();
+  }
+});
+
+test("a reload restores the replica from IndexedDB with the relay stopped; one tab per database", async () => {
+  // The page comes from one relay process and syncs through another, so
+  // the sync relay can be stopped while the page still reloads.
+  const web = await startRelay();
+  const relay = await startRelay();
+  const ctx = await browser.newContext();
+  try {
+    const page = await openPage(ctx, web);
+    const before = await page.evaluate(async (ws) => {
+      window.r = await minidote.Replica.open({ name: "keep", room: "r2", snapshotEvery: 20 });
+      r.connect(ws);
+      for (let i = 0; i < 50; i++) {
+        await r.updateObjects([[K, "increment", 1], [S, "add", i]]);
+      }
+      return { id: r.id, clock: JSON.stringify(r.stats().clock), v: await read(K) };
+    }, relay.ws);
+    assert.equal(before.v, 50);
+    // A second open of the same database, in another tab, is refused.
+    const other = await openPage(ctx, web);
+    const err = await other.evaluate(async () => {
+      try {
+        await minidote.Replica.open({ name: "keep", room: "r2" });
+        return null;
+      } catch (e) {
+        return { code: e.code, isMinidote: e instanceof minidote.MinidoteError };
+      }
+    });
+    assert.deepEqual(err, { code: "storage", isMinidote: true });
+    await other.close();
+    await relay.stop();
+    await page.reload();
+    await page.waitForFunction(() => window.ready === true);
+    const after = await page.evaluate(async () => {
+      window.r = await minidote.Replica.open({ name: "keep", room: "r2" });
+      const s = r.stats();
+      return { id: r.id, clock: JSON.stringify(s.clock), v: await read(K), set: (await read(S)).length,
+        recovered: s.recovery_records, snapshots: s.snapshots };
+    });
+    assert.equal(after.id, before.id);
+    assert.equal(after.clock, before.clock);
+    assert.equal(after.v, 50);
+    assert.equal(after.set, 50);
+    // The log was pruned behind snapshots, so fewer records were replayed.
+    assert.ok(after.recovered < 50, `replayed ${after.recovered}`);
+    // New writes continue the same seq.
+    const next = await page.evaluate(async () => {
+      const c = await r.updateObjects([[K, "increment", 1]]);
+      return c.toJSON()[r.id];
+    });
+    assert.equal(next, 51);
+  } finally {
+    await ctx.close();
+    await web.stop();
+  }
+});
+
+test("a Python replica in the same relay room sees the browser's writes, and the browser sees Python's", async () => {
+  const relay = await startRelay();
+  const ctx = await browser.newContext();
+  const script = `
+import sys, time, minidote
+K = ("likes", "counter_pn", "b")
+with minidote.Replica(room="py") as r:
+    r.connect(sys.argv[1])
+    clock = r.update_objects([(K, "increment", 100)])
+    print(clock.to_bytes().hex(), flush=True)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        v = r.read_objects([K])[0][0]
+        if v == 101:
+            print("python sees", v, flush=True)
+            sys.exit(0)
+        time.sleep(0.05)
+    print("python saw", v, flush=True)
+    sys.exit(1)
+`;
+  try {
+    const page = await openPage(ctx, relay);
+    await page.evaluate(async (ws) => {
+      window.r = await minidote.Replica.open({ room: "py" });
+      r.connect(ws);
+    }, relay.ws);
+    const py = spawn(PYTHON, ["-c", script, `127.0.0.1:${relay.tcp}`], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    py.stdout.on("data", (d) => { out += d; });
+    await waitFor(() => out.includes("\n"), "python's clock");
+    const clockHex = out.split("\n")[0].trim();
+    // The browser waits on Python's clock (a session guarantee across bindings).
+    const seen = await page.evaluate(async (hex) => {
+      const bytes = new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
+      return await read(K, minidote.Clock.fromBytes(bytes), 15000);
+    }, clockHex);
+    assert.equal(seen, 100);
+    await page.evaluate(() => r.updateObjects([[K, "increment", 1]]));
+    const code = await new Promise((r) => py.once("exit", r));
+    assert.equal(code, 0, out);
+    assert.match(out, /python sees 101/);
+  } finally {
+    await ctx.close();
+    await relay.stop();
+  }
+});

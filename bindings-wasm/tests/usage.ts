@@ -1,0 +1,24 @@
+// Type-checked by `tsc --noEmit` in make test: the declarations describe the API.
+import { Replica, Clock, MinidoteError, type Key, type Value } from "../pkg/index.js";
+
+async function usage(): Promise<number> {
+  const r: Replica = await Replica.open({ name: "notes", room: "team" });
+  const likes: Key = ["likes", "counter_pn", "demo"];
+  const clock: Clock = await r.updateObjects([[likes, "increment", 1], [["tags", "set_aw", "demo"], "add", "x"]]);
+  const [values, after]: [Value[], Clock] = await r.readObjects([likes], clock, { timeoutMs: 500 });
+  r.connect("ws://127.0.0.1:8080/sync", { token: "t" });
+  const off: () => void = r.subscribe((keys: Key[]) => console.log(keys.length));
+  off();
+  const stats = r.stats();
+  const lag: number = stats.peers.reduce((n, p) => n + p.lag, 0);
+  const same: boolean = Clock.fromBytes(after.toBytes()).equals(after) && clock.leq(after);
+  try {
+    await r.updateObjects([[likes, "frobnicate"]]);
+  } catch (e) {
+    if (e instanceof MinidoteError && e.code === "invalid_operation") console.log(e.message);
+  }
+  r.disconnect();
+  await r.close();
+  return (values[0] as number) + lag + (same ? 1 : 0);
+}
+void usage;

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm wasm chromium python relay demo bench-core bench-python bench-relay fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm wasm chromium python relay demo bench-core bench-python bench-relay bench-wasm fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm
@@ -82,6 +82,11 @@ bench-relay:
 	$(CARGO) build --release -p minidote-relay -p relay-load
 	cd benchmarks/relay_load/node && npm ci --no-audit --no-fund --loglevel=error
 	target/release/relay-load $(RELAY_LOAD_ARGS)
+
+## The npm package side by side with yjs, automerge and loro-crdt (Node), and
+## in Chromium (memory and IndexedDB-persisted throughput).
+bench-wasm: wasm bindings-wasm/node_modules/.installed chromium relay
+	cd bindings-wasm && node bench/node-bench.mjs && node bench/browser-bench.mjs
 
 ## Fuzz the decoders: FUZZ_SECONDS per target (default 60).
 FUZZ_SECONDS ?= 60

@@ -7,7 +7,8 @@
 #   3. `cargo build --profile wasm` of minidote-wasm (own target dir);
 #   4. wasm-bindgen --target web, then the JS wrapper, declarations,
 #      package.json and README from bindings-wasm/js;
-#   5. wasm-opt -Oz if a binaryen that accepts the module is found.
+# No wasm-opt: binaryen's -Oz makes this module smaller but compress worse
+# (BENCHMARKS.md, "Bundle size"); the name section is dropped instead.
 # Prints the .wasm size, raw and gzipped. A second run takes seconds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,18 +37,8 @@ RAW="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/minidote_wasm.wasm"
 PKG="$ROOT/bindings-wasm/pkg"
 rm -rf "$PKG.tmp"
 mkdir -p "$PKG.tmp/wasm"
-"$WB" --target web --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
+"$WB" --target web --remove-name-section --remove-producers-section --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
 WASM="$PKG.tmp/wasm/minidote_wasm_bg.wasm"
-if command -v wasm-opt >/dev/null 2>&1; then
-  if wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-       --enable-mutable-globals --enable-reference-types --enable-multivalue \
-       "$WASM" -o "$WASM.opt" 2>/dev/null; then
-    mv "$WASM.opt" "$WASM"
-  else
-    log "wasm-opt could not read the module; left unoptimised"
-    rm -f "$WASM.opt"
-  fi
-fi
 cp bindings-wasm/js/index.js bindings-wasm/js/index.d.ts bindings-wasm/js/package.json \
    bindings-wasm/js/README.md "$PKG.tmp/"
 rm -rf "$PKG"

@@ -200,23 +200,60 @@ pub fn to_keys(v: &JsValue) -> Result<Vec<Key>, String> {
         .collect()
 }
 
-/// A JS array of `[key, op]` or `[key, op, arg]` → updates.
+/// JS → Value, with the common scalars read in one boundary call each
+/// (serde handles everything else).
+fn to_value_fast(v: JsValue) -> Result<Value, String> {
+    if let Some(f) = v.as_f64() {
+        // A JS number: int when it is safe and integral.
+        if f.fract() == 0.0 && f.abs() <= MAX_SAFE as f64 {
+            return Ok(Value::Int(f as i64));
+        }
+        return Ok(Value::Float(f));
+    }
+    if let Some(t) = v.as_string() {
+        return Ok(Value::Str(t));
+    }
+    to_value(v)
+}
+
+/// A JS array of `[key, op]` or `[key, op, arg]` → updates. Batches
+/// usually repeat the same key array and op name, so the last ones are
+/// remembered by identity (`===`) and not converted again: each crossing
+/// of the JS boundary costs more than the work it does.
 pub fn to_updates(v: &JsValue) -> Result<Vec<Update>, String> {
     let arr = as_array(v).ok_or_else(|| "updates must be an array".to_owned())?;
     let mut out = Vec::with_capacity(arr.length() as usize);
+    let mut last_key: Option<(JsValue, Key)> = None;
+    let mut last_op: Option<(JsValue, String)> = None;
     for (i, u) in arr.iter().enumerate() {
         let shape = || format!("update #{i}: an update is a [key, op] or [key, op, arg] array");
         let t = as_array(&u).ok_or_else(shape)?;
-        if !(2..=3).contains(&t.length()) {
+        let len = t.length();
+        if !(2..=3).contains(&len) {
             return Err(shape());
         }
-        let key = to_key(&t.get(0)).map_err(|e| format!("update #{i}: {e}"))?;
-        let op = t
-            .get(1)
-            .as_string()
-            .ok_or_else(|| format!("update #{i}: the op name must be a string"))?;
-        let arg = if t.length() == 3 {
-            Some(to_value(t.get(2)).map_err(|e| format!("update #{i}: {e}"))?)
+        let key_js = t.get(0);
+        let key = match &last_key {
+            Some((js, k)) if *js == key_js => k.clone(),
+            _ => {
+                let k = to_key(&key_js).map_err(|e| format!("update #{i}: {e}"))?;
+                last_key = Some((key_js, k.clone()));
+                k
+            }
+        };
+        let op_js = t.get(1);
+        let op = match &last_op {
+            Some((js, name)) if *js == op_js => name.clone(),
+            _ => {
+                let name = op_js
+                    .as_string()
+                    .ok_or_else(|| format!("update #{i}: the op name must be a string"))?;
+                last_op = Some((op_js, name.clone()));
+                name
+            }
+        };
+        let arg = if len == 3 {
+            Some(to_value_fast(t.get(2)).map_err(|e| format!("update #{i}: {e}"))?)
         } else {
             None
         };

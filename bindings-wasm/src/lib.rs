@@ -481,19 +481,6 @@ impl Node {
 
 // ---------------------------------------------------------------- Core
 
-/// Resolves or rejects now, or leaves the promise to a waiter (`None`).
-fn settle(resolve: &Function, reject: &Function, r: Result<Option<JsValue>, JsValue>) {
-    match r {
-        Ok(Some(v)) => {
-            let _ = resolve.call1(&JsValue::NULL, &v);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let _ = reject.call1(&JsValue::NULL, &e);
-        }
-    }
-}
-
 /// A replica with its IO. Wrapped by index.js as `Replica`.
 #[wasm_bindgen]
 pub struct Core {
@@ -602,100 +589,99 @@ impl Core {
         self.node.borrow().replica.room().to_owned()
     }
 
-    /// Runs one atomic transaction; resolves with the clock after it, once
-    /// it is durable (and `clock`, if given, has been reached).
+    /// Runs one atomic transaction. Returns the clock after it when it is
+    /// done at once (memory replicas), or a Promise of it otherwise (it
+    /// resolves once durable, and once `clock`, if given, was reached).
+    /// Throws `{code, message}` on bad input; nothing is applied then.
     #[wasm_bindgen(js_name = updateObjects)]
-    pub fn update_objects(&self, updates: JsValue, clock: Option<Vec<u8>>) -> Promise {
-        let node = self.node.clone();
-        Promise::new(&mut |resolve, reject| {
-            let r = (|| -> Result<Option<JsValue>, JsValue> {
-                let ups =
-                    convert::to_updates(&updates).map_err(|e| js_err("invalid_operation", &e))?;
-                let client = clock_arg(clock.clone())?;
-                let mut n = node.borrow_mut();
-                n.check_usable()?;
-                let out = n
-                    .replica
-                    .update_objects(ups, client.as_ref())
-                    .map_err(|e| js_err("invalid_operation", &e.to_string()))?;
-                let done = match out {
-                    UpdateOutcome::Committed(c) => Some(Clock { inner: c }.into()),
-                    UpdateOutcome::Pending(t) => {
-                        n.waiters.insert(
-                            t,
-                            Waiter {
-                                resolve: resolve.clone(),
-                                reject: reject.clone(),
-                                timer: None,
-                            },
-                        );
-                        None
-                    }
-                };
-                n.drain();
-                Ok(done)
-            })();
-            settle(&resolve, &reject, r);
-        })
+    pub fn update_objects(
+        &self,
+        updates: JsValue,
+        clock: Option<Vec<u8>>,
+    ) -> Result<JsValue, JsValue> {
+        let ups = convert::to_updates(&updates).map_err(|e| js_err("invalid_operation", &e))?;
+        let client = clock_arg(clock)?;
+        let mut n = self.node.borrow_mut();
+        n.check_usable()?;
+        let out = n
+            .replica
+            .update_objects(ups, client.as_ref())
+            .map_err(|e| js_err("invalid_operation", &e.to_string()))?;
+        let result = match out {
+            UpdateOutcome::Committed(c) => Clock { inner: c }.into(),
+            UpdateOutcome::Pending(t) => Promise::new(&mut |resolve, reject| {
+                n.waiters.insert(
+                    t,
+                    Waiter {
+                        resolve,
+                        reject,
+                        timer: None,
+                    },
+                );
+            })
+            .into(),
+        };
+        n.drain();
+        Ok(result)
     }
 
-    /// Reads objects; resolves with `[values, clock]`. With `clock`, waits
-    /// until this replica has reached it, or rejects with `clock_timeout`
-    /// after `timeoutMs`.
+    /// Reads objects: `[values, clock]` at once, or a Promise of it when
+    /// `clock` is not reached yet (rejected with `clock_timeout` after
+    /// `timeoutMs`).
     #[wasm_bindgen(js_name = readObjects)]
-    pub fn read_objects(&self, keys: JsValue, clock: Option<Vec<u8>>, timeout_ms: f64) -> Promise {
-        let node = self.node.clone();
-        Promise::new(&mut |resolve, reject| {
-            let r = (|| -> Result<Option<JsValue>, JsValue> {
-                let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
-                let client = clock_arg(clock.clone())?;
-                let mut n = node.borrow_mut();
-                if n.closed {
-                    return Err(js_err("storage", "the replica is closed"));
-                }
-                let out = n.replica.read_objects(ks, client.as_ref());
-                let done = match out {
-                    ReadOutcome::Ready(values, c) => Some(
-                        Array::of2(&convert::from_values(&values), &Clock { inner: c }.into())
-                            .into(),
-                    ),
-                    ReadOutcome::Pending(t) => {
-                        let me = Rc::downgrade(&node);
-                        let reject2 = reject.clone();
-                        let on_timeout = Closure::once_into_js(move || {
-                            if let Some(n) = me.upgrade() {
-                                let mut n = n.borrow_mut();
-                                if n.waiters.remove(&t).is_some() {
-                                    n.replica.cancel(t);
-                                    let _ = reject2.call1(
-                                        &JsValue::NULL,
-                                        &js_err(
-                                            "clock_timeout",
-                                            &format!(
-                                                "readObjects: the clock was not reached within {timeout_ms} ms"
-                                            ),
+    pub fn read_objects(
+        &self,
+        keys: JsValue,
+        clock: Option<Vec<u8>>,
+        timeout_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
+        let client = clock_arg(clock)?;
+        let mut n = self.node.borrow_mut();
+        if n.closed {
+            return Err(js_err("storage", "the replica is closed"));
+        }
+        let result = match n.replica.read_objects(ks, client.as_ref()) {
+            ReadOutcome::Ready(values, c) => {
+                Array::of2(&convert::from_values(&values), &Clock { inner: c }.into()).into()
+            }
+            ReadOutcome::Pending(t) => {
+                let me = Rc::downgrade(&self.node);
+                Promise::new(&mut |resolve, reject| {
+                    let reject2 = reject.clone();
+                    let me = me.clone();
+                    let on_timeout = Closure::once_into_js(move || {
+                        if let Some(n) = me.upgrade() {
+                            let mut n = n.borrow_mut();
+                            if n.waiters.remove(&t).is_some() {
+                                n.replica.cancel(t);
+                                let _ = reject2.call1(
+                                    &JsValue::NULL,
+                                    &js_err(
+                                        "clock_timeout",
+                                        &format!(
+                                            "readObjects: the clock was not reached within {timeout_ms} ms"
                                         ),
-                                    );
-                                }
+                                    ),
+                                );
                             }
-                        });
-                        let timer = set_timeout(on_timeout.unchecked_ref(), timeout_ms.max(0.0));
-                        n.waiters.insert(
-                            t,
-                            Waiter {
-                                resolve: resolve.clone(),
-                                reject: reject.clone(),
-                                timer: Some(timer),
-                            },
-                        );
-                        None
-                    }
-                };
-                n.drain();
-                Ok(done)
-            })();
-            settle(&resolve, &reject, r);
-        })
+                        }
+                    });
+                    let timer = set_timeout(on_timeout.unchecked_ref(), timeout_ms.max(0.0));
+                    n.waiters.insert(
+                        t,
+                        Waiter {
+                            resolve,
+                            reject,
+                            timer: Some(timer),
+                        },
+                    );
+                })
+                .into()
+            }
+        };
+        n.drain();
+        Ok(result)
     }
 
     /// Links to a relay (or peer) at `url`; reconnects with backoff until

@@ -6,10 +6,10 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm wasm chromium python relay demo bench-core bench-python bench-relay bench-wasm fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench-core bench-python bench-relay bench-wasm fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
-test: lint test-core test-python test-wasm
+test: lint test-core test-python test-wasm test-demo
 
 # A project-local virtualenv holds the Python tools and the built binding.
 VENV := .venv
@@ -46,6 +46,15 @@ bindings-wasm/node_modules/.installed: bindings-wasm/package-lock.json
 chromium:
 	@scripts/chromium.sh >/dev/null
 
+web-demo/node_modules/.installed: web-demo/package-lock.json
+	cd web-demo && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## End-to-end tests of the web demo in Chromium, against the relay (and Python).
+test-demo: wasm web-demo/node_modules/.installed chromium relay python
+	scripts/build-demo.sh
+	cd web-demo && node --test --test-concurrency=1 tests/e2e.test.mjs
+
 ## Node and Chromium tests of the npm package (the Chromium ones start the
 ## relay and a Python replica, so they need both built).
 test-wasm: wasm bindings-wasm/node_modules/.installed chromium relay python
@@ -59,11 +68,22 @@ lint:
 test-core:
 	$(CARGO) test --workspace --exclude minidote-python
 
-## make demo: the relay + web demo. They are not built yet (see README).
-demo:
-	@echo "make demo: the relay (minidote-relay) and the web demo are not built yet;" >&2
-	@echo "only the core crate exists so far. See README.md, 'Status'." >&2
-	@exit 1
+## make demo: builds the wasm package, the web demo and the relay, installs the
+## Python binding for the join snippet, then serves the demo at
+## http://127.0.0.1:8080 with an embedded SQLite room log (DEMO_DATA).
+DEMO_DATA ?= minidote-demo.db
+DEMO_HTTP ?= 127.0.0.1:8080
+DEMO_TCP ?= 127.0.0.1:7070
+demo: wasm
+	scripts/build-demo.sh
+	$(CARGO) build --release -p minidote-relay
+	@$(PY) -c "import minidote" 2>/dev/null || $(MAKE) --no-print-directory python
+	@echo ""
+	@echo "  Minidote demo: http://$(DEMO_HTTP)   (open it in two tabs; Ctrl-C stops the relay)"
+	@echo "  Join from Python, in another terminal:"
+	@echo "    $(PY) -c 'import minidote, time; r = minidote.Replica(room=\"demo\"); r.connect(\"$(DEMO_TCP)\"); r.update_objects([((\"shopping\", \"set_aw\", \"demo\"), \"add\", \"from Python\")]); time.sleep(2); print(r.read_objects([(\"shopping\", \"set_aw\", \"demo\")])[0])'"
+	@echo ""
+	target/release/minidote-relay --listen $(DEMO_HTTP) --tcp-listen $(DEMO_TCP) --static web-demo/dist --data $(DEMO_DATA)
 
 ## Criterion benchmarks of the core (results go in BENCHMARKS.md).
 bench-core:

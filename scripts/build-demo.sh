@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Assembles the web demo into web-demo/dist: the app (web-demo/src) and the
+# npm package built by scripts/build-wasm.sh (copied under pkg/).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[ -f bindings-wasm/pkg/index.js ] || scripts/build-wasm.sh
+rm -rf web-demo/dist.tmp
+mkdir -p web-demo/dist.tmp
+cp -R web-demo/src/. web-demo/dist.tmp/
+cp -R bindings-wasm/pkg web-demo/dist.tmp/pkg
+rm -rf web-demo/dist
+mv web-demo/dist.tmp web-demo/dist

@@ -1,0 +1,36 @@
+// Service worker: keeps the app shell (HTML, JS, CSS and the wasm package)
+// so a reload works with the relay down. Network first, so a running relay
+// always serves the newest files; the cache answers when it cannot.
+const CACHE = "minidote-demo-v1";
+const SHELL = ["./", "index.html", "app.js", "style.css", "pkg/index.js",
+  "pkg/wasm/minidote_wasm.js", "pkg/wasm/minidote_wasm_bg.wasm"];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const k of await caches.keys()) if (k !== CACHE) await caches.delete(k);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== location.origin || url.pathname === "/sync") return;
+  event.respondWith((async () => {
+    try {
+      const fresh = await fetch(event.request);
+      if (fresh.ok) {
+        const c = await caches.open(CACHE);
+        await c.put(event.request, fresh.clone());
+      }
+      return fresh;
+    } catch (e) {
+      const cached = await caches.match(event.request, { ignoreSearch: true });
+      if (cached) return cached;
+      throw e;
+    }
+  })());
+});

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench-core bench-python bench-relay bench-wasm fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench bench-core bench-python bench-relay bench-wasm fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm test-demo
@@ -107,6 +107,15 @@ bench-relay:
 ## in Chromium (memory and IndexedDB-persisted throughput).
 bench-wasm: wasm bindings-wasm/node_modules/.installed chromium relay
 	cd bindings-wasm && node bench/node-bench.mjs && node bench/browser-bench.mjs
+
+## make bench: native side-by-side benchmarks against automerge, yrs, loro and
+## crdts (benchmarks/native: its own workspace, so the peers never build in
+## make test). Writes the tables into BENCHMARKS.md between the markers.
+BENCH_OPS ?= 1000000
+bench:
+	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) bench --bench peers -- --noplot
+	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) run --release --quiet -- report target/criterion > target/report.md
+	scripts/splice.sh BENCHMARKS.md native-bench benchmarks/native/target/report.md
 
 ## Fuzz the decoders: FUZZ_SECONDS per target (default 60).
 FUZZ_SECONDS ?= 60

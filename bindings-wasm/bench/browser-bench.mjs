@@ -6,12 +6,39 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import fs from "node:fs";
 import { chromium } from "playwright-core";
+import { importMap } from "./importmap.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WASM_DIR = path.resolve(HERE, "..");
 const ROOT = path.resolve(WASM_DIR, "..");
 const RELAY = process.env.MINIDOTE_RELAY_BIN ?? path.join(ROOT, "target", "debug", "minidote-relay");
+
+// A page that loads minidote and the peers unbundled, through an import map.
+const map = importMap(WASM_DIR, ["yjs", "loro-crdt/base64"], {
+  "@automerge/automerge": "node_modules/@automerge/automerge/dist/mjs/entrypoints/fullfat_base64.js",
+});
+fs.writeFileSync(path.join(HERE, ".peers.html"), `<!doctype html><meta charset="utf-8">
+<script type="importmap">${JSON.stringify(map)}</script>
+<script type="module">
+  import * as minidote from "/pkg/index.js";
+  import * as Y from "yjs";
+  import * as Automerge from "@automerge/automerge";
+  import * as Loro from "loro-crdt/base64";
+  import { workloads, best } from "/bench/peers.mjs";
+  await minidote.ready();
+  window.run = async () => {
+    const rows = [];
+    for (const w of workloads({ minidote, Y, Automerge, Loro })) {
+      const row = { name: w.name };
+      for (const lib of ["minidote", "yjs", "automerge", "loro"]) row[lib] = await best(w[lib]);
+      rows.push(row);
+    }
+    return rows;
+  };
+  window.ready = true;
+</script>`);
 
 const port = await new Promise((resolve) => {
   const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -78,6 +105,15 @@ try {
     }
     return out;
   });
+  const peersPage = await browser.newPage();
+  peersPage.on("pageerror", (e) => console.error("page error:", e.message));
+  await peersPage.goto(`http://127.0.0.1:${port}/bench/.peers.html`);
+  await peersPage.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+  const rows = await peersPage.evaluate(() => window.run());
+  const { table } = await import("./peers.mjs");
+  console.log(`Chromium ${version}, headless, in memory, side by side; ops/s, best of 3 (ratio = minidote / peer)\n`);
+  console.log(table(rows));
+  console.log("");
   console.log(`Chromium ${version}, headless; updates/s (best of 3 in memory, one run for IndexedDB)\n`);
   console.log("| workload | updates/s | calls/s | IndexedDB transactions |");
   console.log("|---|---|---|---|");

@@ -88,7 +88,7 @@ export class Replica {
   readonly id: string;
   readonly room: string;
   readonly connected: boolean;
-  updateObjects(updates: Update[], clock?: Clock): Promise<Clock>;
+  updateObjects(updates: Update[], clock?: Clock, options?: { timeoutMs?: number }): Promise<Clock>;
   readObjects(keys: Key[], clock?: Clock, options?: { timeoutMs?: number }): Promise<[Value[], Clock]>;
   connect(url: string, options?: { token?: string }): void;
   disconnect(): void;

@@ -123,10 +123,12 @@ export class Replica {
     return this.#core.connected;
   }
 
-  /** One atomic transaction; resolves with the clock after it, once durable. */
-  async updateObjects(updates, clock) {
+  /** One atomic transaction; resolves with the clock after it, once durable.
+   * With `clock`, it first waits until this replica has reached it (or
+   * rejects with `clock_timeout` after `timeoutMs`). */
+  async updateObjects(updates, clock, { timeoutMs = 10000 } = {}) {
     try {
-      return await this.#core.updateObjects(updates, clockBytes(clock));
+      return await this.#core.updateObjects(updates, clockBytes(clock), Number(timeoutMs));
     } catch (e) {
       throw wrap(e);
     }

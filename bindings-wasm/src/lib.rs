@@ -133,7 +133,10 @@ fn clock_arg(bytes: Option<Vec<u8>>) -> Result<Option<VectorClock>, JsValue> {
 struct Waiter {
     resolve: Function,
     reject: Function,
-    timer: Option<JsValue>,
+    /// The timeout's id and callback; the callback is dropped with the
+    /// waiter (a `once_into_js` callback would leak when the timer is
+    /// cleared).
+    timer: Option<(JsValue, Closure<dyn FnMut()>)>,
 }
 
 /// One WebSocket link with reconnects.
@@ -144,7 +147,7 @@ struct Link {
     id: u64,
     attempts: u32,
     wanted: bool,
-    reconnect: Option<JsValue>,
+    reconnect: Option<(JsValue, Closure<dyn FnMut()>)>,
     // Kept alive while the socket is.
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
@@ -181,7 +184,13 @@ impl Node {
         while let Some(r) = self.replica.poll_record() {
             self.unsaved.push(r);
         }
-        if !self.unsaved.is_empty() && !self.writing && self.idb.is_some() {
+        // After a storage error nothing more is written: a later batch
+        // must not report the lost one persisted.
+        if !self.unsaved.is_empty()
+            && !self.writing
+            && self.idb.is_some()
+            && self.storage_error.is_none()
+        {
             self.start_write();
         }
         let mut failed_links = Vec::new();
@@ -277,7 +286,7 @@ impl Node {
 
     fn take_waiter(&mut self, t: Ticket) -> Option<Waiter> {
         let w = self.waiters.remove(&t)?;
-        if let Some(id) = &w.timer {
+        if let Some((id, _)) = &w.timer {
             clear_timeout(id);
         }
         Some(w)
@@ -448,24 +457,28 @@ impl Node {
         let base = (250.0 * 2f64.powi(link.attempts.min(7) as i32 - 1)).min(15_000.0);
         let delay = base * (0.5 + js_sys::Math::random() / 2.0);
         let me = self.me.clone();
-        let cb = Closure::once_into_js(move || {
-            if let Some(n) = me.upgrade() {
-                let mut n = n.borrow_mut();
-                if let Some(l) = n.link.as_mut() {
-                    l.reconnect = None;
-                }
-                if !n.closed {
-                    n.open_link();
-                }
+        let cb = Closure::<dyn FnMut()>::new(move || {
+            let Some(n) = me.upgrade() else { return };
+            let mut n = n.borrow_mut();
+            // Dropping the stored closure inside its own call is deferred
+            // until the call returns.
+            let mine = n.link.as_mut().and_then(|l| l.reconnect.take());
+            if !n.closed {
+                n.open_link();
+            }
+            drop(n);
+            if let Some((_, cb)) = mine {
+                wasm_bindgen_futures::spawn_local(async move { drop(cb) });
             }
         });
-        link.reconnect = Some(set_timeout(cb.unchecked_ref(), delay));
+        let id = set_timeout(cb.as_ref().unchecked_ref(), delay);
+        link.reconnect = Some((id, cb));
     }
 
     fn drop_link(&mut self) {
         if let Some(mut l) = self.link.take() {
             l.wanted = false;
-            if let Some(t) = l.reconnect.take() {
+            if let Some((t, _)) = l.reconnect.take() {
                 clear_timeout(&t);
             }
             if let Some(ws) = l.ws.take() {
@@ -480,6 +493,44 @@ impl Node {
 }
 
 // ---------------------------------------------------------------- Core
+
+/// Registers the promise of `t`; with `timeout = (ms, what)`, rejects it
+/// with `clock_timeout` and cancels the ticket if it is still waiting then.
+fn add_waiter(
+    node: &Rc<RefCell<Node>>,
+    n: &mut Node,
+    t: Ticket,
+    resolve: Function,
+    reject: Function,
+    timeout: Option<(f64, &'static str)>,
+) {
+    let timer = timeout.map(|(ms, what)| {
+        let me = Rc::downgrade(node);
+        let on_timeout = Closure::<dyn FnMut()>::new(move || {
+            let Some(n) = me.upgrade() else { return };
+            let mut n = n.borrow_mut();
+            if let Some(w) = n.waiters.remove(&t) {
+                n.replica.cancel(t);
+                let msg = format!("{what}: the clock was not reached within {ms} ms");
+                let _ = w
+                    .reject
+                    .call1(&JsValue::NULL, &js_err("clock_timeout", &msg));
+                // The waiter owns this callback: drop it after this call.
+                wasm_bindgen_futures::spawn_local(async move { drop(w) });
+            }
+        });
+        let id = set_timeout(on_timeout.as_ref().unchecked_ref(), ms.max(0.0));
+        (id, on_timeout)
+    });
+    n.waiters.insert(
+        t,
+        Waiter {
+            resolve,
+            reject,
+            timer,
+        },
+    );
+}
 
 /// A replica with its IO. Wrapped by index.js as `Replica`.
 #[wasm_bindgen]
@@ -598,11 +649,17 @@ impl Core {
         &self,
         updates: JsValue,
         clock: Option<Vec<u8>>,
+        timeout_ms: f64,
     ) -> Result<JsValue, JsValue> {
         let ups = convert::to_updates(&updates).map_err(|e| js_err("invalid_operation", &e))?;
         let client = clock_arg(clock)?;
         let mut n = self.node.borrow_mut();
         n.check_usable()?;
+        // Only waiting for a clock times out; waiting for IndexedDB does not.
+        let timeout = client
+            .as_ref()
+            .filter(|c| !c.leq(n.replica.clock()))
+            .map(|_| (timeout_ms, "updateObjects"));
         let out = n
             .replica
             .update_objects(ups, client.as_ref())
@@ -610,14 +667,7 @@ impl Core {
         let result = match out {
             UpdateOutcome::Committed(c) => Clock { inner: c }.into(),
             UpdateOutcome::Pending(t) => Promise::new(&mut |resolve, reject| {
-                n.waiters.insert(
-                    t,
-                    Waiter {
-                        resolve,
-                        reject,
-                        timer: None,
-                    },
-                );
+                add_waiter(&self.node, &mut n, t, resolve, reject, timeout);
             })
             .into(),
         };
@@ -646,36 +696,9 @@ impl Core {
                 Array::of2(&convert::from_values(&values), &Clock { inner: c }.into()).into()
             }
             ReadOutcome::Pending(t) => {
-                let me = Rc::downgrade(&self.node);
+                let timeout = Some((timeout_ms, "readObjects"));
                 Promise::new(&mut |resolve, reject| {
-                    let reject2 = reject.clone();
-                    let me = me.clone();
-                    let on_timeout = Closure::once_into_js(move || {
-                        if let Some(n) = me.upgrade() {
-                            let mut n = n.borrow_mut();
-                            if n.waiters.remove(&t).is_some() {
-                                n.replica.cancel(t);
-                                let _ = reject2.call1(
-                                    &JsValue::NULL,
-                                    &js_err(
-                                        "clock_timeout",
-                                        &format!(
-                                            "readObjects: the clock was not reached within {timeout_ms} ms"
-                                        ),
-                                    ),
-                                );
-                            }
-                        }
-                    });
-                    let timer = set_timeout(on_timeout.unchecked_ref(), timeout_ms.max(0.0));
-                    n.waiters.insert(
-                        t,
-                        Waiter {
-                            resolve,
-                            reject,
-                            timer: Some(timer),
-                        },
-                    );
+                    add_waiter(&self.node, &mut n, t, resolve, reject, timeout);
                 })
                 .into()
             }

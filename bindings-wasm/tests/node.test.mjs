@@ -126,6 +126,12 @@ test("a read with a clock this replica has not reached times out", async () => {
     return true;
   });
   assert.ok(Date.now() - t0 >= 40);
+  // An update that must follow that clock times out too, and applies nothing.
+  await assert.rejects(b.updateObjects([[k("c", "counter_pn"), "increment", 5]], clock, { timeoutMs: 50 }),
+    (e) => e.code === "clock_timeout");
+  const [[still], bClock] = await b.readObjects([k("c", "counter_pn")]);
+  assert.equal(still, 0);
+  assert.deepEqual(bClock.toJSON(), {});
   // Its own clock is reached at once, and reads see the write.
   const [[v], c2] = await a.readObjects([k("c", "counter_pn")], clock);
   assert.equal(v, 1);

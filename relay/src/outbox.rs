@@ -44,6 +44,8 @@ struct Shared {
     max_bytes: usize,
     reason: Mutex<Option<(u16, String)>>,
     closed: CancellationToken,
+    /// Signalled by the writer each time it takes items off the queue.
+    drained: tokio::sync::Notify,
 }
 
 /// The sending side of a peer's queue. Cloning shares the queue.
@@ -69,6 +71,7 @@ pub fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
         max_bytes: bytes,
         reason: Mutex::new(None),
         closed: CancellationToken::new(),
+        drained: tokio::sync::Notify::new(),
     });
     (
         Outbox {
@@ -83,28 +86,40 @@ impl Outbox {
     /// Queues without waiting; false if the queue is full or closed.
     pub fn try_push(&self, item: Out) -> bool {
         let n = item.len();
-        if self.shared.queued_bytes.load(Ordering::Relaxed) + n > self.shared.max_bytes {
+        // Counted before the send, so the writer (on another thread) can
+        // never subtract first.
+        let before = self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.shared.max_bytes || self.tx.try_send(item).is_err() {
+            self.shared.queued_bytes.fetch_sub(n, Ordering::Relaxed);
             return false;
         }
-        if self.tx.try_send(item).is_err() {
-            return false;
-        }
-        self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
         true
     }
 
-    /// Queues, waiting for room; false if the peer is gone.
+    /// Queues, waiting for room, both in items and (down to half the
+    /// limit) in bytes, so a long catch-up never fills the queue past what
+    /// live forwarding allows; false if the peer is gone.
     pub async fn push(&self, item: Out) -> bool {
         let n = item.len();
-        tokio::select! {
-            r = self.tx.send(item) => {
-                if r.is_ok() {
-                    self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
-                }
-                r.is_ok()
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.queued_bytes.load(Ordering::Relaxed) <= self.shared.max_bytes / 2 {
+                break;
             }
-            _ = self.shared.closed.cancelled() => false,
+            tokio::select! {
+                _ = drained => {}
+                _ = self.shared.closed.cancelled() => return false,
+            }
         }
+        self.shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
+        let sent = tokio::select! {
+            r = self.tx.send(item) => r.is_ok(),
+            _ = self.shared.closed.cancelled() => false,
+        };
+        if !sent {
+            self.shared.queued_bytes.fetch_sub(n, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Ends the link: the writer sends `Error{code, message}` (ahead of
@@ -172,6 +187,7 @@ pub async fn write_loop<S: FrameSink>(
         }
         let bytes: usize = items.iter().map(Out::len).sum();
         shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        shared.drained.notify_waiters();
         if send_items(&mut sink, &mut items, max_frame_bytes, &metrics)
             .await
             .is_err()

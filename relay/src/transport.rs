@@ -46,7 +46,7 @@ async fn serve_tcp(hub: Arc<Hub>, stream: TcpStream) {
     let (r, w) = stream.into_split();
     session(
         hub,
-        TcpSource(BufReader::with_capacity(64 << 10, r)),
+        TcpSource::new(BufReader::with_capacity(64 << 10, r)),
         TcpSink(BufWriter::with_capacity(64 << 10, w)),
         "tcp",
     )
@@ -113,25 +113,65 @@ impl FrameSink for WsSink {
     }
 }
 
-struct TcpSource(BufReader<OwnedReadHalf>);
+/// Reads length-prefixed frames. Cancel-safe: the session's `select!`
+/// may drop a `next()` future at any await (a ping tick, the idle
+/// deadline), so progress lives here, not in the future: every completed
+/// `read` is recorded before the next await.
+struct TcpSource {
+    r: BufReader<OwnedReadHalf>,
+    head: [u8; 4],
+    head_filled: usize,
+    body: Option<(BytesMut, usize)>,
+}
+
+impl TcpSource {
+    fn new(r: BufReader<OwnedReadHalf>) -> Self {
+        TcpSource {
+            r,
+            head: [0; 4],
+            head_filled: 0,
+            body: None,
+        }
+    }
+}
 
 impl FrameSource for TcpSource {
     async fn next(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
-        let mut len = [0u8; 4];
-        match self.0.read_exact(&mut len).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(ReadError::Io(e.to_string())),
+        let io = |e: std::io::Error| ReadError::Io(e.to_string());
+        if self.body.is_none() {
+            while self.head_filled < 4 {
+                let n = self
+                    .r
+                    .read(&mut self.head[self.head_filled..])
+                    .await
+                    .map_err(io)?;
+                if n == 0 {
+                    return if self.head_filled == 0 {
+                        Ok(None)
+                    } else {
+                        Err(ReadError::Io(
+                            "connection closed inside a length prefix".into(),
+                        ))
+                    };
+                }
+                self.head_filled += n;
+            }
+            let len = u32::from_be_bytes(self.head) as usize;
+            if len > limit {
+                return Err(ReadError::TooLarge(len));
+            }
+            self.body = Some((BytesMut::zeroed(len), 0));
         }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > limit {
-            return Err(ReadError::TooLarge(len));
+        let (buf, filled) = self.body.as_mut().expect("set above");
+        while *filled < buf.len() {
+            let n = self.r.read(&mut buf[*filled..]).await.map_err(io)?;
+            if n == 0 {
+                return Err(ReadError::Io("connection closed inside a frame".into()));
+            }
+            *filled += n;
         }
-        let mut buf = BytesMut::zeroed(len);
-        self.0
-            .read_exact(&mut buf)
-            .await
-            .map_err(|e| ReadError::Io(e.to_string()))?;
+        let (buf, _) = self.body.take().expect("set above");
+        self.head_filled = 0;
         Ok(Some(buf.freeze()))
     }
 }

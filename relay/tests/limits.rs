@@ -347,3 +347,35 @@ async fn a_slow_consumer_is_disconnected_without_stalling_the_room() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_frame_that_arrives_in_pieces_across_ping_ticks_is_read_whole() {
+    // Pings every 300 ms; the frame arrives in three pieces 400 ms apart,
+    // so the session's select! wakes for a ping in the middle of it.
+    let relay = start(Config {
+        idle_timeout: Duration::from_millis(900),
+        ..config()
+    })
+    .await;
+    let mut c = Client::tcp(relay.tcp).await;
+    c.send(&hello(9, "r", None)).await;
+    let frame = txns_frame(9, 1, 300).remove(0);
+    let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&frame);
+    let third = bytes.len() / 3;
+    for piece in [&bytes[..2], &bytes[2..third], &bytes[third..]] {
+        c.send_raw(piece).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("txns_stored_total") != 1 {
+        assert!(std::time::Instant::now() < deadline, "the frame was stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let frames = c.recv_until_closed(Duration::from_millis(200)).await;
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Error { .. })),
+        "no error: {frames:?}"
+    );
+    relay.stop().await;
+}

@@ -1,0 +1,692 @@
+//! Side-by-side workloads: minidote-core against automerge, yrs, loro and
+//! crdts. Every workload is generated once from a fixed seed, then fed to
+//! each library through the same small trait, in the same process.
+//!
+//! Stand-ins where a peer lacks a type (also printed in the report):
+//! * counters: yrs has none, so a map entry is read and written back;
+//!   automerge and loro have counters; crdts has `PNCounter`.
+//! * add-wins set: automerge, yrs and loro use a map from element to
+//!   `true` (delete = remove the entry); crdts has `Orswot`.
+//! * registers: map entries (automerge, yrs, loro); crdts a `LWWReg` per
+//!   key in a `HashMap`.
+//! * flags: a map entry holding a bool (automerge, yrs, loro); crdts a
+//!   `LWWReg<bool>`.
+
+use std::collections::HashMap;
+
+/// A tiny deterministic generator (splitmix64), so workloads need no
+/// dependency and are the same on every run.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const SEED: u64 = 0x6d69_6e69_646f_7465;
+
+/// A replica id as a real client would have one: random, 32 bits (Yjs
+/// client ids are 32-bit; minidote's are 64-bit but always travel as 8
+/// bytes), so no library gets a one-byte id for free.
+pub fn realistic_id(i: u64) -> u64 {
+    (Rng::new(SEED ^ i).next() & 0xffff_ffff) | 0x8000_0000
+}
+
+/// One op of the mixed remote-apply workload (W2).
+#[derive(Clone, Copy, Debug)]
+pub enum Mixed {
+    Increment,
+    Add(u64),
+    Remove(u64),
+    Write(u32, u64),
+}
+
+/// The workloads, generated once.
+#[derive(Debug)]
+pub struct Workloads {
+    /// W1: set adds (elements), then removes.
+    pub set_adds: Vec<u64>,
+    pub set_removes: Vec<u64>,
+    /// W1: register writes (key, value).
+    pub writes: Vec<(u32, u64)>,
+    /// W2: mixed ops in causal (program) order.
+    pub mixed: Vec<Mixed>,
+}
+
+impl Workloads {
+    /// `n`: ops per workload (1M in the issue; `MINIDOTE_BENCH_OPS`).
+    pub fn generate(n: usize) -> Self {
+        let mut r = Rng::new(SEED);
+        let elems = (n / 10).max(1) as u64;
+        let set_adds = (0..n).map(|_| r.below(elems)).collect();
+        let set_removes = (0..n / 10).map(|_| r.below(elems)).collect();
+        let keys = (n / 100).max(1) as u64;
+        let writes = (0..n).map(|i| (r.below(keys) as u32, i as u64)).collect();
+        let mixed = (0..n)
+            .map(|i| match r.below(10) {
+                0..=3 => Mixed::Increment,
+                4..=7 => Mixed::Add(r.below(elems)),
+                8 => Mixed::Remove(r.below(elems)),
+                _ => Mixed::Write(r.below(keys) as u32, i as u64),
+            })
+            .collect();
+        Workloads {
+            set_adds,
+            set_removes,
+            writes,
+            mixed,
+        }
+    }
+}
+
+/// What every library implements. One op per transaction unless named
+/// otherwise.
+pub trait Subject: Sized {
+    const NAME: &'static str;
+    /// Which stand-ins it uses, for the report.
+    const STAND_INS: &'static str;
+    fn new(replica: u64) -> Self;
+    fn counter_single(&mut self, n: usize);
+    fn counter_batches(&mut self, n: usize, batch: usize);
+    fn set_add(&mut self, e: u64);
+    fn set_remove(&mut self, e: u64);
+    fn write(&mut self, k: u32, v: u64);
+    fn flag(&mut self, on: bool);
+    fn mixed(&mut self, op: Mixed) {
+        match op {
+            Mixed::Increment => self.counter_single(1),
+            Mixed::Add(e) => self.set_add(e),
+            Mixed::Remove(e) => self.set_remove(e),
+            Mixed::Write(k, v) => self.write(k, v),
+        }
+    }
+    /// The effects made since the last call, one blob per transaction
+    /// (what a peer receives).
+    fn take_updates(&mut self) -> Vec<Vec<u8>>;
+    /// Applies blobs from `take_updates` of another replica, in order.
+    fn apply(&mut self, updates: &[Vec<u8>]);
+    /// The whole state, as stored or sent in catch-up.
+    fn save(&mut self) -> Vec<u8>;
+    fn load(bytes: &[u8]) -> Self;
+    /// A number that depends on the state, to check replicas agree and to
+    /// keep the optimiser honest.
+    fn digest(&mut self) -> u64;
+}
+
+// ------------------------------------------------------------ minidote
+
+pub mod md {
+    use super::*;
+    use minidote_core::{
+        CatchUp, Config, CrdtType, Key, Op, Replica, ReplicaId, Update, UpdateOutcome, Value,
+    };
+
+    pub struct Md {
+        pub r: Replica,
+        counter: Key,
+        set: Key,
+        flag: Key,
+        regs: HashMap<u32, Key>,
+        sent: usize,
+    }
+
+    fn config() -> Config {
+        Config {
+            snapshot_every: 0,
+            buffer_capacity: 2_000_000,
+            ..Config::default()
+        }
+    }
+
+    impl Md {
+        fn run(&mut self, ups: Vec<Update>) {
+            match self.r.update_objects(ups, None).expect("valid") {
+                UpdateOutcome::Committed(_) => {}
+                UpdateOutcome::Pending(_) => unreachable!("memory replica"),
+            }
+            while self.r.poll_event().is_some() {}
+        }
+        fn reg(&mut self, k: u32) -> Key {
+            self.regs
+                .entry(k)
+                .or_insert_with(|| Key::new(format!("r{k}"), CrdtType::RegisterLww, "b"))
+                .clone()
+        }
+    }
+
+    impl Subject for Md {
+        const NAME: &'static str = "minidote";
+        const STAND_INS: &'static str = "native types (counter_pn, set_aw, register_lww, flag_ew)";
+        fn new(replica: u64) -> Self {
+            Md {
+                r: Replica::new(ReplicaId(replica), config()),
+                counter: Key::new("c", CrdtType::CounterPn, "b"),
+                set: Key::new("s", CrdtType::SetAw, "b"),
+                flag: Key::new("f", CrdtType::FlagEw, "b"),
+                regs: HashMap::new(),
+                sent: 0,
+            }
+        }
+        fn counter_single(&mut self, n: usize) {
+            for _ in 0..n {
+                let u = Update::new(self.counter.clone(), Op::Increment(1));
+                self.run(vec![u]);
+            }
+        }
+        fn counter_batches(&mut self, n: usize, batch: usize) {
+            for _ in 0..n / batch {
+                let ups = (0..batch)
+                    .map(|_| Update::new(self.counter.clone(), Op::Increment(1)))
+                    .collect();
+                self.run(ups);
+            }
+        }
+        fn set_add(&mut self, e: u64) {
+            let u = Update::new(self.set.clone(), Op::Add(Value::Int(e as i64)));
+            self.run(vec![u]);
+        }
+        fn set_remove(&mut self, e: u64) {
+            let u = Update::new(self.set.clone(), Op::Remove(Value::Int(e as i64)));
+            self.run(vec![u]);
+        }
+        fn write(&mut self, k: u32, v: u64) {
+            let key = self.reg(k);
+            self.run(vec![Update::new(key, Op::Assign(Value::Int(v as i64)))]);
+        }
+        fn flag(&mut self, on: bool) {
+            let op = if on { Op::Enable } else { Op::Disable };
+            self.run(vec![Update::new(self.flag.clone(), op)]);
+        }
+        fn take_updates(&mut self) -> Vec<Vec<u8>> {
+            let out = match self.r.catch_up(&minidote_core::VectorClock::new()) {
+                CatchUp::Txns(t) => t.iter().skip(self.sent).map(|b| b.to_vec()).collect(),
+                _ => Vec::new(),
+            };
+            self.sent += out.len();
+            out
+        }
+        fn apply(&mut self, updates: &[Vec<u8>]) {
+            let txns = updates
+                .iter()
+                .map(|u| std::sync::Arc::from(&u[..]))
+                .collect();
+            self.r.handle_txns(None, txns).expect("valid txns");
+            while self.r.poll_event().is_some() {}
+        }
+        fn save(&mut self) -> Vec<u8> {
+            self.r.state_snapshot().encode()
+        }
+        fn load(bytes: &[u8]) -> Self {
+            let (r, _) =
+                Replica::restore(ReplicaId(99), config(), Some(bytes), std::iter::empty(), 1)
+                    .expect("valid snapshot");
+            let mut m = Md::new(99);
+            m.r = r;
+            m
+        }
+        fn digest(&mut self) -> u64 {
+            let c = self.r.value(&self.counter);
+            let s = self.r.value(&self.set);
+            let n = match s {
+                Value::List(l) => l.len() as u64,
+                _ => 0,
+            };
+            match c {
+                Value::Int(i) => i as u64 ^ (n << 32),
+                _ => n,
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------ automerge
+
+pub mod am {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, AutoCommit, ReadDoc, ScalarValue, ROOT};
+
+    pub struct Am {
+        pub d: AutoCommit,
+        counter: automerge::ObjId,
+        set: automerge::ObjId,
+        regs: automerge::ObjId,
+        heads: Vec<automerge::ChangeHash>,
+    }
+
+    impl Subject for Am {
+        const NAME: &'static str = "automerge";
+        const STAND_INS: &'static str =
+            "Counter in a map; set = map elem→true; registers and flag = map entries";
+        /// Every replica starts from the same genesis change (made once by
+        /// actor 0), so they share the object ids of `c`, `s` and `r`.
+        fn new(replica: u64) -> Self {
+            static GENESIS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let genesis = GENESIS.get_or_init(|| {
+                let mut d = AutoCommit::new().with_actor(ActorId::from([0u8; 8].as_slice()));
+                let counter = d.put_object(ROOT, "c", automerge::ObjType::Map).unwrap();
+                d.put(&counter, "n", ScalarValue::counter(0)).unwrap();
+                d.put_object(ROOT, "s", automerge::ObjType::Map).unwrap();
+                d.put_object(ROOT, "r", automerge::ObjType::Map).unwrap();
+                d.save()
+            });
+            let mut a = Self::load(genesis);
+            a.d.set_actor(ActorId::from(replica.to_be_bytes().as_slice()));
+            a
+        }
+        fn counter_single(&mut self, n: usize) {
+            for _ in 0..n {
+                self.d.increment(&self.counter, "n", 1).unwrap();
+                self.d.commit();
+            }
+        }
+        fn counter_batches(&mut self, n: usize, batch: usize) {
+            for _ in 0..n / batch {
+                for _ in 0..batch {
+                    self.d.increment(&self.counter, "n", 1).unwrap();
+                }
+                self.d.commit();
+            }
+        }
+        fn set_add(&mut self, e: u64) {
+            self.d.put(&self.set, e.to_string(), true).unwrap();
+            self.d.commit();
+        }
+        fn set_remove(&mut self, e: u64) {
+            let key = e.to_string();
+            if self.d.get(&self.set, key.as_str()).unwrap().is_some() {
+                self.d.delete(&self.set, key.as_str()).unwrap();
+            }
+            self.d.commit();
+        }
+        fn write(&mut self, k: u32, v: u64) {
+            self.d.put(&self.regs, k.to_string(), v).unwrap();
+            self.d.commit();
+        }
+        fn flag(&mut self, on: bool) {
+            self.d.put(ROOT, "f", on).unwrap();
+            self.d.commit();
+        }
+        /// Every change since the last call, as one blob (`save_after`),
+        /// as automerge ships them in catch-up.
+        fn take_updates(&mut self) -> Vec<Vec<u8>> {
+            let blob = self.d.save_after(&self.heads);
+            self.heads = self.d.get_heads();
+            if blob.is_empty() {
+                Vec::new()
+            } else {
+                vec![blob]
+            }
+        }
+        fn apply(&mut self, updates: &[Vec<u8>]) {
+            for u in updates {
+                self.d.load_incremental(u).unwrap();
+            }
+        }
+        fn save(&mut self) -> Vec<u8> {
+            self.d.save()
+        }
+        fn load(bytes: &[u8]) -> Self {
+            let d = AutoCommit::load(bytes).unwrap();
+            let counter = d.get(ROOT, "c").unwrap().map(|(_, id)| id).unwrap_or(ROOT);
+            let set = d.get(ROOT, "s").unwrap().map(|(_, id)| id).unwrap_or(ROOT);
+            let regs = d.get(ROOT, "r").unwrap().map(|(_, id)| id).unwrap_or(ROOT);
+            let mut d = d;
+            let heads = d.get_heads();
+            Am {
+                d,
+                counter,
+                set,
+                regs,
+                heads,
+            }
+        }
+        fn digest(&mut self) -> u64 {
+            let c = match self.d.get(&self.counter, "n").unwrap() {
+                Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+                    ScalarValue::Counter(c) => i64::from(c) as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            c ^ ((self.d.length(&self.set) as u64) << 32)
+        }
+    }
+}
+
+// ------------------------------------------------------------ yrs
+
+pub mod ys {
+    use super::*;
+    use yrs::updates::decoder::Decode;
+    use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact, Update};
+
+    pub struct Ys {
+        pub d: Doc,
+        m: MapRef,
+        s: MapRef,
+        r: MapRef,
+        pending: Vec<Vec<u8>>,
+        sv: yrs::StateVector,
+    }
+
+    impl Ys {
+        fn txn<F: FnOnce(&mut yrs::TransactionMut<'_>, &Ys)>(&mut self, f: F) {
+            let mut t = self.d.transact_mut();
+            f(&mut t, self);
+        }
+    }
+
+    impl Subject for Ys {
+        const NAME: &'static str = "yrs";
+        const STAND_INS: &'static str = "counter = map entry read and written back; set = map elem→true; registers and flag = map entries";
+        fn new(replica: u64) -> Self {
+            let d = Doc::with_options(Options {
+                client_id: replica,
+                ..Options::default()
+            });
+            let m = d.get_or_insert_map("m");
+            let s = d.get_or_insert_map("s");
+            let r = d.get_or_insert_map("r");
+            Ys {
+                d,
+                m,
+                s,
+                r,
+                pending: Vec::new(),
+                sv: yrs::StateVector::default(),
+            }
+        }
+        fn counter_single(&mut self, n: usize) {
+            for _ in 0..n {
+                self.txn(|t, me| {
+                    let v =
+                        me.m.get(t, "c")
+                            .and_then(|v| v.cast::<i64>().ok())
+                            .unwrap_or(0);
+                    me.m.insert(t, "c", v + 1);
+                });
+            }
+        }
+        fn counter_batches(&mut self, n: usize, batch: usize) {
+            for _ in 0..n / batch {
+                self.txn(|t, me| {
+                    for _ in 0..batch {
+                        let v =
+                            me.m.get(t, "c")
+                                .and_then(|v| v.cast::<i64>().ok())
+                                .unwrap_or(0);
+                        me.m.insert(t, "c", v + 1);
+                    }
+                });
+            }
+        }
+        fn set_add(&mut self, e: u64) {
+            self.txn(|t, me| {
+                me.s.insert(t, e.to_string(), true);
+            });
+        }
+        fn set_remove(&mut self, e: u64) {
+            self.txn(|t, me| {
+                me.s.remove(t, &e.to_string());
+            });
+        }
+        fn write(&mut self, k: u32, v: u64) {
+            self.txn(|t, me| {
+                me.r.insert(t, k.to_string(), v as f64);
+            });
+        }
+        fn flag(&mut self, on: bool) {
+            self.txn(|t, me| {
+                me.m.insert(t, "f", on);
+            });
+        }
+        /// Everything since the last call as one update: the diff against
+        /// the state vector of the previous call, as a Yjs peer ships it in
+        /// sync step 2.
+        fn take_updates(&mut self) -> Vec<Vec<u8>> {
+            self.pending.clear();
+            let t = self.d.transact();
+            let diff = t.encode_state_as_update_v1(&self.sv);
+            let sv = t.state_vector();
+            drop(t);
+            if sv == self.sv {
+                return Vec::new();
+            }
+            self.sv = sv;
+            vec![diff]
+        }
+        fn apply(&mut self, updates: &[Vec<u8>]) {
+            let mut t = self.d.transact_mut();
+            for u in updates {
+                t.apply_update(Update::decode_v1(u).unwrap()).unwrap();
+            }
+        }
+        fn save(&mut self) -> Vec<u8> {
+            self.d
+                .transact()
+                .encode_state_as_update_v1(&yrs::StateVector::default())
+        }
+        fn load(bytes: &[u8]) -> Self {
+            let mut y = Ys::new(99);
+            y.apply(&[bytes.to_vec()]);
+            y
+        }
+        fn digest(&mut self) -> u64 {
+            let t = self.d.transact();
+            let c = self
+                .m
+                .get(&t, "c")
+                .and_then(|v| v.cast::<i64>().ok())
+                .unwrap_or(0) as u64;
+            c ^ ((self.s.len(&t) as u64) << 32)
+        }
+    }
+}
+
+// ------------------------------------------------------------ loro
+
+pub mod lo {
+    use super::*;
+    use loro::{ExportMode, LoroCounter, LoroDoc, LoroMap, VersionVector};
+
+    pub struct Lo {
+        pub d: LoroDoc,
+        c: LoroCounter,
+        s: LoroMap,
+        r: LoroMap,
+        f: LoroMap,
+        vv: VersionVector,
+    }
+
+    impl Subject for Lo {
+        const NAME: &'static str = "loro";
+        const STAND_INS: &'static str =
+            "LoroCounter; set = map elem→true; registers and flag = map entries";
+        fn new(replica: u64) -> Self {
+            let d = LoroDoc::new();
+            d.set_peer_id(replica).unwrap();
+            let c = d.get_counter("c");
+            let s = d.get_map("s");
+            let r = d.get_map("r");
+            let f = d.get_map("f");
+            Lo {
+                d,
+                c,
+                s,
+                r,
+                f,
+                vv: VersionVector::default(),
+            }
+        }
+        fn counter_single(&mut self, n: usize) {
+            for _ in 0..n {
+                self.c.increment(1.0).unwrap();
+                self.d.commit();
+            }
+        }
+        fn counter_batches(&mut self, n: usize, batch: usize) {
+            for _ in 0..n / batch {
+                for _ in 0..batch {
+                    self.c.increment(1.0).unwrap();
+                }
+                self.d.commit();
+            }
+        }
+        fn set_add(&mut self, e: u64) {
+            self.s.insert(&e.to_string(), true).unwrap();
+            self.d.commit();
+        }
+        fn set_remove(&mut self, e: u64) {
+            self.s.delete(&e.to_string()).unwrap();
+            self.d.commit();
+        }
+        fn write(&mut self, k: u32, v: u64) {
+            self.r.insert(&k.to_string(), v as i64).unwrap();
+            self.d.commit();
+        }
+        fn flag(&mut self, on: bool) {
+            self.f.insert("f", on).unwrap();
+            self.d.commit();
+        }
+        /// Loro exports by version range, not per commit: one blob holds
+        /// everything since the last call (the per-commit cost would be an
+        /// export per op).
+        fn take_updates(&mut self) -> Vec<Vec<u8>> {
+            let out = self.d.export(ExportMode::updates(&self.vv)).unwrap();
+            self.vv = self.d.oplog_vv();
+            vec![out]
+        }
+        fn apply(&mut self, updates: &[Vec<u8>]) {
+            for u in updates {
+                self.d.import(u).unwrap();
+            }
+        }
+        fn save(&mut self) -> Vec<u8> {
+            self.d.export(ExportMode::Snapshot).unwrap()
+        }
+        fn load(bytes: &[u8]) -> Self {
+            let l = Lo::new(99);
+            l.d.import(bytes).unwrap();
+            l
+        }
+        fn digest(&mut self) -> u64 {
+            (self.c.get_value() as i64 as u64) ^ ((self.s.len() as u64) << 32)
+        }
+    }
+}
+
+// ------------------------------------------------------------ crdts
+
+pub mod cr {
+    use super::*;
+    use crdts::{CmRDT, CvRDT, LWWReg, Orswot, PNCounter};
+
+    /// crdts is a bare data-structure library: no transactions, log, causal
+    /// delivery or sync. Its numbers are the floor for the bare CRDT step.
+    pub struct Cr {
+        actor: u64,
+        pub c: PNCounter<u64>,
+        pub s: Orswot<u64, u64>,
+        pub r: HashMap<u32, LWWReg<u64, u64>>,
+        pub f: LWWReg<bool, u64>,
+        clock: u64,
+        pending: Vec<Vec<u8>>,
+    }
+
+    impl Subject for Cr {
+        const NAME: &'static str = "crdts";
+        const STAND_INS: &'static str = "PNCounter, Orswot, LWWReg per key in a HashMap, LWWReg<bool>; no transactions or sync (updates are its ops, JSON-encoded)";
+        fn new(replica: u64) -> Self {
+            Cr {
+                actor: replica,
+                c: PNCounter::default(),
+                s: Orswot::default(),
+                r: HashMap::new(),
+                f: LWWReg {
+                    val: false,
+                    marker: 0,
+                },
+                clock: 0,
+                pending: Vec::new(),
+            }
+        }
+        fn counter_single(&mut self, n: usize) {
+            for _ in 0..n {
+                let op = self.c.inc(self.actor);
+                self.c.apply(op);
+            }
+        }
+        fn counter_batches(&mut self, n: usize, _batch: usize) {
+            self.counter_single(n);
+        }
+        fn set_add(&mut self, e: u64) {
+            let ctx = self.s.read_ctx().derive_add_ctx(self.actor);
+            let op = self.s.add(e, ctx);
+            self.s.apply(op);
+        }
+        fn set_remove(&mut self, e: u64) {
+            let ctx = self.s.contains(&e).derive_rm_ctx();
+            let op = self.s.rm(e, ctx);
+            self.s.apply(op);
+        }
+        fn write(&mut self, k: u32, v: u64) {
+            self.clock += 1;
+            let c = self.clock;
+            self.r
+                .entry(k)
+                .and_modify(|r| r.update(v, c))
+                .or_insert(LWWReg { val: v, marker: c });
+        }
+        fn flag(&mut self, on: bool) {
+            self.clock += 1;
+            self.f.update(on, self.clock);
+        }
+        fn take_updates(&mut self) -> Vec<Vec<u8>> {
+            std::mem::take(&mut self.pending)
+        }
+        fn apply(&mut self, _updates: &[Vec<u8>]) {}
+        fn save(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn load(_bytes: &[u8]) -> Self {
+            Cr::new(99)
+        }
+        fn digest(&mut self) -> u64 {
+            let c: i64 = self.c.read().try_into().unwrap_or(0);
+            (c as u64) ^ ((self.s.read().val.len() as u64) << 32)
+        }
+    }
+
+    impl Cr {
+        /// Joins another replica's whole state (crdts' only sync).
+        pub fn merge_from(&mut self, other: &Cr) {
+            self.c.merge(other.c.clone());
+            self.s.merge(other.s.clone());
+        }
+    }
+}
+
+/// Peak resident memory of this process so far, in KiB (Linux).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,389 @@
+//! `minidote-benchmarks report`: turns criterion's results (run first with
+//! `cargo bench`) into the markdown tables of BENCHMARKS.md, and measures
+//! what criterion does not: bytes (W4, W6), the three-replica concurrency
+//! run (W3), and peak RSS with one process per library
+//! (`minidote-benchmarks rss <library>`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use minidote_benchmarks::{
+    am::Am, cr::Cr, lo::Lo, md::Md, peak_rss_kib, ys::Ys, Rng, Subject, Workloads, SEED,
+};
+
+const LIBS: [&str; 5] = ["minidote", "automerge", "yrs", "loro", "crdts"];
+
+fn ops() -> usize {
+    std::env::var("MINIDOTE_BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("rss") => rss(args.get(1).map(String::as_str).unwrap_or("minidote")),
+        Some("report") => report(Path::new(
+            args.get(1)
+                .map(String::as_str)
+                .unwrap_or("target/criterion"),
+        )),
+        _ => eprintln!("usage: minidote-benchmarks report [criterion dir] | rss <library>"),
+    }
+}
+
+/// W1 + W2 for one library in this process; prints the peak RSS in KiB.
+fn rss(lib: &str) {
+    let n = if lib == "automerge" {
+        ops() / 100
+    } else {
+        ops()
+    };
+    let w = Workloads::generate(n);
+    fn run<S: Subject>(w: &Workloads, n: usize) -> u64 {
+        let mut s = S::new(minidote_benchmarks::realistic_id(1));
+        s.counter_batches(n, 1000);
+        for &e in &w.set_adds {
+            s.set_add(e);
+        }
+        for &(k, v) in &w.writes {
+            s.write(k, v);
+        }
+        let mut writer = S::new(minidote_benchmarks::realistic_id(3));
+        for &op in &w.mixed {
+            writer.mixed(op);
+        }
+        let fx = writer.take_updates();
+        let mut r = S::new(minidote_benchmarks::realistic_id(2));
+        r.apply(&fx);
+        s.digest() ^ r.digest()
+    }
+    let d = match lib {
+        "minidote" => run::<Md>(&w, n),
+        "automerge" => run::<Am>(&w, n),
+        "yrs" => run::<Ys>(&w, n),
+        "loro" => run::<Lo>(&w, n),
+        _ => run::<Cr>(&w, n),
+    };
+    std::hint::black_box(d);
+    println!("{}", peak_rss_kib());
+}
+
+struct Result {
+    median_ns: f64,
+    elements: u64,
+}
+
+fn read_criterion(dir: &Path) -> BTreeMap<String, BTreeMap<String, Result>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Result>> = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "new") {
+                    if let Some(r) = read_one(&p) {
+                        out.entry(r.0).or_default().insert(r.1, r.2);
+                    }
+                } else if p
+                    .file_name()
+                    .is_some_and(|n| n != "report" && n != "base" && n != "change")
+                {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_one(new: &Path) -> Option<(String, String, Result)> {
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("estimates.json")).ok()?).ok()?;
+    let group = b["group_id"].as_str()?.to_owned();
+    let func = b["function_id"]
+        .as_str()
+        .or(b["value_str"].as_str())?
+        .to_owned();
+    let elements = b["throughput"]["Elements"].as_u64().unwrap_or(1);
+    let median_ns = e["median"]["point_estimate"].as_f64()?;
+    Some((
+        group,
+        func,
+        Result {
+            median_ns,
+            elements,
+        },
+    ))
+}
+
+fn fmt_rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.0} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn fmt_time(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.0} µs", ns / 1e3)
+    }
+}
+
+fn report(dir: &Path) {
+    let n = ops();
+    let results = read_criterion(dir);
+    println!("Ops per workload: {n} (automerge: {}, the same generator at a hundredth of the size). Median of 10 criterion samples; ops/s = workload ops / median.\n", n / 100);
+    println!("| workload | minidote | automerge | yrs | loro | crdts | minidote ÷ fastest peer |");
+    println!("|---|---|---|---|---|---|---|");
+    for (group, libs) in &results {
+        let mut row = format!("| {group} |");
+        let mut best_peer: f64 = 0.0;
+        let mut md_rate = None;
+        for lib in LIBS {
+            match libs.get(lib) {
+                Some(r) => {
+                    let rate = r.elements as f64 / (r.median_ns / 1e9);
+                    row += &format!(" {} ({}/s) |", fmt_time(r.median_ns), fmt_rate(rate));
+                    if lib == "minidote" {
+                        md_rate = Some(rate);
+                    } else if lib != "crdts" {
+                        best_peer = best_peer.max(rate);
+                    }
+                }
+                None => row += " — |",
+            }
+        }
+        match md_rate {
+            Some(m) if best_peer > 0.0 => row += &format!(" {:.2}× |", m / best_peer),
+            _ => row += " — |",
+        }
+        println!("{row}");
+    }
+    println!("\n(The ratio is against the fastest of automerge, yrs and loro: crdts has no transactions, log or sync, so it is the floor for a bare CRDT step, shown but not compared.)\n");
+    w3();
+    w4_w6(n);
+    println!("\n### Peak RSS, one process per library (W1 batches, set adds, register writes, then W2 apply)\n");
+    println!("| library | peak RSS |");
+    println!("|---|---|");
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("minidote-benchmarks"));
+    for lib in LIBS {
+        let out = Command::new(&exe).args(["rss", lib]).output();
+        let kib: u64 = out
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        println!("| {lib} | {:.1} MiB |", kib as f64 / 1024.0);
+    }
+    println!("\nStand-ins:\n");
+    for (name, s) in [
+        (Md::NAME, Md::STAND_INS),
+        (Am::NAME, Am::STAND_INS),
+        (Ys::NAME, Ys::STAND_INS),
+        (Lo::NAME, Lo::STAND_INS),
+        (Cr::NAME, Cr::STAND_INS),
+    ] {
+        println!("* {name}: {s}");
+    }
+}
+
+/// W3, minidote: 3 replicas × 100k set ops on a shared pool of 10k
+/// elements, 10% removes of elements added elsewhere; every transaction is
+/// delivered to the two others in a shuffled order (any order: the causal
+/// buffer restores causality) with 5% duplicates.
+fn w3() {
+    use minidote_core::{CrdtType, Key, Op, Replica, ReplicaId, Update, Value};
+    let per = 100_000;
+    let mut rng = Rng::new(SEED ^ 3);
+    let key = Key::new("s", CrdtType::SetAw, "b");
+    let config = minidote_core::Config {
+        snapshot_every: 0,
+        buffer_capacity: 1_000_000,
+        ..minidote_core::Config::default()
+    };
+    let mut rs: Vec<Replica> = (1..=3)
+        .map(|i| Replica::new(ReplicaId(i), config.clone()))
+        .collect();
+    for i in 0..per * 3 {
+        let r = i % 3;
+        let e = Value::Int(rng.below(10_000) as i64);
+        let op = if rng.below(10) == 0 {
+            Op::Remove(e)
+        } else {
+            Op::Add(e)
+        };
+        rs[r]
+            .update_objects(vec![Update::new(key.clone(), op)], None)
+            .unwrap();
+    }
+    let logs: Vec<Vec<std::sync::Arc<[u8]>>> = rs
+        .iter()
+        .map(|r| match r.catch_up(&Default::default()) {
+            minidote_core::CatchUp::Txns(t) => t,
+            _ => Vec::new(),
+        })
+        .collect();
+    // Each receiver gets the other two logs interleaved and shuffled in
+    // windows of 1,000, plus 5% duplicates.
+    let mut deliveries: Vec<Vec<std::sync::Arc<[u8]>>> = vec![Vec::new(); 3];
+    for (to, d) in deliveries.iter_mut().enumerate() {
+        for (from, log) in logs.iter().enumerate() {
+            if from != to {
+                d.extend(log.iter().cloned());
+            }
+        }
+        for chunk in d.chunks_mut(1000) {
+            for i in (1..chunk.len()).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                chunk.swap(i, j);
+            }
+        }
+        let dups: Vec<_> = (0..d.len() / 20)
+            .map(|_| d[rng.below(d.len() as u64) as usize].clone())
+            .collect();
+        d.extend(dups);
+    }
+    let t = Instant::now();
+    let mut peak = 0;
+    for (r, d) in rs.iter_mut().zip(&deliveries) {
+        for batch in d.chunks(100) {
+            r.handle_txns(None, batch.to_vec()).unwrap();
+            peak = peak.max(r.stats().buffered);
+        }
+        while r.poll_event().is_some() {}
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let agree = rs
+        .windows(2)
+        .all(|w| w[0].clock() == w[1].clock() && w[0].value(&key) == w[1].value(&key));
+    println!("### W3, concurrency (minidote)\n");
+    println!(
+        "3 replicas × {per} set ops over 10,000 shared elements (10% removes), each replica's transactions delivered to the others shuffled in windows of 1,000 with 5% duplicates: quiescence after {:.0} ms for {} deliveries ({}/s), peak causal-buffer size {peak}, replicas agree: {agree}.\n",
+        secs * 1000.0,
+        deliveries.iter().map(Vec::len).sum::<usize>(),
+        fmt_rate(deliveries.iter().map(Vec::len).sum::<usize>() as f64 / secs)
+    );
+}
+
+/// W4 catch-up and W6 sizes.
+fn w4_w6(n: usize) {
+    let w = Workloads::generate(n);
+    let w10 = Workloads::generate(n / 100);
+    fn catch<S: Subject>(w: &Workloads) -> (usize, f64, usize, f64, usize) {
+        let mut writer = S::new(minidote_benchmarks::realistic_id(1));
+        for &op in &w.mixed {
+            writer.mixed(op);
+        }
+        let fx = writer.take_updates();
+        let fx_bytes: usize = fx.iter().map(Vec::len).sum();
+        let t = Instant::now();
+        let mut r = S::new(minidote_benchmarks::realistic_id(2));
+        r.apply(&fx);
+        let t_fx = t.elapsed().as_secs_f64();
+        let snap = writer.save();
+        let t = Instant::now();
+        let mut l = S::load(&snap);
+        std::hint::black_box(l.digest());
+        let t_snap = t.elapsed().as_secs_f64();
+        (fx_bytes, t_fx, snap.len(), t_snap, w.mixed.len())
+    }
+    println!(
+        "### W4, catch-up of a replica {n} ops behind (automerge: {})\n",
+        n / 100
+    );
+    println!("| library | (a) effects: bytes | time | bytes/op | (b) snapshot: bytes | time |");
+    println!("|---|---|---|---|---|---|");
+    for (name, (fb, ft, sb, st, ops)) in [
+        ("minidote", catch::<Md>(&w)),
+        ("automerge", catch::<Am>(&w10)),
+        ("yrs", catch::<Ys>(&w)),
+        ("loro", catch::<Lo>(&w)),
+    ] {
+        println!(
+            "| {name} | {fb} | {:.0} ms | {:.1} | {sb} | {:.0} ms |",
+            ft * 1000.0,
+            fb as f64 / ops as f64,
+            st * 1000.0
+        );
+    }
+    // W6: bytes per op of each kind (one op, one transaction, as sent).
+    fn per_op<S: Subject>() -> [usize; 4] {
+        let mut s = S::new(minidote_benchmarks::realistic_id(1));
+        // The size of the second op of a kind (a different element, key
+        // or value), so one-off setup is excluded.
+        let mut size = |first: &dyn Fn(&mut S), second: &dyn Fn(&mut S)| {
+            first(&mut s);
+            s.take_updates();
+            second(&mut s);
+            s.take_updates().iter().map(Vec::len).sum::<usize>()
+        };
+        [
+            size(&|s| s.counter_single(1), &|s| s.counter_single(1)),
+            size(&|s| s.set_add(42), &|s| s.set_add(43)),
+            size(&|s| s.write(7, 123_456), &|s| s.write(8, 654_321)),
+            size(&|s| s.flag(false), &|s| s.flag(true)),
+        ]
+    }
+    println!("\n### W6, sizes\n");
+    println!("Encoded bytes of one op in its own transaction, as shipped to a peer:\n");
+    println!("| library | counter increment | set add | register write | flag enable |");
+    println!("|---|---|---|---|---|");
+    for (name, b) in [
+        ("minidote", per_op::<Md>()),
+        ("automerge", per_op::<Am>()),
+        ("yrs", per_op::<Ys>()),
+        ("loro", per_op::<Lo>()),
+    ] {
+        println!("| {name} | {} | {} | {} | {} |", b[0], b[1], b[2], b[3]);
+    }
+    fn w1_snapshot<S: Subject>(w: &Workloads, n: usize) -> usize {
+        let mut s = S::new(minidote_benchmarks::realistic_id(1));
+        s.counter_batches(n, 1000);
+        for &e in &w.set_adds {
+            s.set_add(e);
+        }
+        for &(k, v) in &w.writes {
+            s.write(k, v);
+        }
+        s.save().len()
+    }
+    println!("\nSnapshot (saved state) bytes after W1 (counter batches, set adds, register writes; automerge at a hundredth):\n");
+    println!("| minidote | automerge | yrs | loro |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} |",
+        w1_snapshot::<Md>(&w, n),
+        w1_snapshot::<Am>(&w10, n / 100),
+        w1_snapshot::<Ys>(&w, n),
+        w1_snapshot::<Lo>(&w, n)
+    );
+    println!("\nClock bytes (minidote `Clock.to_bytes()`; loro's version vector `encode()`), random 64-bit replica ids, every replica at seq 1,000:\n");
+    println!("| replicas | minidote | loro |");
+    println!("|---|---|---|");
+    for k in [3u64, 10, 100, 1000] {
+        let c = minidote_core::VectorClock::from_entries(
+            (1..=k).map(|i| (minidote_core::ReplicaId(i * 0x9e37_79b9), 1000)),
+        );
+        let mut vv = loro::VersionVector::default();
+        for i in 1..=k {
+            vv.insert(i * 0x9e37_79b9, 1000);
+        }
+        println!("| {k} | {} | {} |", c.to_bytes().len(), vv.encode().len());
+    }
+}

@@ -20,17 +20,23 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== location.origin || url.pathname === "/sync") return;
   event.respondWith((async () => {
+    let fresh;
     try {
-      const fresh = await fetch(event.request);
-      if (fresh.ok) {
-        const c = await caches.open(CACHE);
-        await c.put(event.request, fresh.clone());
-      }
-      return fresh;
+      fresh = await fetch(event.request);
     } catch (e) {
       const cached = await caches.match(event.request, { ignoreSearch: true });
       if (cached) return cached;
       throw e;
     }
+    if (fresh.ok) {
+      // A full cache (quota) must not cost the user the fresh response.
+      try {
+        const c = await caches.open(CACHE);
+        await c.put(event.request, fresh.clone());
+      } catch (e) {
+        console.warn("service worker: not cached:", e);
+      }
+    }
+    return fresh;
   })());
 });

@@ -46,12 +46,8 @@ bindings-wasm/node_modules/.installed: bindings-wasm/package-lock.json
 chromium:
 	@scripts/chromium.sh >/dev/null
 
-web-demo/node_modules/.installed: web-demo/package-lock.json
-	cd web-demo && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
-
 ## End-to-end tests of the web demo in Chromium, against the relay (and Python).
-test-demo: wasm web-demo/node_modules/.installed chromium relay python
+test-demo: wasm bindings-wasm/node_modules/.installed chromium relay python
 	scripts/build-demo.sh
 	cd web-demo && node --test --test-concurrency=1 tests/e2e.test.mjs
 

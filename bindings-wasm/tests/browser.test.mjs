@@ -4,37 +4,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { freePort, launchChromium, waitFor } from "./helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WASM_DIR = path.resolve(HERE, "..");
 const ROOT = path.resolve(WASM_DIR, "..");
 const RELAY = process.env.MINIDOTE_RELAY_BIN ?? path.join(ROOT, "target", "debug", "minidote-relay");
 const PYTHON = process.env.MINIDOTE_PYTHON ?? path.join(ROOT, ".venv", "bin", "python");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 let browser;
 
-async function freePort() {
-  return await new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(pred, what, ms = 15000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function startRelay(ports) {
   const http = ports?.http ?? (await freePort());
@@ -68,11 +49,7 @@ async function openPage(context, relay) {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -179,47 +179,53 @@ impl Drop for Store {
 
 fn load(conn: &Connection) -> Result<Vec<LoadedRoom>, rusqlite::Error> {
     let mut rooms: Vec<LoadedRoom> = Vec::new();
-    let room_of = |rooms: &mut Vec<LoadedRoom>, name: String| -> usize {
-        match rooms.iter().position(|r| r.name == name) {
-            Some(i) => i,
-            None => {
-                rooms.push(LoadedRoom {
-                    name,
-                    ..LoadedRoom::default()
-                });
-                rooms.len() - 1
-            }
-        }
-    };
-    let mut q = conn.prepare("SELECT room, idx, frame FROM bases ORDER BY room, idx")?;
-    let mut rows = q.query([])?;
-    let mut last: Option<(String, usize)> = None;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let i = match &last {
-            Some((n, i)) if *n == name => *i,
-            _ => room_of(&mut rooms, name.clone()),
-        };
-        last = Some((name, i));
-        let idx: i64 = row.get(1)?;
-        let frame: Vec<u8> = row.get(2)?;
-        rooms[i].bases.push((idx as u64, Bytes::from(frame)));
-    }
-    let mut q = conn.prepare("SELECT room, idx, bytes FROM txns ORDER BY room, idx")?;
-    let mut rows = q.query([])?;
-    let mut last: Option<(String, usize)> = None;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let i = match &last {
-            Some((n, i)) if *n == name => *i,
-            _ => room_of(&mut rooms, name.clone()),
-        };
-        last = Some((name, i));
-        let idx: i64 = row.get(1)?;
-        let bytes: Vec<u8> = row.get(2)?;
-        rooms[i].txns.push((idx as u64, Bytes::from(bytes)));
-    }
+    load_rows(
+        conn,
+        "SELECT room, idx, frame FROM bases ORDER BY room, idx",
+        &mut rooms,
+        |r| &mut r.bases,
+    )?;
+    load_rows(
+        conn,
+        "SELECT room, idx, bytes FROM txns ORDER BY room, idx",
+        &mut rooms,
+        |r| &mut r.txns,
+    )?;
     Ok(rooms)
+}
+
+/// Reads `(room, idx, blob)` rows, ordered by room, into `rooms` (adding
+/// rooms as they appear), through `list` to pick the field.
+fn load_rows(
+    conn: &Connection,
+    sql: &str,
+    rooms: &mut Vec<LoadedRoom>,
+    list: fn(&mut LoadedRoom) -> &mut Vec<(u64, Bytes)>,
+) -> Result<(), rusqlite::Error> {
+    let mut q = conn.prepare(sql)?;
+    let mut rows = q.query([])?;
+    let mut last: Option<(String, usize)> = None;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let i = match &last {
+            Some((n, i)) if *n == name => *i,
+            _ => match rooms.iter().position(|r| r.name == name) {
+                Some(i) => i,
+                None => {
+                    rooms.push(LoadedRoom {
+                        name: name.clone(),
+                        ..LoadedRoom::default()
+                    });
+                    rooms.len() - 1
+                }
+            },
+        };
+        last = Some((name, i));
+        let idx: i64 = row.get(1)?;
+        let blob: Vec<u8> = row.get(2)?;
+        list(&mut rooms[i]).push((idx as u64, Bytes::from(blob)));
+    }
+    Ok(())
 }
 
 /// Upper bound of changes per SQLite transaction.

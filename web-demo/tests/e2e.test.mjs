@@ -5,11 +5,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { freePort, launchChromium, waitFor } from "../../bindings-wasm/tests/helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DEMO = path.resolve(HERE, "..");
@@ -23,23 +22,6 @@ fs.mkdirSync(OUT, { recursive: true });
 let browser;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "minidote-e2e-"));
 
-async function freePort() {
-  return await new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(pred, what, ms = 15000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A relay like `make demo`'s: static demo, SQLite log. Restartable on the same ports. */
 async function relay(name) {
@@ -88,11 +70,7 @@ async function addItem(page, item) {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

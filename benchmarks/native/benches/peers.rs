@@ -17,6 +17,21 @@ fn ops() -> usize {
         .unwrap_or(1_000_000)
 }
 
+/// A group with 10 samples (criterion's minimum: these runs take seconds)
+/// and throughput in workload ops.
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    ops: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(ops));
+    g
+}
+
 /// Times `run` on a fresh `setup()` per iteration.
 fn timed<S, T>(
     iters: u64,
@@ -35,20 +50,12 @@ fn timed<S, T>(
 }
 
 fn w1<S: Subject>(c: &mut Criterion, w: &Workloads, n: usize) {
-    let mut g = c.benchmark_group("W1 counter, one op per txn");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(n as u64));
+    let mut g = group(c, "W1 counter, one op per txn", n as u64);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| timed(it, || S::new(realistic_id(1)), |s| s.counter_single(n)))
     });
     g.finish();
-    let mut g = c.benchmark_group("W1 counter, 1,000-op batches");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(n as u64));
+    let mut g = group(c, "W1 counter, 1,000-op batches", n as u64);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| {
             timed(
@@ -59,13 +66,11 @@ fn w1<S: Subject>(c: &mut Criterion, w: &Workloads, n: usize) {
         })
     });
     g.finish();
-    let mut g = c.benchmark_group("W1 set adds then removes");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(
+    let mut g = group(
+        c,
+        "W1 set adds then removes",
         (w.set_adds.len() + w.set_removes.len()) as u64,
-    ));
+    );
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| {
             timed(
@@ -83,11 +88,7 @@ fn w1<S: Subject>(c: &mut Criterion, w: &Workloads, n: usize) {
         })
     });
     g.finish();
-    let mut g = c.benchmark_group("W1 register writes");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(w.writes.len() as u64));
+    let mut g = group(c, "W1 register writes", w.writes.len() as u64);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| {
             timed(
@@ -103,11 +104,7 @@ fn w1<S: Subject>(c: &mut Criterion, w: &Workloads, n: usize) {
     });
     g.finish();
     let flags = n / 5;
-    let mut g = c.benchmark_group("W1 flag toggles");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(flags as u64));
+    let mut g = group(c, "W1 flag toggles", flags as u64);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| {
             timed(
@@ -136,11 +133,7 @@ fn w2_w4_w5<S: Subject>(c: &mut Criterion, w: &Workloads) {
     let effects = writer.take_updates();
     let want = writer.digest();
     let snapshot = writer.save();
-    let mut g = c.benchmark_group("W2 remote apply, mixed effects");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(w.mixed.len() as u64));
+    let mut g = group(c, "W2 remote apply, mixed effects", w.mixed.len() as u64);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| {
             timed(
@@ -157,20 +150,12 @@ fn w2_w4_w5<S: Subject>(c: &mut Criterion, w: &Workloads) {
     });
     g.finish();
     {
-        let mut g = c.benchmark_group("W5 load a saved state");
-        g.sample_size(10)
-            .warm_up_time(Duration::from_millis(1))
-            .measurement_time(Duration::from_secs(1));
-        g.throughput(Throughput::Elements(w.mixed.len() as u64));
+        let mut g = group(c, "W5 load a saved state", w.mixed.len() as u64);
         g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
             b.iter_custom(|it| timed(it, || (), |_| S::load(&snapshot).digest()))
         });
         g.finish();
-        let mut g = c.benchmark_group("W5 save the state");
-        g.sample_size(10)
-            .warm_up_time(Duration::from_millis(1))
-            .measurement_time(Duration::from_secs(1));
-        g.throughput(Throughput::Elements(w.mixed.len() as u64));
+        let mut g = group(c, "W5 save the state", w.mixed.len() as u64);
         g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
             b.iter_custom(|it| timed(it, || (), |_| writer.save().len()))
         });
@@ -191,11 +176,7 @@ fn b31<S: Subject>(c: &mut Criterion) {
     if effects.is_empty() {
         return;
     }
-    let mut g = c.benchmark_group("W2 B3.1: 1,540 writers, one key each");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(1));
-    g.throughput(Throughput::Elements(1540));
+    let mut g = group(c, "W2 B3.1: 1,540 writers, one key each", 1540);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
         b.iter_custom(|it| timed(it, || S::new(realistic_id(1)), |s| s.apply(&effects)))
     });

@@ -294,6 +294,9 @@ pub fn snapshot_clock(bytes: &[u8]) -> Result<VectorClock, DecodeError> {
 /// The tag byte of a `Txns` frame (after the version byte).
 pub const TXNS_TAG: u8 = tag::TXNS;
 
+/// The tag byte of a `Snapshot` frame (after the version byte).
+pub const SNAPSHOT_TAG: u8 = tag::SNAPSHOT;
+
 /// A transaction's header: enough to route, deduplicate, order and store it
 /// without understanding any CRDT.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -70,6 +70,9 @@ pub struct Config {
     pub auth_secret: Option<String>,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: usize,
+    /// Largest `Snapshot` frame accepted (a pruned peer's whole state, or a
+    /// room base); at least `max_frame_bytes`.
+    pub max_snapshot_bytes: usize,
     /// Most connections open at once (WebSocket and TCP together).
     pub max_connections: usize,
     /// Most items queued to one peer before it counts as a slow consumer.
@@ -94,6 +97,7 @@ impl Default for Config {
             static_dir: None,
             auth_secret: None,
             max_frame_bytes: 1 << 20,
+            max_snapshot_bytes: 64 << 20,
             max_connections: 10_000,
             queue_frames: 16_384,
             queue_bytes: 64 << 20,
@@ -101,6 +105,13 @@ impl Default for Config {
             buffer_capacity: 100_000,
             compact_after: 100_000,
         }
+    }
+}
+
+impl Config {
+    /// The most bytes one incoming frame may take (a snapshot's limit).
+    pub(crate) fn read_limit(&self) -> usize {
+        self.max_frame_bytes.max(self.max_snapshot_bytes)
     }
 }
 
@@ -404,7 +415,7 @@ async fn metrics_handler(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
-    let max = hub.config.max_frame_bytes;
+    let max = hub.config.read_limit();
     // Leave headroom over the frame limit so an oversize frame gets a
     // clear `Error{too large}` from the session rather than a bare close.
     ws.max_message_size(max + (64 << 10))

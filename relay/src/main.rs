@@ -62,6 +62,9 @@ struct Serve {
     /// Largest frame accepted or sent, in bytes. Larger frames close the link with Error{too large}.
     #[arg(long, env = "MINIDOTE_RELAY_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
     max_frame_bytes: usize,
+    /// Largest Snapshot frame accepted, in bytes (a pruned peer's whole state; other frames keep --max-frame-bytes).
+    #[arg(long, env = "MINIDOTE_RELAY_MAX_SNAPSHOT_BYTES", default_value_t = 64 << 20)]
+    max_snapshot_bytes: usize,
     /// Most connections open at once; more are refused with Error{overloaded}.
     #[arg(long, env = "MINIDOTE_RELAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         static_dir: s.static_dir,
         auth_secret: s.auth_secret,
         max_frame_bytes: s.max_frame_bytes,
+        max_snapshot_bytes: s.max_snapshot_bytes,
         max_connections: s.max_connections,
         queue_frames: s.queue_frames,
         queue_bytes: s.queue_bytes,

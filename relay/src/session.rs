@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use minidote_core::wire::{error_code, split_txn_headers, Frame, Hello};
+use minidote_core::wire::{error_code, split_txn_headers, Frame, Hello, SNAPSHOT_TAG};
 use minidote_core::{Snapshot, Txn, VectorClock, PROTOCOL_VERSION};
 
 use crate::metrics::Metrics;
@@ -137,8 +137,16 @@ impl Peer {
                     self.nonce += 1;
                     self.send(Frame::Ping(self.nonce));
                 }
-                r = source.next(self.hub.config.max_frame_bytes) => {
+                r = source.next(self.hub.config.read_limit()) => {
                     let frame = self.frame_or_end(r)?;
+                    // Only a Snapshot may use the larger snapshot limit.
+                    let max = self.hub.config.max_frame_bytes;
+                    if frame.len() > max && frame.get(1) != Some(&SNAPSHOT_TAG) {
+                        return Err(Some((
+                            error_code::TOO_LARGE,
+                            format!("frame of {} bytes is over the limit of {max} bytes", frame.len()),
+                        )));
+                    }
                     deadline = tokio::time::Instant::now() + idle;
                     self.on_frame(frame).await?;
                 }
@@ -170,7 +178,7 @@ impl Peer {
                 format!(
                     "frame of {n} bytes is over the limit of {} bytes",
                     if self.room.is_some() {
-                        self.hub.config.max_frame_bytes
+                        self.hub.config.read_limit()
                     } else {
                         PRE_HELLO_LIMIT
                     }

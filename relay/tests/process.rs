@@ -196,6 +196,7 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "static",
         "auth-secret",
         "max-frame-bytes",
+        "max-snapshot-bytes",
         "max-connections",
         "queue-frames",
         "queue-bytes",

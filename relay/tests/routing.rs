@@ -284,3 +284,40 @@ async fn static_files_are_served_at_the_root() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_the_frame_limit_is_still_taken() {
+    // Frames are limited to 4 KiB, but a pruned peer's state is ~20 KiB:
+    // the snapshot limit applies to it, and the room still catches up.
+    let relay = start(minidote_relay::Config {
+        max_frame_bytes: 4096,
+        ..config()
+    })
+    .await;
+    let mut a = Peer::new(
+        1,
+        minidote_core::Config {
+            snapshot_every: 10,
+            max_frame_bytes: 4096,
+            ..core_config("r")
+        },
+    );
+    for i in 0..2000 {
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+    }
+    a.pump().await;
+    a.attach(Client::tcp(relay.tcp).await, None);
+    pump_until(&mut [&mut a], WAIT, |_| {
+        relay.metric("snapshots_stored_total") == 1
+    })
+    .await;
+    drop(a);
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut b], WAIT, |ps| {
+        ps[0].replica.value(&set()) == Value::List((0..2000).map(Value::Int).collect())
+    })
+    .await;
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    relay.stop().await;
+}

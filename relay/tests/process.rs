@@ -28,18 +28,24 @@ fn field(line: &str, name: &str) -> Option<SocketAddr> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The relay binary on free ports with its room log at `data`.
+fn relay_on(data: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-listen",
+        "127.0.0.1:0",
+        "--data",
+    ])
+    .arg(data)
+    .env("NO_COLOR", "1");
+    c
+}
+
 /// Starts the binary on free ports and waits for its "listening" line.
 fn spawn(data: &Path) -> Proc {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .env("NO_COLOR", "1")
+    let mut child = relay_on(data)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -141,18 +147,7 @@ async fn sigterm_flushes_and_exits_cleanly_and_a_second_relay_is_refused() {
     let data = dir.path().join("relay.db");
     let mut p = spawn(&data);
     // A second relay on the same file fails at once, with a clear error.
-    let out = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = relay_on(&data).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("relay store"), "{err}");

@@ -35,6 +35,19 @@ fn main() {
     }
 }
 
+/// A replica after W1's counter batches, set adds and register writes.
+fn w1_state<S: Subject>(w: &Workloads, n: usize) -> S {
+    let mut s = S::new(minidote_benchmarks::realistic_id(1));
+    s.counter_batches(n, 1000);
+    for &e in &w.set_adds {
+        s.set_add(e);
+    }
+    for &(k, v) in &w.writes {
+        s.write(k, v);
+    }
+    s
+}
+
 /// W1 + W2 for one library in this process; prints the peak RSS in KiB.
 fn rss(lib: &str) {
     let n = if lib == "automerge" {
@@ -44,14 +57,7 @@ fn rss(lib: &str) {
     };
     let w = Workloads::generate(n);
     fn run<S: Subject>(w: &Workloads, n: usize) -> u64 {
-        let mut s = S::new(minidote_benchmarks::realistic_id(1));
-        s.counter_batches(n, 1000);
-        for &e in &w.set_adds {
-            s.set_add(e);
-        }
-        for &(k, v) in &w.writes {
-            s.write(k, v);
-        }
+        let mut s = w1_state::<S>(w, n);
         let mut writer = S::new(minidote_benchmarks::realistic_id(3));
         for &op in &w.mixed {
             writer.mixed(op);
@@ -353,15 +359,7 @@ fn w4_w6(n: usize) {
         println!("| {name} | {} | {} | {} | {} |", b[0], b[1], b[2], b[3]);
     }
     fn w1_snapshot<S: Subject>(w: &Workloads, n: usize) -> usize {
-        let mut s = S::new(minidote_benchmarks::realistic_id(1));
-        s.counter_batches(n, 1000);
-        for &e in &w.set_adds {
-            s.set_add(e);
-        }
-        for &(k, v) in &w.writes {
-            s.write(k, v);
-        }
-        s.save().len()
+        w1_state::<S>(w, n).save().len()
     }
     println!("\nSnapshot (saved state) bytes after W1 (counter batches, set adds, register writes; automerge at a hundredth):\n");
     println!("| minidote | automerge | yrs | loro |");

@@ -7,12 +7,13 @@
 //! * [`State::apply`] applies an effect delivered in causal order.
 //! * [`State::join`] merges two full states under their causal contexts.
 
-use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::{Reader, Writer, MAX_DEPTH};
 use crate::dots::{decode_dots, encode_dots, DotSet, Mark, PosNeg};
+use crate::elems::ElemMap;
 use crate::error::{DecodeError, UpdateError};
 use crate::key::{CrdtType, Key};
 use crate::value::Value;
@@ -300,9 +301,9 @@ pub enum State {
     /// `counter_pn_sb`: per origin `(P, N)`, joined by max.
     CounterPnSb(BTreeMap<ReplicaId, (u64, u64)>),
     /// `set_aw`: element → add tokens.
-    SetAw(BTreeMap<Value, DotSet>),
+    SetAw(ElemMap<DotSet>),
     /// `set_rw`: element → add and remove tokens.
-    SetRw(BTreeMap<Value, PosNeg>),
+    SetRw(ElemMap<PosNeg>),
     /// `set_go`.
     SetGo(BTreeSet<Value>),
     /// `set_2p`.
@@ -332,8 +333,8 @@ impl State {
         match ty {
             CrdtType::CounterPn => State::CounterPn(BTreeMap::new()),
             CrdtType::CounterPnSb => State::CounterPnSb(BTreeMap::new()),
-            CrdtType::SetAw => State::SetAw(BTreeMap::new()),
-            CrdtType::SetRw => State::SetRw(BTreeMap::new()),
+            CrdtType::SetAw => State::SetAw(ElemMap::new()),
+            CrdtType::SetRw => State::SetRw(ElemMap::new()),
             CrdtType::SetGo => State::SetGo(BTreeSet::new()),
             CrdtType::Set2p => State::Set2p {
                 added: BTreeSet::new(),
@@ -392,13 +393,8 @@ impl State {
                     .fold(0u64, |acc, (p, n)| acc.wrapping_add(*p).wrapping_sub(*n))
                     as i64,
             ),
-            State::SetAw(m) => Value::List(m.keys().cloned().collect()),
-            State::SetRw(m) => Value::List(
-                m.iter()
-                    .filter(|(_, t)| t.negative_wins())
-                    .map(|(e, _)| e.clone())
-                    .collect(),
-            ),
+            State::SetAw(m) => Value::List(m.sorted_keys(|_| true)),
+            State::SetRw(m) => Value::List(m.sorted_keys(PosNeg::negative_wins)),
             State::SetGo(s) => Value::List(s.iter().cloned().collect()),
             State::Set2p { added, removed } => {
                 Value::List(added.difference(removed).cloned().collect())
@@ -573,14 +569,14 @@ impl State {
             }
             State::SetAw(m) => {
                 w.varint(m.len() as u64);
-                for (e, s) in m {
+                for (e, s) in m.sorted() {
                     e.encode(w);
                     s.encode(w);
                 }
             }
             State::SetRw(m) => {
                 w.varint(m.len() as u64);
-                for (e, t) in m {
+                for (e, t) in m.sorted() {
                     e.encode(w);
                     t.pos.encode(w);
                     t.neg.encode(w);
@@ -652,38 +648,17 @@ impl State {
                 }
                 State::CounterPnSb(m)
             }
-            CrdtType::SetAw => {
-                let n = r.count(2)?;
-                let mut m = BTreeMap::new();
-                for _ in 0..n {
-                    let e = Value::decode(r)?;
-                    let s = DotSet::decode(r)?;
-                    if s.is_empty() || m.last_key_value().is_some_and(|(p, _)| *p >= e) {
-                        return Err(DecodeError::NonCanonical(
-                            "set elements unsorted or without tokens",
-                        ));
-                    }
-                    m.insert(e, s);
-                }
-                State::SetAw(m)
-            }
-            CrdtType::SetRw => {
-                let n = r.count(3)?;
-                let mut m = BTreeMap::new();
-                for _ in 0..n {
-                    let e = Value::decode(r)?;
-                    let pos = DotSet::decode(r)?;
-                    let neg = DotSet::decode(r)?;
-                    let t = PosNeg { pos, neg };
-                    if t.is_empty() || m.last_key_value().is_some_and(|(p, _)| *p >= e) {
-                        return Err(DecodeError::NonCanonical(
-                            "set elements unsorted or without tokens",
-                        ));
-                    }
-                    m.insert(e, t);
-                }
-                State::SetRw(m)
-            }
+            CrdtType::SetAw => State::SetAw(decode_elems(r, 2, |r| {
+                let s = DotSet::decode(r)?;
+                Ok((!s.is_empty()).then_some(s))
+            })?),
+            CrdtType::SetRw => State::SetRw(decode_elems(r, 3, |r| {
+                let t = PosNeg {
+                    pos: DotSet::decode(r)?,
+                    neg: DotSet::decode(r)?,
+                };
+                Ok((!t.is_empty()).then_some(t))
+            })?),
             CrdtType::SetGo => State::SetGo(decode_value_set(r)?),
             CrdtType::Set2p => State::Set2p {
                 added: decode_value_set(r)?,
@@ -723,10 +698,34 @@ impl State {
     }
 }
 
+/// Decodes `count, count × (Value, T)` with strictly ascending elements
+/// and no empty `T` (`body` returns `None` for an empty one).
+fn decode_elems<T>(
+    r: &mut Reader<'_>,
+    min_entry_bytes: usize,
+    mut body: impl FnMut(&mut Reader<'_>) -> Result<Option<T>, DecodeError>,
+) -> Result<ElemMap<T>, DecodeError> {
+    let n = r.count(min_entry_bytes)?;
+    let mut entries: Vec<(Value, T)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let e = Value::decode(r)?;
+        let t = body(r)?;
+        match t {
+            Some(t) if entries.last().is_none_or(|(p, _)| *p < e) => entries.push((e, t)),
+            _ => {
+                return Err(DecodeError::NonCanonical(
+                    "set elements unsorted or without tokens",
+                ))
+            }
+        }
+    }
+    Ok(entries.into_iter().collect())
+}
+
 fn join_map<T: Default>(
-    a: &mut BTreeMap<Value, T>,
+    a: &mut ElemMap<T>,
     mine: &VectorClock,
-    b: &BTreeMap<Value, T>,
+    b: &ElemMap<T>,
     theirs: &VectorClock,
     join: fn(&mut T, &VectorClock, &T, &VectorClock),
     empty: fn(&T) -> bool,
@@ -734,11 +733,11 @@ fn join_map<T: Default>(
     let empty_t = T::default();
     // Elements only we have: join with the other side's bottom, which drops
     // the dots they have seen (and so removed).
-    for (e, t) in a.iter_mut() {
+    for (e, t) in a.iter_mut_unordered() {
         let other = b.get(e).unwrap_or(&empty_t);
         join(t, mine, other, theirs);
     }
-    for (e, tb) in b {
+    for (e, tb) in b.iter_unordered() {
         if !a.contains_key(e) {
             let mut t = T::default();
             join(&mut t, mine, tb, theirs);
@@ -837,10 +836,10 @@ pub fn prepare(
                         touched.iter_mut().for_each(|(_, m)| *m = Mark::None);
                         match state {
                             Some(State::SetAw(m)) => {
-                                touched.extend(m.keys().map(|e| (e, Mark::None)))
+                                touched.extend(m.iter_unordered().map(|(e, _)| (e, Mark::None)))
                             }
                             Some(State::SetRw(m)) => {
-                                touched.extend(m.keys().map(|e| (e, Mark::None)))
+                                touched.extend(m.iter_unordered().map(|(e, _)| (e, Mark::None)))
                             }
                             _ => {}
                         }
@@ -858,16 +857,9 @@ pub fn prepare(
                     _ => marks.push((e, m)),
                 }
             }
-            // Elements above the state's greatest are absent: no lookup.
-            let greatest = match state {
-                Some(State::SetAw(m)) => m.last_key_value().map(|(k, _)| k),
-                Some(State::SetRw(m)) => m.last_key_value().map(|(k, _)| k),
-                _ => None,
-            };
             let mut out = Vec::with_capacity(marks.len());
             for (e, mark) in marks {
                 let removed = match state {
-                    _ if greatest.is_none_or(|g| e > g) => Vec::new(),
                     Some(State::SetAw(m)) => m.get(e).map(sorted_dots).unwrap_or_default(),
                     Some(State::SetRw(m)) => m.get(e).map(PosNeg::observed).unwrap_or_default(),
                     _ => Vec::new(),
@@ -964,6 +956,54 @@ pub fn prepare(
             Ok(Effect::FlagDw { removed, mark })
         }
     }
+}
+
+/// [`prepare`] then [`State::apply`] on an existing state, all or nothing.
+/// The commonest transaction, one add or remove on an add-wins set, takes
+/// one element lookup instead of two.
+pub fn prepare_apply(
+    ty: CrdtType,
+    state: &mut State,
+    ops: &[(usize, &Op)],
+    origin: ReplicaId,
+    dot: Dot,
+) -> Result<Effect, UpdateError> {
+    if let (State::SetAw(m), [(_, op)]) = (&mut *state, ops) {
+        match op {
+            // An add removes every token the element has and leaves `dot`.
+            Op::Add(e) => {
+                let removed = match m.entry(e.clone()) {
+                    Entry::Occupied(mut o) => {
+                        std::mem::replace(o.get_mut(), DotSet::single(dot)).into_vec()
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(DotSet::single(dot));
+                        Vec::new()
+                    }
+                };
+                return Ok(Effect::SetAw(vec![ElemEffect {
+                    elem: e.clone(),
+                    removed,
+                    mark: Mark::Pos,
+                }]));
+            }
+            Op::Remove(e) => {
+                let out = match m.remove(e) {
+                    Some(s) => vec![ElemEffect {
+                        elem: e.clone(),
+                        removed: s.into_vec(),
+                        mark: Mark::None,
+                    }],
+                    None => Vec::new(),
+                };
+                return Ok(Effect::SetAw(out));
+            }
+            _ => {}
+        }
+    }
+    let effect = prepare(ty, Some(state), ops, origin)?;
+    state.apply(&effect, dot);
+    Ok(effect)
 }
 
 impl Effect {

@@ -17,54 +17,114 @@ use crate::clock::{Dot, VectorClock};
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
 
-/// A set of dots, kept sorted.
-#[derive(Clone, PartialEq, Eq, Hash, Default, Debug)]
-pub struct DotSet(Vec<Dot>);
+/// A set of dots, kept sorted. Most elements and flags hold exactly one
+/// token, so one dot is stored inline and only two or more take a heap
+/// vector: an add-wins add then allocates nothing and frees nothing.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct DotSet(Repr);
+
+/// Canonical: `One` for exactly one dot, `Many` for none or two or more
+/// (so the derived equality is set equality).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+enum Repr {
+    One(Dot),
+    Many(Vec<Dot>),
+}
+
+impl Default for DotSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl DotSet {
     /// The empty set.
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(Repr::Many(Vec::new()))
     }
 
     /// A set of one dot.
     pub fn single(d: Dot) -> Self {
-        Self(vec![d])
+        Self(Repr::One(d))
+    }
+
+    /// From a strictly sorted vector.
+    fn from_sorted(mut v: Vec<Dot>) -> Self {
+        match v.len() {
+            1 => Self(Repr::One(v.pop().expect("one"))),
+            _ => Self(Repr::Many(v)),
+        }
     }
 
     /// True if empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
 
     /// Number of dots.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// The dots, sorted.
     pub fn as_slice(&self) -> &[Dot] {
-        &self.0
+        match &self.0 {
+            Repr::One(d) => std::slice::from_ref(d),
+            Repr::Many(v) => v,
+        }
+    }
+
+    /// The dots, sorted, as a vector.
+    pub fn into_vec(self) -> Vec<Dot> {
+        match self.0 {
+            Repr::One(d) => vec![d],
+            Repr::Many(v) => v,
+        }
     }
 
     /// True if `d` is in the set.
     pub fn contains(&self, d: &Dot) -> bool {
-        self.0.binary_search(d).is_ok()
+        self.as_slice().binary_search(d).is_ok()
     }
 
     /// Inserts `d`.
     pub fn insert(&mut self, d: Dot) {
-        if let Err(i) = self.0.binary_search(&d) {
-            self.0.insert(i, d);
+        match &mut self.0 {
+            Repr::One(x) if *x == d => {}
+            Repr::One(x) => {
+                let x = *x;
+                self.0 = Repr::Many(if x < d { vec![x, d] } else { vec![d, x] });
+            }
+            Repr::Many(v) if v.is_empty() => self.0 = Repr::One(d),
+            Repr::Many(v) => {
+                if let Err(i) = v.binary_search(&d) {
+                    v.insert(i, d);
+                }
+            }
         }
     }
 
     /// Removes every dot of the sorted slice `removed`.
     pub fn remove_all(&mut self, removed: &[Dot]) {
-        if removed.is_empty() || self.0.is_empty() {
+        if removed.is_empty() {
             return;
         }
-        self.0.retain(|d| removed.binary_search(d).is_err());
+        match &mut self.0 {
+            Repr::One(x) => {
+                if removed.binary_search(x).is_ok() {
+                    self.0 = Repr::Many(Vec::new());
+                }
+            }
+            Repr::Many(v) => {
+                if v.is_empty() {
+                    return;
+                }
+                v.retain(|d| removed.binary_search(d).is_err());
+                if v.len() == 1 {
+                    self.0 = Repr::One(v[0]);
+                }
+            }
+        }
     }
 
     /// Applies a causally delivered delta: drop the observed dots `removed`,
@@ -78,20 +138,28 @@ impl DotSet {
 
     /// The causal join of `(self, mine)` with `(other, theirs)`.
     pub fn join(&mut self, mine: &VectorClock, other: &DotSet, theirs: &VectorClock) {
-        self.0.retain(|d| other.contains(d) || !theirs.contains(d));
-        for d in &other.0 {
+        let mut v: Vec<Dot> = self
+            .as_slice()
+            .iter()
+            .filter(|d| other.contains(d) || !theirs.contains(d))
+            .copied()
+            .collect();
+        for d in other.as_slice() {
             if !mine.contains(d) {
-                self.insert(*d);
+                if let Err(i) = v.binary_search(d) {
+                    v.insert(i, *d);
+                }
             }
         }
+        *self = Self::from_sorted(v);
     }
 
     pub(crate) fn encode(&self, w: &mut Writer) {
-        encode_dots(&self.0, w);
+        encode_dots(self.as_slice(), w);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        decode_dots(r).map(Self)
+        decode_dots(r).map(Self::from_sorted)
     }
 }
 
@@ -218,5 +286,54 @@ mod tests {
         let cb = VectorClock::from_entries([(ReplicaId(2), 1)]);
         a.join(&ca, &b, &cb);
         assert_eq!(a.as_slice(), &[d(1, 1)]);
+    }
+}
+
+#[cfg(test)]
+mod dotset_tests {
+    use super::*;
+    use crate::clock::ReplicaId;
+    use std::collections::BTreeSet;
+
+    /// Inserts and removals against a `BTreeSet` model: same dots, and
+    /// sets with the same dots are equal whatever path built them.
+    #[test]
+    fn inline_and_heap_forms_behave_as_one_set() {
+        let dot = |i: u64| Dot::new(ReplicaId(i % 3 + 1), i / 3 + 1);
+        let mut x = 7u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let mut s = DotSet::new();
+            let mut m = BTreeSet::new();
+            for _ in 0..12 {
+                let d = dot(next() % 6);
+                if next() % 3 == 0 {
+                    let removed: Vec<Dot> = m.iter().copied().filter(|_| next() % 2 == 0).collect();
+                    s.remove_all(&removed);
+                    removed.iter().for_each(|r| {
+                        m.remove(r);
+                    });
+                } else {
+                    s.insert(d);
+                    m.insert(d);
+                }
+                let want: Vec<Dot> = m.iter().copied().collect();
+                assert_eq!(s.as_slice(), &want[..]);
+                let rebuilt = want.iter().fold(DotSet::new(), |mut a, d| {
+                    a.insert(*d);
+                    a
+                });
+                assert_eq!(s, rebuilt);
+                let mut w = Writer::new();
+                s.encode(&mut w);
+                let bytes = w.into_vec();
+                assert_eq!(DotSet::decode(&mut Reader::new(&bytes)).unwrap(), s);
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod codec;
 pub mod crdt;
 pub mod dots;
+pub mod elems;
 pub mod error;
 pub mod key;
 pub mod replica;
@@ -16,6 +17,7 @@ pub mod wire;
 pub use buffer::{Causal, CausalBuffer, MissingRange, Offer};
 pub use clock::{Dot, ReplicaId, VectorClock};
 pub use crdt::{Effect, Op, State, Update};
+pub use elems::set_hash_key;
 pub use error::{DecodeError, ProtocolError, UpdateError};
 pub use key::{CrdtType, Key};
 pub use replica::{

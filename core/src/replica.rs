@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
 use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::Writer;
-use crate::crdt::{prepare, Effect, Op, State, Update};
+use crate::crdt::{prepare, prepare_apply, Effect, Op, State, Update};
 use crate::error::{DecodeError, ProtocolError, UpdateError};
 use crate::key::{CrdtType, Key};
 use crate::value::Value;
@@ -1020,6 +1020,15 @@ impl Replica {
         self.handle_txn_slices(from, &slices)
     }
 
+    /// Applies a whole `Txns` frame (as a link carries it, or as saved from
+    /// [`crate::wire::txns_frame`]) that arrived outside any link: from a
+    /// file, a relay log or another process. Like [`Replica::handle_txns`],
+    /// but the transactions are read in place from the frame's bytes.
+    pub fn import_frame(&mut self, frame: &[u8]) -> Result<ImportStatus, DecodeError> {
+        let slices = crate::wire::split_txns(frame)?;
+        self.handle_txn_slices(None, &slices)
+    }
+
     fn handle_txn_slices(
         &mut self,
         from: Option<LinkId>,
@@ -1257,27 +1266,28 @@ impl Replica {
         if updates.len() == 1 {
             // The common case, with one hash lookup and no effect list.
             let Update { key, op } = updates.pop().expect("one update");
-            let slot = self.objects.get_mut(&key);
-            let effect = prepare(key.ty, slot.as_deref(), &[(0, &op)], self.id)?;
-            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
-            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
-            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
-            self.log_bytes = w.into_vec();
-            match slot {
+            let effect = match self.objects.get_mut(&key) {
                 Some(st) => {
-                    st.apply(&effect, dot);
+                    let effect = prepare_apply(key.ty, st, &[(0, &op)], self.id, dot)?;
                     if st.is_bottom() {
                         self.objects.remove(&key);
                     }
+                    effect
                 }
                 None => {
+                    let effect = prepare(key.ty, None, &[(0, &op)], self.id)?;
                     let mut st = State::bottom(key.ty);
                     st.apply(&effect, dot);
                     if !st.is_bottom() {
                         self.objects.insert(key.clone(), st);
                     }
+                    effect
                 }
-            }
+            };
+            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
+            self.log_bytes = w.into_vec();
             if self.config.emit_changes {
                 changed_keys.push(key);
             }
@@ -1377,8 +1387,7 @@ impl Replica {
         for (key, ops) in groups {
             let effect = match self.objects.get_mut(key) {
                 Some(st) => {
-                    let effect = prepare(key.ty, Some(st), &ops, self.id)?;
-                    st.apply(&effect, dot);
+                    let effect = prepare_apply(key.ty, st, &ops, self.id, dot)?;
                     if st.is_bottom() {
                         self.objects.remove(key);
                     }

@@ -132,6 +132,7 @@ pub mod md {
     use minidote_core::{
         CatchUp, Config, CrdtType, Key, Op, Replica, ReplicaId, Update, UpdateOutcome, Value,
     };
+    use minidote_core::wire::txns_frame;
 
     pub struct Md {
         pub r: Replica,
@@ -209,20 +210,35 @@ pub mod md {
             let op = if on { Op::Enable } else { Op::Disable };
             self.run(vec![Update::new(self.flag.clone(), op)]);
         }
+        /// What a link ships: `Txns` frames of at most `max_frame_bytes`,
+        /// holding the transactions made since the last call.
         fn take_updates(&mut self) -> Vec<Vec<u8>> {
-            let out = match self.r.catch_up(&minidote_core::VectorClock::new()) {
-                CatchUp::Txns(t) => t.iter().skip(self.sent).map(|b| b.to_vec()).collect(),
+            let txns = match self.r.catch_up(&minidote_core::VectorClock::new()) {
+                CatchUp::Txns(mut t) => t.split_off(self.sent.min(t.len())),
                 _ => Vec::new(),
             };
-            self.sent += out.len();
-            out
+            self.sent += txns.len();
+            let max = self.r.config().max_frame_bytes;
+            let mut frames = Vec::new();
+            let mut start = 0;
+            let mut size = 0;
+            for (i, t) in txns.iter().enumerate() {
+                if i > start && size + t.len() > max {
+                    frames.push(txns_frame(txns[start..i].iter().map(|t| &t[..])));
+                    start = i;
+                    size = 0;
+                }
+                size += t.len();
+            }
+            if start < txns.len() {
+                frames.push(txns_frame(txns[start..].iter().map(|t| &t[..])));
+            }
+            frames
         }
         fn apply(&mut self, updates: &[Vec<u8>]) {
-            let txns = updates
-                .iter()
-                .map(|u| std::sync::Arc::from(&u[..]))
-                .collect();
-            self.r.handle_txns(None, txns).expect("valid txns");
+            for f in updates {
+                self.r.import_frame(f).expect("valid frame");
+            }
             while self.r.poll_event().is_some() {}
         }
         fn save(&mut self) -> Vec<u8> {

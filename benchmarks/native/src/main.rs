@@ -26,12 +26,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("rss") => rss(args.get(1).map(String::as_str).unwrap_or("minidote")),
+        Some("prof") => prof(args.get(1).map(String::as_str).unwrap_or("set")),
         Some("report") => report(Path::new(
             args.get(1)
                 .map(String::as_str)
                 .unwrap_or("target/criterion"),
         )),
-        _ => eprintln!("usage: minidote-benchmarks report [criterion dir] | rss <library>"),
+        _ => eprintln!(
+            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2"
+        ),
     }
 }
 
@@ -46,6 +49,45 @@ fn w1_state<S: Subject>(w: &Workloads, n: usize) -> S {
         s.write(k, v);
     }
     s
+}
+
+/// One minidote workload, repeated, for a profiler:
+/// `perf record -g target/release/minidote-benchmarks prof set`.
+fn prof(what: &str) {
+    let n = ops();
+    let w = Workloads::generate(n);
+    let t = Instant::now();
+    let mut d = 0;
+    match what {
+        "w2" => {
+            let mut writer = Md::new(minidote_benchmarks::realistic_id(1));
+            for &op in &w.mixed {
+                writer.mixed(op);
+            }
+            let fx = writer.take_updates();
+            let t = Instant::now();
+            for _ in 0..5 {
+                let mut r = Md::new(minidote_benchmarks::realistic_id(2));
+                r.apply(&fx);
+                d ^= r.digest();
+            }
+            eprintln!("apply: {:.1} ms each", t.elapsed().as_secs_f64() * 200.0);
+        }
+        _ => {
+            for _ in 0..3 {
+                let mut s = Md::new(minidote_benchmarks::realistic_id(1));
+                for &e in &w.set_adds {
+                    s.set_add(e);
+                }
+                for &e in &w.set_removes {
+                    s.set_remove(e);
+                }
+                d ^= s.digest();
+            }
+        }
+    }
+    std::hint::black_box(d);
+    eprintln!("{what}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
 }
 
 /// W1 + W2 for one library in this process; prints the peak RSS in KiB.

@@ -53,7 +53,7 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             Key::new("list", CrdtType::SetAw, "demo"),
             Effect::SetAw(vec![crdt::ElemEffect {
                 elem: Value::from("milk"),
-                removed: vec![Dot::new(a, 1)],
+                removed: minidote_core::dots::DotSet::single(Dot::new(a, 1)),
                 mark: Mark::Pos,
             }]),
         )],

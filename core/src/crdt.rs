@@ -219,8 +219,8 @@ impl UpdateError {
 pub struct ElemEffect {
     /// The element.
     pub elem: Value,
-    /// Observed dots, removed at every replica.
-    pub removed: Vec<Dot>,
+    /// Observed dots, removed at every replica (usually one, held inline).
+    pub removed: DotSet,
     /// The new token, if any.
     pub mark: Mark,
 }
@@ -443,7 +443,7 @@ impl State {
                             }
                         }
                     } else if let Some(s) = m.get_mut(&ee.elem) {
-                        s.apply(&ee.removed, add);
+                        s.apply(ee.removed.as_slice(), add);
                         if s.is_empty() {
                             m.remove(&ee.elem);
                         }
@@ -455,7 +455,7 @@ impl State {
             (State::SetRw(m), Effect::SetRw(elems)) => {
                 for ee in elems {
                     let t = m.entry(ee.elem.clone()).or_default();
-                    t.apply(&ee.removed, ee.mark, dot);
+                    t.apply(ee.removed.as_slice(), ee.mark, dot);
                     if t.is_empty() {
                         m.remove(&ee.elem);
                     }
@@ -860,9 +860,12 @@ pub fn prepare(
             let mut out = Vec::with_capacity(marks.len());
             for (e, mark) in marks {
                 let removed = match state {
-                    Some(State::SetAw(m)) => m.get(e).map(sorted_dots).unwrap_or_default(),
-                    Some(State::SetRw(m)) => m.get(e).map(PosNeg::observed).unwrap_or_default(),
-                    _ => Vec::new(),
+                    Some(State::SetAw(m)) => m.get(e).cloned().unwrap_or_default(),
+                    Some(State::SetRw(m)) => m
+                        .get(e)
+                        .map(|t| DotSet::from_sorted(t.observed()))
+                        .unwrap_or_default(),
+                    _ => DotSet::new(),
                 };
                 if removed.is_empty() && mark == Mark::None {
                     continue; // removing an absent element has no effect
@@ -973,12 +976,10 @@ pub fn prepare_apply(
             // An add removes every token the element has and leaves `dot`.
             Op::Add(e) => {
                 let removed = match m.entry(e.clone()) {
-                    Entry::Occupied(mut o) => {
-                        std::mem::replace(o.get_mut(), DotSet::single(dot)).into_vec()
-                    }
+                    Entry::Occupied(mut o) => std::mem::replace(o.get_mut(), DotSet::single(dot)),
                     Entry::Vacant(v) => {
                         v.insert(DotSet::single(dot));
-                        Vec::new()
+                        DotSet::new()
                     }
                 };
                 return Ok(Effect::SetAw(vec![ElemEffect {
@@ -991,7 +992,7 @@ pub fn prepare_apply(
                 let out = match m.remove(e) {
                     Some(s) => vec![ElemEffect {
                         elem: e.clone(),
-                        removed: s.into_vec(),
+                        removed: s,
                         mark: Mark::None,
                     }],
                     None => Vec::new(),
@@ -1020,7 +1021,7 @@ impl Effect {
                 w.varint(es.len() as u64);
                 for e in es {
                     e.elem.encode(w);
-                    encode_dots(&e.removed, w);
+                    e.removed.encode(w);
                     w.u8(e.mark.tag());
                 }
             }
@@ -1067,7 +1068,7 @@ impl Effect {
                 let mut es: Vec<ElemEffect> = Vec::with_capacity(n);
                 for _ in 0..n {
                     let elem = Value::decode(r)?;
-                    let removed = decode_dots(r)?;
+                    let removed = DotSet::decode(r)?;
                     let mark = Mark::from_tag(r.u8()?)?;
                     if ty == CrdtType::SetAw && mark == Mark::Neg {
                         return Err(DecodeError::InvalidTag {

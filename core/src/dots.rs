@@ -49,7 +49,7 @@ impl DotSet {
     }
 
     /// From a strictly sorted vector.
-    fn from_sorted(mut v: Vec<Dot>) -> Self {
+    pub(crate) fn from_sorted(mut v: Vec<Dot>) -> Self {
         match v.len() {
             1 => Self(Repr::One(v.pop().expect("one"))),
             _ => Self(Repr::Many(v)),

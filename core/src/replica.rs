@@ -1039,14 +1039,17 @@ impl Replica {
         // transactions before it were each applied whole and in causal
         // order, which is safe; the error ends the link.
         let mut strings = std::mem::take(&mut self.strings);
+        // A batch names few keys and usually one bucket over and over: the
+        // last few strings are compared before the set is hashed.
+        let mut recent: [Option<Arc<str>>; 4] = Default::default();
+        let mut next = 0;
         let mut intern = |s: &str| -> Arc<str> {
-            if let Some(a) = strings.get(s) {
+            if let Some(a) = recent.iter().flatten().find(|a| &***a == s) {
                 return a.clone();
             }
-            let a: Arc<str> = Arc::from(s);
-            if strings.len() < MAX_INTERNED {
-                strings.insert(a.clone());
-            }
+            let a = intern_in(&mut strings, s);
+            recent[next] = Some(a.clone());
+            next = (next + 1) % recent.len();
             a
         };
         let mut status = ImportStatus::default();
@@ -1605,6 +1608,22 @@ impl Replica {
 
 /// The sparse deps of the next local transaction: the entries that grew since
 /// the previous one (or the whole clock after a restart or snapshot merge).
+/// The shared copy of `s` in `strings`, added if new (up to
+/// [`MAX_INTERNED`] strings, so hostile peers cannot grow it forever).
+fn intern_in(
+    strings: &mut std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
+    s: &str,
+) -> Arc<str> {
+    if let Some(a) = strings.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    if strings.len() < MAX_INTERNED {
+        strings.insert(a.clone());
+    }
+    a
+}
+
 fn current_deps(
     id: ReplicaId,
     clock: &VectorClock,

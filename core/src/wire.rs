@@ -236,11 +236,37 @@ impl Frame {
 
 /// Splits a whole `Txns` frame into its transactions' bytes without copying
 /// them (headers are validated, effects are not decoded).
+///
+/// Only the framing is checked here (lengths and counts); each transaction
+/// is validated in full when it is decoded, so this pass allocates nothing
+/// per transaction.
 pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
-    Ok(split_txn_headers(frame)?
-        .into_iter()
-        .map(|(_, range)| &frame[range])
-        .collect())
+    let mut r = Reader::new(frame);
+    check_version(r.u8()?)?;
+    let t = r.u8()?;
+    if t != tag::TXNS {
+        return Err(DecodeError::InvalidTag {
+            what: "Txns frame",
+            tag: t,
+        });
+    }
+    let n = r.count(12)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.position();
+        r.take(8)?; // origin
+        r.varint()?; // seq
+        let deps = r.count(9)?;
+        for _ in 0..deps {
+            r.take(8)?;
+            r.varint()?;
+        }
+        let effects_len = r.len(r.remaining())?;
+        r.take(effects_len)?;
+        out.push(&frame[start..r.position()]);
+    }
+    r.finish()?;
+    Ok(out)
 }
 
 /// Splits a whole `Txns` frame into each transaction's header and the byte

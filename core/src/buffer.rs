@@ -64,6 +64,12 @@ pub struct MissingRange {
 #[derive(Debug)]
 pub struct CausalBuffer<T> {
     by_origin: BTreeMap<ReplicaId, BTreeMap<u64, T>>,
+    /// The highest dependency on each replica of any transaction offered
+    /// since the buffer was last empty, so [`CausalBuffer::missing`] costs
+    /// O(replicas), not O(held transactions): it runs after every batch.
+    /// It may still name a dependency of a transaction since evicted, which
+    /// only asks a peer for something a little early.
+    deps_max: BTreeMap<ReplicaId, u64>,
     len: usize,
     capacity: usize,
 }
@@ -89,6 +95,7 @@ impl<T: Causal> CausalBuffer<T> {
     pub fn new(capacity: usize) -> Self {
         Self {
             by_origin: BTreeMap::new(),
+            deps_max: BTreeMap::new(),
             len: 0,
             capacity: capacity.max(1),
         }
@@ -133,6 +140,12 @@ impl<T: Causal> CausalBuffer<T> {
             self.len -= 1;
             evicted = true;
         }
+        for (r, s) in w.deps().iter() {
+            if r != origin {
+                let e = self.deps_max.entry(r).or_default();
+                *e = (*e).max(s);
+            }
+        }
         self.by_origin.entry(origin).or_default().insert(seq, w);
         self.len += 1;
         Offer::Held { evicted }
@@ -163,6 +176,9 @@ impl<T: Causal> CausalBuffer<T> {
             self.by_origin.remove(&origin);
         }
         self.len -= 1;
+        if self.len == 0 {
+            self.deps_max.clear();
+        }
         Some(w)
     }
 
@@ -177,6 +193,9 @@ impl<T: Causal> CausalBuffer<T> {
             !m.is_empty()
         });
         self.len -= dropped;
+        if self.len == 0 {
+            self.deps_max.clear();
+        }
         dropped
     }
 
@@ -184,17 +203,11 @@ impl<T: Causal> CausalBuffer<T> {
     /// each origin, the gap before its lowest held seq, and for each held
     /// transaction's dependencies, the seqs not yet delivered.
     pub fn missing(&self, clock: &VectorClock) -> Vec<MissingRange> {
-        let mut need: BTreeMap<ReplicaId, u64> = BTreeMap::new();
+        let mut need = self.deps_max.clone();
         for (origin, m) in &self.by_origin {
             if let Some((&lowest, _)) = m.iter().next() {
                 let e = need.entry(*origin).or_default();
                 *e = (*e).max(lowest - 1);
-            }
-            for w in m.values() {
-                for (r, s) in w.deps().iter() {
-                    let e = need.entry(r).or_default();
-                    *e = (*e).max(s);
-                }
             }
         }
         need.into_iter()

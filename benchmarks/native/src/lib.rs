@@ -117,6 +117,19 @@ pub trait Subject: Sized {
     fn take_updates(&mut self) -> Vec<Vec<u8>>;
     /// Applies blobs from `take_updates` of another replica, in order.
     fn apply(&mut self, updates: &[Vec<u8>]);
+    /// W3: what a peer broadcasts live for the transactions since the last
+    /// call (by default the same as `take_updates`). The first call may
+    /// switch capturing on, so call it once before the ops.
+    fn live_updates(&mut self) -> Vec<Vec<u8>> {
+        self.take_updates()
+    }
+    /// W3: stop capturing (the receivers have no listening peer).
+    fn end_live(&mut self) {}
+    /// W3: the library's own measure of updates held back until their
+    /// dependencies arrive, if it exposes one, and its unit.
+    fn buffered(&mut self) -> Option<(usize, &'static str)> {
+        None
+    }
     /// The whole state, as stored or sent in catch-up.
     fn save(&mut self) -> Vec<u8>;
     fn load(bytes: &[u8]) -> Self;
@@ -129,10 +142,11 @@ pub trait Subject: Sized {
 
 pub mod md {
     use super::*;
-    use minidote_core::{
-        CatchUp, Config, CrdtType, Key, Op, Replica, ReplicaId, Update, UpdateOutcome, Value,
-    };
     use minidote_core::wire::txns_frame;
+    use minidote_core::{
+        CatchUp, Config, CrdtType, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Update,
+        UpdateOutcome, Value, VectorClock,
+    };
 
     pub struct Md {
         pub r: Replica,
@@ -141,6 +155,8 @@ pub mod md {
         flag: Key,
         regs: HashMap<u32, Key>,
         sent: usize,
+        /// W3: a link to a listening peer, whose frames are the broadcast.
+        live: Option<LinkId>,
     }
 
     fn config() -> Config {
@@ -178,6 +194,7 @@ pub mod md {
                 flag: Key::new("f", CrdtType::FlagEw, "b"),
                 regs: HashMap::new(),
                 sent: 0,
+                live: None,
             }
         }
         fn counter_single(&mut self, n: usize) {
@@ -240,6 +257,43 @@ pub mod md {
                 self.r.import_frame(f).expect("valid frame");
             }
             while self.r.poll_event().is_some() {}
+        }
+        /// The `Txns` frames the replica sends a linked peer: what it
+        /// broadcasts live. The first call opens the link.
+        fn live_updates(&mut self) -> Vec<Vec<u8>> {
+            let link = match self.live {
+                Some(l) => l,
+                None => {
+                    let l = LinkId(1);
+                    self.r.link_open(l, None, 0);
+                    let hello = Frame::Hello(Hello {
+                        replica: ReplicaId(u64::MAX),
+                        room: self.r.room().to_owned(),
+                        clock: VectorClock::new(),
+                        token: None,
+                    });
+                    self.r.handle_frame(l, &hello.encode(), 0).expect("hello");
+                    self.live = Some(l);
+                    l
+                }
+            };
+            let mut out = Vec::new();
+            while let Some(t) = self.r.poll_transmit() {
+                if t.link == link && t.frame.get(1) == Some(&minidote_core::wire::TXNS_TAG) {
+                    out.push(t.frame);
+                }
+            }
+            out
+        }
+        fn end_live(&mut self) {
+            if let Some(l) = self.live.take() {
+                self.r.link_closed(l);
+                while self.r.poll_transmit().is_some() {}
+                while self.r.poll_event().is_some() {}
+            }
+        }
+        fn buffered(&mut self) -> Option<(usize, &'static str)> {
+            Some((self.r.stats().buffered, "transactions"))
         }
         fn save(&mut self) -> Vec<u8> {
             self.r.state_snapshot().encode()
@@ -387,6 +441,7 @@ pub mod am {
 pub mod ys {
     use super::*;
     use yrs::updates::decoder::Decode;
+    use yrs::updates::encoder::Encode;
     use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact, Update};
 
     pub struct Ys {
@@ -396,12 +451,20 @@ pub mod ys {
         r: MapRef,
         pending: Vec<Vec<u8>>,
         sv: yrs::StateVector,
+        /// Capture each transaction's own update (what a Yjs provider
+        /// broadcasts from `doc.on('update')`); only W3 switches it on.
+        live: bool,
     }
 
     impl Ys {
         fn txn<F: FnOnce(&mut yrs::TransactionMut<'_>, &Ys)>(&mut self, f: F) {
             let mut t = self.d.transact_mut();
             f(&mut t, self);
+            if self.live {
+                let u = t.encode_update_v1();
+                drop(t);
+                self.pending.push(u);
+            }
         }
     }
 
@@ -423,6 +486,7 @@ pub mod ys {
                 r,
                 pending: Vec::new(),
                 sv: yrs::StateVector::default(),
+                live: false,
             }
         }
         fn counter_single(&mut self, n: usize) {
@@ -489,6 +553,22 @@ pub mod ys {
             for u in updates {
                 t.apply_update(Update::decode_v1(u).unwrap()).unwrap();
             }
+        }
+        fn live_updates(&mut self) -> Vec<Vec<u8>> {
+            self.live = true;
+            std::mem::take(&mut self.pending)
+        }
+        fn end_live(&mut self) {
+            self.live = false;
+        }
+        /// Bytes of the update yrs holds until its missing blocks arrive.
+        fn buffered(&mut self) -> Option<(usize, &'static str)> {
+            let t = self.d.transact();
+            let n = t
+                .store()
+                .pending_update()
+                .map_or(0, |p| p.update.encode_v1().len());
+            Some((n, "bytes pending"))
         }
         fn save(&mut self) -> Vec<u8> {
             self.d
@@ -589,6 +669,16 @@ pub mod lo {
             for u in updates {
                 self.d.import(u).unwrap();
             }
+        }
+        /// Bytes of the changes loro holds until their dependencies arrive.
+        fn buffered(&mut self) -> Option<(usize, &'static str)> {
+            let n = self
+                .d
+                .export_pending_updates()
+                .ok()
+                .flatten()
+                .map_or(0, |b| b.len());
+            Some((n, "bytes pending"))
         }
         fn save(&mut self) -> Vec<u8> {
             self.d.export(ExportMode::Snapshot).unwrap()
@@ -692,6 +782,107 @@ pub mod cr {
             self.c.merge(other.c.clone());
             self.s.merge(other.s.clone());
         }
+    }
+}
+
+/// W3's outcome for one library.
+#[derive(Debug)]
+pub struct W3 {
+    /// Time to apply every delivery at all three replicas.
+    pub secs: f64,
+    /// Blobs delivered (duplicates included).
+    pub deliveries: usize,
+    /// Peak of [`Subject::buffered`] over the run, with its unit.
+    pub peak_buffered: Option<(usize, &'static str)>,
+    /// Buffers empty at the end.
+    pub quiescent: bool,
+    /// All three replicas have the same digest.
+    pub agree: bool,
+}
+
+/// W3, concurrency: three replicas each make `per` set ops on a shared pool
+/// of 10,000 elements; 10% are removes of an element the replica added
+/// itself (which the others add concurrently). Every transaction is shipped
+/// as the library broadcasts it live, each receiver gets the other two
+/// replicas' streams interleaved, shuffled in windows of 1,000 (so updates
+/// often arrive before their dependencies), plus 5% duplicates, applied in
+/// batches of 100. The same seed gives every library the same schedule.
+pub fn w3<S: Subject>(per: usize) -> W3 {
+    let mut rng = Rng::new(SEED ^ 3);
+    let mut rs: Vec<S> = (1..=3).map(|i| S::new(realistic_id(10 + i))).collect();
+    let mut added: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut streams: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+    for r in rs.iter_mut() {
+        r.live_updates();
+    }
+    for i in 0..per * 3 {
+        let at = i % 3;
+        if rng.below(10) == 0 && !added[at].is_empty() {
+            let e = added[at][rng.below(added[at].len() as u64) as usize];
+            rs[at].set_remove(e);
+        } else {
+            let e = rng.below(10_000);
+            added[at].push(e);
+            rs[at].set_add(e);
+        }
+        let out = rs[at].live_updates();
+        streams[at].extend(out);
+    }
+    for r in rs.iter_mut() {
+        r.end_live();
+    }
+    let mut deliveries: Vec<Vec<&[u8]>> = vec![Vec::new(); 3];
+    for (to, d) in deliveries.iter_mut().enumerate() {
+        // Interleave the other two streams, then shuffle within windows.
+        let others: Vec<&Vec<Vec<u8>>> = (0..3).filter(|f| *f != to).map(|f| &streams[f]).collect();
+        let longest = others.iter().map(|s| s.len()).max().unwrap_or(0);
+        for i in 0..longest {
+            for s in &others {
+                if let Some(b) = s.get(i) {
+                    d.push(b);
+                }
+            }
+        }
+        for chunk in d.chunks_mut(1000) {
+            for i in (1..chunk.len()).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                chunk.swap(i, j);
+            }
+        }
+        let dups: Vec<&[u8]> = (0..d.len() / 20)
+            .map(|_| d[rng.below(d.len() as u64) as usize])
+            .collect();
+        d.extend(dups);
+    }
+    let batches: Vec<Vec<Vec<Vec<u8>>>> = deliveries
+        .iter()
+        .map(|d| {
+            d.chunks(100)
+                .map(|c| c.iter().map(|b| b.to_vec()).collect())
+                .collect()
+        })
+        .collect();
+    let mut peak: Option<(usize, &'static str)> = None;
+    let t = std::time::Instant::now();
+    for (r, bs) in rs.iter_mut().zip(&batches) {
+        for b in bs {
+            r.apply(b);
+            if let Some((n, unit)) = r.buffered() {
+                peak = Some((peak.map_or(0, |p| p.0).max(n), unit));
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let quiescent = rs
+        .iter_mut()
+        .all(|r| r.buffered().is_none_or(|(n, _)| n == 0));
+    let digests: Vec<u64> = rs.iter_mut().map(|r| r.digest()).collect();
+    W3 {
+        secs,
+        deliveries: deliveries.iter().map(Vec::len).sum(),
+        peak_buffered: peak,
+        quiescent,
+        agree: digests.windows(2).all(|w| w[0] == w[1]),
     }
 }
 

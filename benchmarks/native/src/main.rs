@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use minidote_benchmarks::{
-    am::Am, cr::Cr, lo::Lo, md::Md, peak_rss_kib, ys::Ys, Rng, Subject, Workloads, SEED,
+    am::Am, cr::Cr, lo::Lo, md::Md, peak_rss_kib, ys::Ys, Subject, Workloads,
 };
 
 const LIBS: [&str; 5] = ["minidote", "automerge", "yrs", "loro", "crdts"];
@@ -27,6 +27,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("rss") => rss(args.get(1).map(String::as_str).unwrap_or("minidote")),
         Some("prof") => prof(args.get(1).map(String::as_str).unwrap_or("set")),
+        Some("w3") => w3(),
         Some("report") => report(Path::new(
             args.get(1)
                 .map(String::as_str)
@@ -256,77 +257,34 @@ fn report(dir: &Path) {
 /// delivered to the two others in a shuffled order (any order: the causal
 /// buffer restores causality) with 5% duplicates.
 fn w3() {
-    use minidote_core::{CrdtType, Key, Op, Replica, ReplicaId, Update, Value};
+    use minidote_benchmarks::w3;
     let per = 100_000;
-    let mut rng = Rng::new(SEED ^ 3);
-    let key = Key::new("s", CrdtType::SetAw, "b");
-    let config = minidote_core::Config {
-        snapshot_every: 0,
-        buffer_capacity: 1_000_000,
-        ..minidote_core::Config::default()
-    };
-    let mut rs: Vec<Replica> = (1..=3)
-        .map(|i| Replica::new(ReplicaId(i), config.clone()))
-        .collect();
-    for i in 0..per * 3 {
-        let r = i % 3;
-        let e = Value::Int(rng.below(10_000) as i64);
-        let op = if rng.below(10) == 0 {
-            Op::Remove(e)
-        } else {
-            Op::Add(e)
-        };
-        rs[r]
-            .update_objects(vec![Update::new(key.clone(), op)], None)
-            .unwrap();
-    }
-    let logs: Vec<Vec<std::sync::Arc<[u8]>>> = rs
-        .iter()
-        .map(|r| match r.catch_up(&Default::default()) {
-            minidote_core::CatchUp::Txns(t) => t,
-            _ => Vec::new(),
-        })
-        .collect();
-    // Each receiver gets the other two logs interleaved and shuffled in
-    // windows of 1,000, plus 5% duplicates.
-    let mut deliveries: Vec<Vec<std::sync::Arc<[u8]>>> = vec![Vec::new(); 3];
-    for (to, d) in deliveries.iter_mut().enumerate() {
-        for (from, log) in logs.iter().enumerate() {
-            if from != to {
-                d.extend(log.iter().cloned());
+    println!("### W3, concurrency\n");
+    println!("3 replicas × {per} set ops (automerge: {}) over 10,000 shared elements, 10% removes of elements each replica added itself while the others add them concurrently. Every transaction is shipped as the library broadcasts it live (minidote: a `Txns` frame; yrs: the transaction's update; loro: `export(updates)`; automerge: `save_after`). Each replica receives the other two streams interleaved, shuffled in windows of 1,000 (so many arrive before their dependencies), plus 5% duplicates, in batches of 100. Time to quiescence is the time to apply every delivery at all three replicas.\n", per / 100);
+    println!("| library | deliveries | quiescence | deliveries/s | peak held back (the library's own measure) | quiescent, replicas agree |");
+    println!("|---|---|---|---|---|---|");
+    fn row<S: Subject>(per: usize) {
+        let r = w3::<S>(per);
+        println!(
+            "| {} | {} | {:.0} ms | {}/s | {} | {} |",
+            S::NAME,
+            r.deliveries,
+            r.secs * 1000.0,
+            fmt_rate(r.deliveries as f64 / r.secs),
+            r.peak_buffered
+                .map_or("not exposed".to_owned(), |(n, u)| format!("{n} {u}")),
+            if r.quiescent && r.agree {
+                "yes"
+            } else {
+                "**no**"
             }
-        }
-        for chunk in d.chunks_mut(1000) {
-            for i in (1..chunk.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                chunk.swap(i, j);
-            }
-        }
-        let dups: Vec<_> = (0..d.len() / 20)
-            .map(|_| d[rng.below(d.len() as u64) as usize].clone())
-            .collect();
-        d.extend(dups);
+        );
     }
-    let t = Instant::now();
-    let mut peak = 0;
-    for (r, d) in rs.iter_mut().zip(&deliveries) {
-        for batch in d.chunks(100) {
-            r.handle_txns(None, batch.to_vec()).unwrap();
-            peak = peak.max(r.stats().buffered);
-        }
-        while r.poll_event().is_some() {}
-    }
-    let secs = t.elapsed().as_secs_f64();
-    let agree = rs
-        .windows(2)
-        .all(|w| w[0].clock() == w[1].clock() && w[0].value(&key) == w[1].value(&key));
-    println!("### W3, concurrency (minidote)\n");
-    println!(
-        "3 replicas × {per} set ops over 10,000 shared elements (10% removes), each replica's transactions delivered to the others shuffled in windows of 1,000 with 5% duplicates: quiescence after {:.0} ms for {} deliveries ({}/s), peak causal-buffer size {peak}, replicas agree: {agree}.\n",
-        secs * 1000.0,
-        deliveries.iter().map(Vec::len).sum::<usize>(),
-        fmt_rate(deliveries.iter().map(Vec::len).sum::<usize>() as f64 / secs)
-    );
+    row::<Md>(per);
+    row::<Am>(per / 100);
+    row::<Ys>(per);
+    row::<Lo>(per);
+    println!();
 }
 
 /// W4 catch-up and W6 sizes.

@@ -116,11 +116,11 @@ def test_garbage_bytes_end_only_that_link(mem, caplog):
     # A peer speaking another protocol version gets an Error frame back.
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.settimeout(5)
-        s.sendall(_frame(b"\x02\x00" + b"\x00" * 20))
+        s.sendall(_frame(bytes([minidote.PROTOCOL_VERSION + 1, 0]) + b"\x00" * 20))
         frames = []
         while (f := _read_frame(s)) is not None:
             frames.append(f)
-        assert any(f[:2] == b"\x01\x04" for f in frames), frames
+        assert any(f[:2] == bytes([minidote.PROTOCOL_VERSION, 4]) for f in frames), frames
     # Random bytes in a valid length prefix.
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.settimeout(5)

@@ -97,9 +97,12 @@ def s(text):
     return varint(len(b)) + b
 
 
+V = bytes([minidote.PROTOCOL_VERSION])
+
+
 def hello(rid, room, token):
     tok = b"\x01" + s(token) if token else b"\x00"
-    return b"\x01\x00" + struct.pack("<Q", rid) + s(room) + b"\x00" + tok
+    return V + b"\x00" + struct.pack("<Q", rid) + s(room) + b"\x00" + tok
 
 
 def increment_txn(rid, seq, by):
@@ -117,7 +120,11 @@ def txns_headers(frame):
         i += 8
         seq, i = read_varint(frame, i)
         deps, i = read_varint(frame, i)
-        for _ in range(deps):
+        if deps >= 3:  # packed clock: first id, two bit widths, bit stream
+            _, i = read_varint(frame, i)
+            gw, k = frame[i], frame[i + 1]
+            i += 2 + (k + (deps - 1) * (gw + k) + 7) // 8
+        for _ in range(deps if deps < 3 else 0):
             i += 8
             _, i = read_varint(frame, i)
         blob, i = read_varint(frame, i)
@@ -148,12 +155,12 @@ class RawClient:
                 elif tag == 4:
                     self.errors.append(msg)
                 elif tag == 5:  # Ping -> Pong with the same nonce
-                    self.ws.send(b"\x01\x06" + msg[2:])
+                    self.ws.send(V + b"\x06" + msg[2:])
         except Exception:
             pass
 
     def increment(self, seq, by):
-        self.ws.send(b"\x01\x01\x01" + increment_txn(self.rid, seq, by))
+        self.ws.send(V + b"\x01\x01" + increment_txn(self.rid, seq, by))
 
     def close(self):
         self.ws.close()

@@ -25,6 +25,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         "clock",
         VectorClock::from_entries([(a, 3), (b, 1)]).to_bytes(),
     ));
+    out.push((
+        "clock_packed",
+        VectorClock::from_entries([(a, 3), (b, 1), (ReplicaId(0x1a), 2)]).to_bytes(),
+    ));
     let inc = Txn {
         origin: a,
         seq: 1,

@@ -16,7 +16,7 @@ use crate::key::Key;
 
 /// The protocol version this build speaks. Every frame, record, snapshot
 /// and standalone clock starts with it.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Encoded transaction bytes, shared between the log, records and frames.
 pub type TxnBytes = Arc<[u8]>;
@@ -256,11 +256,7 @@ pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
         let start = r.position();
         r.take(8)?; // origin
         r.varint()?; // seq
-        let deps = r.count(9)?;
-        for _ in 0..deps {
-            r.take(8)?;
-            r.varint()?;
-        }
+        VectorClock::skip(&mut r)?;
         let effects_len = r.len(r.remaining())?;
         r.take(effects_len)?;
         out.push(&frame[start..r.position()]);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use minidote_benchmarks::{
-    am::Am, cr::Cr, lo::Lo, md::Md, peak_rss_kib, ys::Ys, Subject, Workloads,
+    am::Am, cr::Cr, lo::Lo, md::Md, peak_rss_kib, ys::Ys, Rng, Subject, Workloads, SEED,
 };
 
 const LIBS: [&str; 5] = ["minidote", "automerge", "yrs", "loro", "crdts"];
@@ -28,6 +28,7 @@ fn main() {
         Some("rss") => rss(args.get(1).map(String::as_str).unwrap_or("minidote")),
         Some("prof") => prof(args.get(1).map(String::as_str).unwrap_or("set")),
         Some("w3") => w3(),
+        Some("sizes") => w4_w6(ops()),
         Some("report") => report(Path::new(
             args.get(1)
                 .map(String::as_str)
@@ -362,26 +363,58 @@ fn w4_w6(n: usize) {
         w1_state::<S>(w, n).save().len()
     }
     println!("\nSnapshot (saved state) bytes after W1 (counter batches, set adds, register writes; automerge at a hundredth):\n");
-    println!("| minidote | automerge | yrs | loro |");
-    println!("|---|---|---|---|");
+    println!("| | minidote | automerge | yrs | loro |");
+    println!("|---|---|---|---|---|");
+    let sizes = [
+        (w1_snapshot::<Md>(&w, n), n),
+        (w1_snapshot::<Am>(&w10, n / 100), n / 100),
+        (w1_snapshot::<Ys>(&w, n), n),
+        (w1_snapshot::<Lo>(&w, n), n),
+    ];
     println!(
-        "| {} | {} | {} | {} |",
-        w1_snapshot::<Md>(&w, n),
-        w1_snapshot::<Am>(&w10, n / 100),
-        w1_snapshot::<Ys>(&w, n),
-        w1_snapshot::<Lo>(&w, n)
+        "| bytes | {} |",
+        sizes.map(|(b, _)| b.to_string()).join(" | ")
     );
-    println!("\nClock bytes (minidote `Clock.to_bytes()`; loro's version vector `encode()`), random 64-bit replica ids, every replica at seq 1,000:\n");
-    println!("| replicas | minidote | loro |");
-    println!("|---|---|---|");
+    // W1's state holds 3 × ops (counter batches, set adds, register writes).
+    println!(
+        "| bytes per op | {} |",
+        sizes
+            .map(|(b, ops)| format!("{:.2}", b as f64 / (3 * ops) as f64))
+            .join(" | ")
+    );
+    println!("\nClock bytes, every replica at seq 1,000: minidote `Clock.to_bytes()` (version byte included), loro's `VersionVector::encode()`, yrs's `StateVector::encode_v1()`. Two id kinds: random 64-bit ids (how minidote and loro pick them) and random 32-bit ids (how Yjs picks them). Automerge has no version vector (its heads are 32-byte change hashes), so it is not in this table.\n");
+    println!("| replicas | minidote, 64-bit ids | loro, 64-bit ids | yrs, 64-bit ids | minidote, 32-bit ids | loro, 32-bit ids | yrs, 32-bit ids |");
+    println!("|---|---|---|---|---|---|---|");
+    use yrs::updates::encoder::Encode;
     for k in [3u64, 10, 100, 1000] {
-        let c = minidote_core::VectorClock::from_entries(
-            (1..=k).map(|i| (minidote_core::ReplicaId(i * 0x9e37_79b9), 1000)),
-        );
-        let mut vv = loro::VersionVector::default();
-        for i in 1..=k {
-            vv.insert(i * 0x9e37_79b9, 1000);
+        let mut row = format!("| {k} |");
+        for bits in [64u32, 32] {
+            let ids: Vec<u64> = (1..=k)
+                .map(|i| {
+                    let r = Rng::new(SEED ^ 0xc10c ^ i).next();
+                    if bits == 32 {
+                        r & 0xffff_ffff
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            let c = minidote_core::VectorClock::from_entries(
+                ids.iter().map(|&i| (minidote_core::ReplicaId(i), 1000)),
+            );
+            let mut vv = loro::VersionVector::default();
+            let mut sv = yrs::StateVector::default();
+            for &i in &ids {
+                vv.insert(i, 1000);
+                sv.set_max(i, 1000);
+            }
+            row += &format!(
+                " {} | {} | {} |",
+                c.to_bytes().len(),
+                vv.encode().len(),
+                sv.encode_v1().len()
+            );
         }
-        println!("| {k} | {} | {} |", c.to_bytes().len(), vv.encode().len());
+        println!("{row}");
     }
 }

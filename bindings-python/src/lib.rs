@@ -505,6 +505,12 @@ impl Replica {
 
 #[pymodule]
 fn _minidote(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Core has no randomness: key its element hashing here, once, so a
+    // peer cannot pick set elements that all collide.
+    let mut key = [0u8; 16];
+    if getrandom::fill(&mut key).is_ok() {
+        minidote_core::set_hash_key(key);
+    }
     m.add_class::<Clock>()?;
     m.add_class::<Replica>()?;
     m.add("PROTOCOL_VERSION", minidote_core::PROTOCOL_VERSION)?;

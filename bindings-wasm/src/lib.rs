@@ -544,6 +544,19 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// Keys core's element hashing (core has no randomness), once per module.
+fn key_hashing() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let mut key = [0u8; 16];
+        for chunk in key.chunks_mut(4) {
+            let r = (js_sys::Math::random() * 4_294_967_296.0) as u32;
+            chunk.copy_from_slice(&r.to_le_bytes());
+        }
+        minidote_core::set_hash_key(key);
+    });
+}
+
 fn new_id() -> ReplicaId {
     let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
     let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
@@ -559,6 +572,7 @@ impl Core {
         room: String,
         snapshot_every: Option<u32>,
     ) -> Result<Core, JsValue> {
+        key_hashing();
         let config = Config {
             room: room.clone(),
             persistent: name.is_some(),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use minidote_core::wire::{error_code, Frame};
-use minidote_core::{CatchUp, CrdtType, Key, Op, Replica, ReplicaId, Update, Value};
+use minidote_core::{
+    CatchUp, CrdtType, Key, Op, Replica, ReplicaId, Update, Value, PROTOCOL_VERSION,
+};
 use minidote_relay::token::{self, Scope};
 use minidote_relay::Config;
 
@@ -175,7 +177,7 @@ async fn garbage_and_bad_frames_close_only_that_connection() {
         ),
         (
             "garbage",
-            vec![vec![1, 0xff, 0xde, 0xad]],
+            vec![vec![PROTOCOL_VERSION, 0xff, 0xde, 0xad]],
             error_code::MALFORMED,
         ),
         (

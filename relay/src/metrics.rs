@@ -97,7 +97,7 @@ metrics! {
     storage_commits_total: "counter",
     /// Room-log records written to SQLite.
     storage_records_total: "counter",
-    /// SQLite commits that failed (the room log in memory is unaffected).
+    /// SQLite commit attempts that failed (the group is retried, in order).
     storage_errors_total: "counter",
 }
 

@@ -12,6 +12,7 @@
 //! the OS page cache); a power loss may lose the last commits, with the same
 //! recovery as above.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -232,27 +233,28 @@ fn load_rows(
 const MAX_GROUP: usize = 8192;
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<StoreOp>, metrics: Arc<Metrics>) {
-    while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
-        while ops.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
+    let mut backlog: VecDeque<StoreOp> = VecDeque::new();
+    let mut open = true;
+    loop {
+        if backlog.is_empty() {
+            match rx.recv() {
+                Ok(op) => backlog.push_back(op),
                 Err(_) => break,
             }
         }
-        let mut acks = Vec::new();
-        match commit(&mut conn, &mut ops, &mut acks) {
-            Ok(records) => {
-                Metrics::add(&metrics.storage_commits_total, 1);
-                Metrics::add(&metrics.storage_records_total, records);
-            }
-            Err(e) => {
-                Metrics::add(&metrics.storage_errors_total, 1);
-                tracing::error!(error = %e, "relay store: a commit failed; the room log in memory is unaffected");
-            }
-        }
-        for a in acks {
-            let _ = a.send(());
+        take_queued(&rx, &mut backlog, &mut open);
+        let n = backlog.len().min(MAX_GROUP);
+        let group: Vec<StoreOp> = backlog.drain(..n).collect();
+        commit_until_done(&mut conn, &group, &metrics, |conn, attempt| {
+            let _ = conn;
+            std::thread::sleep(retry_pause(attempt));
+            // Keep reading, so shutdown is seen; new changes wait behind
+            // the failed group, in order.
+            take_queued(&rx, &mut backlog, &mut open);
+            open
+        });
+        if !open && backlog.is_empty() {
+            break;
         }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
@@ -260,11 +262,71 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<StoreOp>, metrics: Arc<Metric
     }
 }
 
-fn commit(
+/// Moves whatever is queued into `backlog`; clears `open` once every sender
+/// is gone.
+fn take_queued(rx: &mpsc::Receiver<StoreOp>, backlog: &mut VecDeque<StoreOp>, open: &mut bool) {
+    loop {
+        match rx.try_recv() {
+            Ok(op) => backlog.push_back(op),
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                *open = false;
+                return;
+            }
+        }
+    }
+}
+
+/// 10 ms, doubling, at most 1 s.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((10u64 << attempt.min(7)).min(1000))
+}
+
+/// Attempts before a relay that is shutting down gives up on a group.
+const ATTEMPTS_AT_SHUTDOWN: u32 = 10;
+
+/// Commits `group`, retrying the same group after a failure (a full disk,
+/// an I/O error) until it succeeds: a later group is never written before
+/// an earlier one, so a failure can delay the log but never leave a hole in
+/// it. `pause(conn, attempt)` runs between attempts and returns whether the
+/// relay is still running; once it is not, the group is given up (and
+/// logged) after [`ATTEMPTS_AT_SHUTDOWN`] attempts, so shutdown cannot hang
+/// on a broken disk. Flush waiters are released either way.
+fn commit_until_done(
     conn: &mut Connection,
-    ops: &mut Vec<StoreOp>,
-    acks: &mut Vec<mpsc::Sender<()>>,
-) -> Result<u64, rusqlite::Error> {
+    group: &[StoreOp],
+    metrics: &Metrics,
+    mut pause: impl FnMut(&Connection, u32) -> bool,
+) -> bool {
+    let mut attempt = 0u32;
+    let done = loop {
+        match commit(conn, group) {
+            Ok(records) => {
+                Metrics::add(&metrics.storage_commits_total, 1);
+                Metrics::add(&metrics.storage_records_total, records);
+                break true;
+            }
+            Err(e) => {
+                Metrics::add(&metrics.storage_errors_total, 1);
+                attempt += 1;
+                tracing::error!(error = %e, attempt, changes = group.len(), "relay store: a commit failed; retrying the same group, nothing later is written first");
+                let running = pause(conn, attempt);
+                if !running && attempt >= ATTEMPTS_AT_SHUTDOWN {
+                    tracing::error!(changes = group.len(), "relay store: giving up at shutdown; these changes are not on disk (their writers still hold them and push them again)");
+                    break false;
+                }
+            }
+        }
+    };
+    for op in group {
+        if let StoreOp::Flush(a) = op {
+            let _ = a.send(());
+        }
+    }
+    done
+}
+
+fn commit(conn: &mut Connection, ops: &[StoreOp]) -> Result<u64, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut records = 0;
     {
@@ -274,28 +336,110 @@ fn commit(
             .prepare_cached("INSERT OR REPLACE INTO bases(room, idx, frame) VALUES (?1, ?2, ?3)")?;
         let mut del_txn = tx.prepare_cached("DELETE FROM txns WHERE room = ?1 AND idx = ?2")?;
         let mut del_base = tx.prepare_cached("DELETE FROM bases WHERE room = ?1 AND idx = ?2")?;
-        for op in ops.drain(..) {
+        for op in ops {
             match op {
                 StoreOp::Txn { room, idx, bytes } => {
-                    put_txn.execute(params![&*room, idx as i64, &bytes[..]])?;
+                    put_txn.execute(params![&**room, *idx as i64, &bytes[..]])?;
                     records += 1;
                 }
                 StoreOp::Base { room, idx, frame } => {
-                    put_base.execute(params![&*room, idx as i64, &frame[..]])?;
+                    put_base.execute(params![&**room, *idx as i64, &frame[..]])?;
                     records += 1;
                 }
                 StoreOp::Prune { room, txns, bases } => {
                     for i in txns {
-                        del_txn.execute(params![&*room, i as i64])?;
+                        del_txn.execute(params![&**room, *i as i64])?;
                     }
                     for i in bases {
-                        del_base.execute(params![&*room, i as i64])?;
+                        del_base.execute(params![&**room, *i as i64])?;
                     }
                 }
-                StoreOp::Flush(a) => acks.push(a),
+                StoreOp::Flush(_) => {}
             }
         }
     }
     tx.commit()?;
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// A database whose inserts fail while `ctl.fail` is 1.
+    fn failing_db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ctl(fail INTEGER); INSERT INTO ctl VALUES (1);
+             CREATE TRIGGER injected BEFORE INSERT ON txns
+             WHEN (SELECT fail FROM ctl) = 1
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn group(n: u64) -> (Vec<StoreOp>, mpsc::Receiver<()>) {
+        let (done, wait) = mpsc::channel();
+        let mut ops: Vec<StoreOp> = (1..=n)
+            .map(|idx| StoreOp::Txn {
+                room: Arc::from("r"),
+                idx,
+                bytes: Bytes::from(vec![idx as u8; 4]),
+            })
+            .collect();
+        ops.push(StoreOp::Flush(done));
+        (ops, wait)
+    }
+
+    fn rows(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM txns", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failed_commit_is_retried_whole_and_nothing_is_lost() {
+        let mut conn = failing_db();
+        let metrics = Metrics::default();
+        let (ops, wait) = group(5);
+        let mut pauses = 0;
+        let done = commit_until_done(&mut conn, &ops, &metrics, |conn, attempt| {
+            pauses += 1;
+            assert_eq!(rows(conn), 0, "a failed group leaves nothing behind");
+            if attempt == 3 {
+                conn.execute("UPDATE ctl SET fail = 0", []).unwrap();
+            }
+            true
+        });
+        assert!(done);
+        assert_eq!(pauses, 3);
+        assert_eq!(rows(&conn), 5, "the whole group is written once it can be");
+        assert_eq!(metrics.storage_errors_total.load(Relaxed), 3);
+        assert_eq!(metrics.storage_records_total.load(Relaxed), 5);
+        wait.try_recv().expect("the flush waiter is released");
+    }
+
+    #[test]
+    fn at_shutdown_a_broken_disk_is_given_up_after_bounded_attempts() {
+        let mut conn = failing_db();
+        let metrics = Metrics::default();
+        let (ops, wait) = group(2);
+        let done = commit_until_done(&mut conn, &ops, &metrics, |_, _| false);
+        assert!(!done);
+        assert_eq!(
+            metrics.storage_errors_total.load(Relaxed),
+            u64::from(ATTEMPTS_AT_SHUTDOWN)
+        );
+        assert_eq!(rows(&conn), 0);
+        wait.try_recv().expect("the flush waiter is released");
+    }
+
+    #[test]
+    fn retry_pauses_grow_and_are_capped() {
+        assert_eq!(retry_pause(1).as_millis(), 20);
+        assert!(retry_pause(2) > retry_pause(1));
+        assert_eq!(retry_pause(30).as_millis(), 1000);
+    }
 }

@@ -23,6 +23,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
+    #[allow(clippy::should_implement_trait)] // a generator, not an iterator
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

@@ -549,18 +549,36 @@ fn key_hashing() {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
         let mut key = [0u8; 16];
-        for chunk in key.chunks_mut(4) {
-            let r = (js_sys::Math::random() * 4_294_967_296.0) as u32;
-            chunk.copy_from_slice(&r.to_le_bytes());
-        }
+        random_bytes(&mut key);
         minidote_core::set_hash_key(key);
     });
 }
 
+/// Fills `buf` from `crypto.getRandomValues` (browsers, Node 19+), or from
+/// `Math.random` where there is no Web Crypto.
+fn random_bytes(buf: &mut [u8]) {
+    let from_crypto = (|| {
+        let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok()?;
+        let f: js_sys::Function = js_sys::Reflect::get(&crypto, &"getRandomValues".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let arr = js_sys::Uint8Array::new_with_length(buf.len() as u32);
+        f.call1(&crypto, &arr).ok()?;
+        arr.copy_to(buf);
+        Some(())
+    })();
+    if from_crypto.is_none() {
+        for b in buf.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+}
+
 fn new_id() -> ReplicaId {
-    let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
-    let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
-    ReplicaId((hi << 32) | lo)
+    let mut b = [0u8; 8];
+    random_bytes(&mut b);
+    ReplicaId(u64::from_le_bytes(b))
 }
 
 #[wasm_bindgen]

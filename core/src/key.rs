@@ -110,7 +110,7 @@ impl FromStr for CrdtType {
 /// An object's address: `(key, type, bucket)`. The type is part of the
 /// identity, so one name can hold objects of different types. The strings
 /// are shared, so cloning a key never allocates.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
     /// The key name.
     pub key: Arc<str>,
@@ -118,6 +118,17 @@ pub struct Key {
     pub ty: CrdtType,
     /// The bucket (namespace).
     pub bucket: Arc<str>,
+}
+
+/// Hashes the type and the name only: equal keys have equal types and
+/// names, so this agrees with `Eq`, and leaving the bucket out (apps use
+/// one or a few) makes the object map's lookup, on every transaction,
+/// cheaper.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u8(self.ty as u8);
+        h.write(self.key.as_bytes());
+    }
 }
 
 impl Key {

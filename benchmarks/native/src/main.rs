@@ -35,7 +35,7 @@ fn main() {
                 .unwrap_or("target/criterion"),
         )),
         _ => eprintln!(
-            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2"
+            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2|counter"
         ),
     }
 }
@@ -74,6 +74,13 @@ fn prof(what: &str) {
                 d ^= r.digest();
             }
             eprintln!("apply: {:.1} ms each", t.elapsed().as_secs_f64() * 200.0);
+        }
+        "counter" => {
+            for _ in 0..3 {
+                let mut s = Md::new(minidote_benchmarks::realistic_id(1));
+                s.counter_single(n);
+                d ^= s.digest();
+            }
         }
         _ => {
             for _ in 0..3 {

@@ -195,12 +195,23 @@ impl Inner {
                     wake = true;
                 }
                 Event::LinkFailed { link, error } => {
-                    let addr = self
+                    let (addr, outgoing) = self
                         .links
                         .get(&link)
-                        .map(|l| l.addr.clone())
+                        .map(|l| (l.addr.clone(), l.outgoing))
                         .unwrap_or_default();
                     self.protocol_error(&addr, &error);
+                    // A refusal that retrying cannot fix (token, version,
+                    // room, shared id) ends the reconnect loop; `connect`
+                    // starts it again once the cause is fixed.
+                    if outgoing && error.is_permanent() {
+                        if let Some(o) = self.outgoing.remove(&addr) {
+                            o.stop.cancel();
+                            self.note_protocol_error(format!(
+                                "minidote link {addr}: refused for good, not reconnecting"
+                            ));
+                        }
+                    }
                     // Dropping the sender lets the writer task flush the
                     // queued Error frame, then close the socket.
                     self.links.remove(&link);

@@ -222,3 +222,11 @@ def test_a_wrong_token_is_refused_and_the_replica_keeps_working(relay):
                    what="the relay refused the token")
         assert not any(p["connected"] for p in r.peers())
         assert r.read_objects([K])[0] == [1]
+        # A refusal is final: no reconnect loop hammers the relay (the
+        # loop retried every 2 s before).
+        time.sleep(3)
+        assert relay_metric(relay, "auth_failures_total") == 1
+        assert "not reconnecting" in (r.stats()["last_protocol_error"] or "")
+        # Connecting again, with a good token, works.
+        r.connect(relay["tcp"], token=mint("room3", "write"))
+        wait_until(lambda: any(p["connected"] for p in r.peers()), what="linked")

@@ -264,7 +264,16 @@ impl Node {
                 }
                 Event::LinkFailed { link, error } => {
                     self.protocol_errors += 1;
-                    let msg = error.to_string();
+                    let mut msg = error.to_string();
+                    // A refusal that retrying cannot fix (token, version,
+                    // room, shared id) ends the reconnect loop; `connect`
+                    // starts it again.
+                    if error.is_permanent() {
+                        if let Some(l) = self.link.as_mut().filter(|l| LinkId(l.id) == link) {
+                            l.wanted = false;
+                            msg += "; refused for good, not reconnecting";
+                        }
+                    }
                     console_warn(&format!("minidote: link failed: {msg}"));
                     self.last_protocol_error = Some(msg);
                     failed_links.push(link);
@@ -425,7 +434,9 @@ impl Node {
             let mut n = n.borrow_mut();
             n.replica.link_closed(LinkId(id));
             if let Ok(ev) = e.dyn_into::<CloseEvent>() {
-                if !ev.was_clean() {
+                // Keep a refusal's message rather than the close code.
+                let refused = n.link.as_ref().is_some_and(|l| l.id == id && !l.wanted);
+                if !ev.was_clean() && !refused {
                     n.last_protocol_error = Some(format!("link closed: code {}", ev.code()));
                 }
             }

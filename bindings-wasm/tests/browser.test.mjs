@@ -17,11 +17,11 @@ const PYTHON = process.env.MINIDOTE_PYTHON ?? path.join(ROOT, ".venv", "bin", "p
 let browser;
 
 
-async function startRelay(ports) {
+async function startRelay(ports, extra = []) {
   const http = ports?.http ?? (await freePort());
   const tcp = ports?.tcp ?? (await freePort());
   const proc = spawn(RELAY, ["--listen", `127.0.0.1:${http}`, "--tcp-listen", `127.0.0.1:${tcp}`,
-    "--memory", "--static", WASM_DIR], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "error" } });
+    "--memory", "--static", WASM_DIR, ...extra], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "error" } });
   await waitFor(async () => {
     try {
       return (await fetch(`http://127.0.0.1:${http}/healthz`)).ok;
@@ -195,6 +195,36 @@ with minidote.Replica(room="py") as r:
     const code = await new Promise((r) => py.once("exit", r));
     assert.equal(code, 0, out);
     assert.match(out, /python sees 101/);
+  } finally {
+    await ctx.close();
+    await relay.stop();
+  }
+});
+
+test("a relay's refusal is final: no reconnect loop, and connect() starts again", async () => {
+  const relay = await startRelay(undefined, ["--auth-secret", "s3cret"]);
+  const mint = (room) =>
+    spawnSync(RELAY, ["token", "--auth-secret", "s3cret", "--room", room, "--scope", "write"], { encoding: "utf8" })
+      .stdout.trim();
+  const metric = async (name) => {
+    const text = await (await fetch(`http://127.0.0.1:${relay.http}/metrics`)).text();
+    return Number(text.match(new RegExp(`^minidote_relay_${name} (\\d+)`, "m"))?.[1] ?? NaN);
+  };
+  const ctx = await browser.newContext();
+  try {
+    const page = await openPage(ctx, relay);
+    await page.evaluate(async ([ws, token]) => {
+      window.r = await minidote.Replica.open({ room: "mine" });
+      r.connect(ws, { token });
+    }, [relay.ws, mint("someone-else")]);
+    await waitFor(() => page.evaluate(() => /not reconnecting/.test(r.stats().last_protocol_error ?? "")),
+      "refused for good");
+    await new Promise((ok) => setTimeout(ok, 2500));
+    // The backoff (250 ms, doubling) would have retried 3 times in 2.5 s.
+    assert.equal(await metric("auth_failures_total"), 1);
+    assert.equal(await page.evaluate(() => r.connected), false);
+    await page.evaluate(([ws, token]) => r.connect(ws, { token }), [relay.ws, mint("mine")]);
+    await waitFor(() => page.evaluate(() => r.connected), "connected with a good token");
   } finally {
     await ctx.close();
     await relay.stop();

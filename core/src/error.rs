@@ -170,3 +170,26 @@ pub enum ProtocolError {
     #[error("unknown link")]
     UnknownLink,
 }
+
+impl ProtocolError {
+    /// True when reconnecting cannot help until something changes on this
+    /// side (a token, the software, the room or a copied database): the
+    /// peer refused us as unauthorized, read-only, in another room or on
+    /// another protocol version, or it shares our replica id. A binding
+    /// stops reconnecting after one of these and reports it.
+    pub fn is_permanent(&self) -> bool {
+        use crate::wire::error_code as c;
+        match self {
+            ProtocolError::Remote { code, .. } => {
+                matches!(
+                    *code,
+                    c::VERSION | c::ROOM_MISMATCH | c::UNAUTHORIZED | c::READ_ONLY
+                )
+            }
+            ProtocolError::Decode(DecodeError::UnsupportedVersion { .. })
+            | ProtocolError::RoomMismatch { .. }
+            | ProtocolError::SameReplicaId(_) => true,
+            _ => false,
+        }
+    }
+}

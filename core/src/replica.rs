@@ -63,9 +63,13 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// The last multiply leaves the low bits depending only on the low bits
+    /// of the input, and the table indexes by low bits: rotate the well-
+    /// mixed high bits down (as rustc-hash 2 does), or keys that share
+    /// their first bytes ("r1", "r2", …) pile into a few buckets.
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 }
 
@@ -1655,5 +1659,26 @@ fn forward(
         l.out
             .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());
         l.peer_clock.raise(origin, seq);
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    /// Keys that differ only after their first byte (as generated names do)
+    /// must spread over the table, whose index is the hash's low bits.
+    #[test]
+    fn similar_keys_spread_over_the_low_bits() {
+        let b = BuildHasherDefault::<FxHasher>::default();
+        let low: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| b.hash_one(Key::new(format!("r{i}"), CrdtType::RegisterLww, "b")) & 0x3fff)
+            .collect();
+        assert!(
+            low.len() > 5_000,
+            "only {} of 16,384 buckets used",
+            low.len()
+        );
     }
 }

@@ -35,7 +35,7 @@ fn main() {
                 .unwrap_or("target/criterion"),
         )),
         _ => eprintln!(
-            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2|counter"
+            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2|counter|reg"
         ),
     }
 }
@@ -74,6 +74,15 @@ fn prof(what: &str) {
                 d ^= r.digest();
             }
             eprintln!("apply: {:.1} ms each", t.elapsed().as_secs_f64() * 200.0);
+        }
+        "reg" => {
+            for _ in 0..3 {
+                let mut s = Md::new(minidote_benchmarks::realistic_id(1));
+                for &(k, v) in &w.writes {
+                    s.write(k, v);
+                }
+                d ^= s.digest();
+            }
         }
         "counter" => {
             for _ in 0..3 {

@@ -35,7 +35,7 @@ fn main() {
                 .unwrap_or("target/criterion"),
         )),
         _ => eprintln!(
-            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2|counter|reg"
+            "usage: minidote-benchmarks report [criterion dir] | rss <library> | prof set|w2|counter|reg|flag"
         ),
     }
 }
@@ -74,6 +74,15 @@ fn prof(what: &str) {
                 d ^= r.digest();
             }
             eprintln!("apply: {:.1} ms each", t.elapsed().as_secs_f64() * 200.0);
+        }
+        "flag" => {
+            for _ in 0..5 {
+                let mut s = Md::new(minidote_benchmarks::realistic_id(1));
+                for i in 0..n / 5 {
+                    s.flag(i % 2 == 0);
+                }
+                d ^= s.digest();
+            }
         }
         "reg" => {
             for _ in 0..3 {

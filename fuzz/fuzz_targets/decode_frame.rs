@@ -9,6 +9,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(f) = Frame::decode(data) {
         assert_eq!(f.encode(), data, "frames are canonical");
         if let Frame::Txns(txns) = &f {
+            // The framing-only split agrees with the full decode.
+            let split = minidote_core::wire::split_txns(data).expect("a decoded frame splits");
+            assert_eq!(split.len(), txns.len());
+            for (a, b) in split.iter().zip(txns) {
+                assert_eq!(*a, &b[..]);
+            }
             for t in txns {
                 let h = TxnHeader::parse(t).expect("split by header");
                 if let Ok(txn) = Txn::decode(t) {
@@ -29,5 +35,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = Snapshot::decode(data) {
         assert_eq!(s.encode(), data);
     }
-    let _ = VectorClock::from_bytes(data);
+    if let Ok(c) = VectorClock::from_bytes(data) {
+        assert_eq!(c.to_bytes(), data, "clocks are canonical");
+        // Skipping a clock consumes exactly what decoding does.
+        let mut r = minidote_core::codec::Reader::new(&data[1..]);
+        VectorClock::skip(&mut r).expect("a decodable clock skips");
+        assert_eq!(r.remaining(), 0);
+    }
 });

@@ -162,11 +162,6 @@ impl<T> ElemMap<T> {
         ElemMap(HashMap::default())
     }
 
-    /// An empty map with room for `n` elements.
-    pub fn with_capacity(n: usize) -> Self {
-        ElemMap(HashMap::with_capacity_and_hasher(n, SipKey::default()))
-    }
-
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.0.len()

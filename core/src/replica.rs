@@ -1610,8 +1610,6 @@ impl Replica {
     }
 }
 
-/// The sparse deps of the next local transaction: the entries that grew since
-/// the previous one (or the whole clock after a restart or snapshot merge).
 /// The shared copy of `s` in `strings`, added if new (up to
 /// [`MAX_INTERNED`] strings, so hostile peers cannot grow it forever).
 fn intern_in(
@@ -1628,6 +1626,8 @@ fn intern_in(
     a
 }
 
+/// The sparse deps of the next local transaction: the entries that grew since
+/// the previous one (or the whole clock after a restart or snapshot merge).
 fn current_deps(
     id: ReplicaId,
     clock: &VectorClock,

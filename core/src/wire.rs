@@ -234,13 +234,9 @@ impl Frame {
     }
 }
 
-/// Splits a whole `Txns` frame into its transactions' bytes without copying
-/// them (headers are validated, effects are not decoded).
-///
-/// Only the framing is checked here (lengths and counts); each transaction
-/// is validated in full when it is decoded, so this pass allocates nothing
-/// per transaction.
-pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+/// Reads a `Txns` frame's version, tag and transaction count, leaving the
+/// reader at the first transaction.
+fn txns_reader(frame: &[u8]) -> Result<(Reader<'_>, usize), DecodeError> {
     let mut r = Reader::new(frame);
     check_version(r.u8()?)?;
     let t = r.u8()?;
@@ -251,6 +247,15 @@ pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
         });
     }
     let n = r.count(12)?;
+    Ok((r, n))
+}
+
+/// Splits a whole `Txns` frame into its transactions' bytes without copying
+/// them. Only the framing is checked (lengths and counts); each transaction
+/// is validated in full when it is decoded, so this pass allocates nothing
+/// per transaction.
+pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    let (mut r, n) = txns_reader(frame)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = r.position();
@@ -271,16 +276,7 @@ pub fn split_txns(frame: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
 pub fn split_txn_headers(
     frame: &[u8],
 ) -> Result<Vec<(TxnHeader, std::ops::Range<usize>)>, DecodeError> {
-    let mut r = Reader::new(frame);
-    check_version(r.u8()?)?;
-    let t = r.u8()?;
-    if t != tag::TXNS {
-        return Err(DecodeError::InvalidTag {
-            what: "Txns frame",
-            tag: t,
-        });
-    }
-    let n = r.count(12)?;
+    let (mut r, n) = txns_reader(frame)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = r.position();

@@ -14,7 +14,9 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 const KIND_TXN: i64 = 0;
 const KIND_SNAPSHOT: i64 = 1;
-const SCHEMA_VERSION: i64 = 1;
+/// 2: records hold protocol-2 bytes (packed clocks); a version-1 file is
+/// refused rather than misread.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Everything read back from an existing file.
 pub struct Loaded {

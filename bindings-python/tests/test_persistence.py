@@ -75,6 +75,21 @@ def test_a_room_mismatch_on_reopen_is_a_storage_error(tmp_path):
         minidote.Replica(p, room="b")
 
 
+def test_a_file_of_an_older_schema_is_refused_not_misread(tmp_path):
+    # Schema 2 holds protocol-2 bytes (packed clocks); a schema-1 file
+    # would decode wrongly, so it is refused with a StorageError.
+    p = str(tmp_path / "old.db")
+    minidote.Replica(p, room="a").close()
+    con = sqlite3.connect(p)
+    (v,) = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    assert int.from_bytes(v, "little") == 2
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ((1).to_bytes(8, "little"),))
+    con.commit()
+    con.close()
+    with pytest.raises(minidote.StorageError, match="incompatible"):
+        minidote.Replica(p, room="a")
+
+
 def _last_row(p):
     con = sqlite3.connect(p)
     row = con.execute("SELECT lsn, body FROM log WHERE kind = 0 ORDER BY lsn DESC LIMIT 1").fetchone()

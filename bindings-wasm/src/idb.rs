@@ -17,7 +17,9 @@ const LOG: &str = "log";
 const META: &str = "meta";
 const KIND_TXN: u8 = 0;
 const KIND_SNAPSHOT: u8 = 1;
-const SCHEMA: f64 = 1.0;
+/// 2: records hold protocol-2 bytes (packed clocks); a version-1 database
+/// is refused rather than misread.
+const SCHEMA: f64 = 2.0;
 
 /// What an existing database holds.
 #[derive(Debug, Default)]

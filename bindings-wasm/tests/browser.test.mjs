@@ -230,3 +230,40 @@ test("a relay's refusal is final: no reconnect loop, and connect() starts again"
     await relay.stop();
   }
 });
+
+test("an IndexedDB database of an older schema is refused, not misread", async () => {
+  const relay = await startRelay();
+  const ctx = await browser.newContext();
+  try {
+    const page = await openPage(ctx, relay);
+    const err = await page.evaluate(async () => {
+      // A database as schema 1 (protocol 1) left it.
+      await new Promise((ok, fail) => {
+        const req = indexedDB.open("old", 1);
+        req.onupgradeneeded = () => {
+          req.result.createObjectStore("log");
+          req.result.createObjectStore("meta");
+        };
+        req.onsuccess = () => {
+          const tx = req.result.transaction("meta", "readwrite");
+          tx.objectStore("meta").put(1, "schema");
+          tx.objectStore("meta").put("00000000000000aa", "id");
+          tx.objectStore("meta").put("r", "room");
+          tx.oncomplete = () => { req.result.close(); ok(); };
+          tx.onerror = () => fail(tx.error);
+        };
+        req.onerror = () => fail(req.error);
+      });
+      try {
+        await minidote.Replica.open({ name: "old", room: "r" });
+        return null;
+      } catch (e) {
+        return `${e.code}: ${e.message}`;
+      }
+    });
+    assert.match(err ?? "opened", /schema version 1; this build reads 2/);
+  } finally {
+    await ctx.close();
+    await relay.stop();
+  }
+});

@@ -76,7 +76,7 @@ pub enum StoreError {
     #[error("relay store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The file is a store of another schema version.
-    #[error("relay store: schema version {0} is not supported (expected 1)")]
+    #[error("relay store: schema version {0} is not supported (expected {SCHEMA_VERSION}); it was written by an older minidote-relay")]
     Schema(i64),
 }
 
@@ -86,6 +86,10 @@ pub struct Store {
     tx: Option<mpsc::Sender<StoreOp>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The store's layout version. 2: rows hold protocol-2 bytes (packed
+/// clocks); a version-1 file is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -121,9 +125,12 @@ impl Store {
             .optional()?;
         match version {
             None => {
-                conn.execute("INSERT INTO meta(k, v) VALUES ('schema', 1)", [])?;
+                conn.execute(
+                    "INSERT INTO meta(k, v) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
             }
-            Some(1) => {}
+            Some(SCHEMA_VERSION) => {}
             Some(v) => return Err(StoreError::Schema(v)),
         }
         let rooms = load(&conn)?;
@@ -434,6 +441,26 @@ mod tests {
         );
         assert_eq!(rows(&conn), 0);
         wait.try_recv().expect("the flush waiter is released");
+    }
+
+    #[test]
+    fn a_store_of_an_older_schema_is_refused_not_misread() {
+        let path = std::env::temp_dir().join(format!(
+            "minidote-relay-schema-{}-{:?}.db",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute("INSERT INTO meta(k, v) VALUES ('schema', 1)", [])
+                .unwrap();
+        }
+        let err = Store::open(&path, Arc::new(Metrics::default())).unwrap_err();
+        assert!(matches!(err, StoreError::Schema(1)), "{err}");
+        assert!(err.to_string().contains("expected 2"), "{err}");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

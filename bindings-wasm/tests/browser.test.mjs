@@ -48,6 +48,19 @@ async function openPage(context, relay) {
   return page;
 }
 
+/** Runs `body(relay, ctx)` with a fresh relay process and browser context,
+ *  closing both whatever happens. */
+async function withRelay(extraArgs, body) {
+  const relay = await startRelay(undefined, extraArgs);
+  const ctx = await browser.newContext();
+  try {
+    await body(relay, ctx);
+  } finally {
+    await ctx.close();
+    await relay.stop();
+  }
+}
+
 before(async () => {
   browser = await launchChromium();
 });
@@ -57,9 +70,7 @@ after(async () => {
 });
 
 test("two pages converge through the relay; a page offline keeps working and converges on reconnect", async () => {
-  const relay = await startRelay();
-  const ctx = await browser.newContext();
-  try {
+  await withRelay([], async (relay, ctx) => {
     const [p1, p2] = [await openPage(ctx, relay), await openPage(ctx, relay)];
     for (const [p, name] of [[p1, "a"], [p2, "b"]]) {
       await p.evaluate(async ([name, ws]) => {
@@ -92,10 +103,7 @@ test("two pages converge through the relay; a page offline keeps working and con
     const [c1, c2] = [await p1.evaluate(() => JSON.stringify(r.stats().clock)),
       await p2.evaluate(() => JSON.stringify(r.stats().clock))];
     assert.equal(c1, c2);
-  } finally {
-    await ctx.close();
-    await relay.stop();
-  }
+  });
 });
 
 test("a reload restores the replica from IndexedDB with the relay stopped; one tab per database", async () => {
@@ -202,16 +210,14 @@ with minidote.Replica(room="py") as r:
 });
 
 test("a relay's refusal is final: no reconnect loop, and connect() starts again", async () => {
-  const relay = await startRelay(undefined, ["--auth-secret", "s3cret"]);
-  const mint = (room) =>
-    spawnSync(RELAY, ["token", "--auth-secret", "s3cret", "--room", room, "--scope", "write"], { encoding: "utf8" })
-      .stdout.trim();
-  const metric = async (name) => {
-    const text = await (await fetch(`http://127.0.0.1:${relay.http}/metrics`)).text();
-    return Number(text.match(new RegExp(`^minidote_relay_${name} (\\d+)`, "m"))?.[1] ?? NaN);
-  };
-  const ctx = await browser.newContext();
-  try {
+  await withRelay(["--auth-secret", "s3cret"], async (relay, ctx) => {
+    const mint = (room) =>
+      spawnSync(RELAY, ["token", "--auth-secret", "s3cret", "--room", room, "--scope", "write"], { encoding: "utf8" })
+        .stdout.trim();
+    const metric = async (name) => {
+      const text = await (await fetch(`http://127.0.0.1:${relay.http}/metrics`)).text();
+      return Number(text.match(new RegExp(`^minidote_relay_${name} (\\d+)`, "m"))?.[1] ?? NaN);
+    };
     const page = await openPage(ctx, relay);
     await page.evaluate(async ([ws, token]) => {
       window.r = await minidote.Replica.open({ room: "mine" });
@@ -225,16 +231,11 @@ test("a relay's refusal is final: no reconnect loop, and connect() starts again"
     assert.equal(await page.evaluate(() => r.connected), false);
     await page.evaluate(([ws, token]) => r.connect(ws, { token }), [relay.ws, mint("mine")]);
     await waitFor(() => page.evaluate(() => r.connected), "connected with a good token");
-  } finally {
-    await ctx.close();
-    await relay.stop();
-  }
+  });
 });
 
 test("an IndexedDB database of an older schema is refused, not misread", async () => {
-  const relay = await startRelay();
-  const ctx = await browser.newContext();
-  try {
+  await withRelay([], async (relay, ctx) => {
     const page = await openPage(ctx, relay);
     const err = await page.evaluate(async () => {
       // A database as schema 1 (protocol 1) left it.
@@ -262,8 +263,5 @@ test("an IndexedDB database of an older schema is refused, not misread", async (
       }
     });
     assert.match(err ?? "opened", /schema version 1; this build reads 2/);
-  } finally {
-    await ctx.close();
-    await relay.stop();
-  }
+  });
 });

@@ -1525,27 +1525,10 @@ impl Replica {
             if l.out.is_empty() {
                 continue;
             }
-            let mut batch: Vec<TxnBytes> = Vec::new();
-            let mut size = 3;
-            for t in l.out.drain(..) {
-                if !batch.is_empty() && size + t.len() > max {
-                    let f = Frame::Txns(std::mem::take(&mut batch)).encode();
-                    self.transmits.push_back(Transmit {
-                        link: *id,
-                        frame: f,
-                    });
-                    size = 3;
-                }
-                size += t.len();
-                batch.push(t);
+            for frame in crate::wire::txns_frames(&l.out, max) {
+                self.transmits.push_back(Transmit { link: *id, frame });
             }
-            if !batch.is_empty() {
-                let f = Frame::Txns(batch).encode();
-                self.transmits.push_back(Transmit {
-                    link: *id,
-                    frame: f,
-                });
-            }
+            l.out.clear();
         }
     }
 

@@ -287,6 +287,25 @@ pub fn split_txn_headers(
     Ok(out)
 }
 
+/// Packs encoded transactions, in order, into `Txns` frames of at most
+/// `max` bytes each (a transaction larger than that gets a frame alone).
+pub fn txns_frames<T: AsRef<[u8]>>(txns: &[T], max: usize) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let (mut start, mut size) = (0, 3);
+    for (i, t) in txns.iter().enumerate() {
+        let len = t.as_ref().len();
+        if i > start && size + len > max {
+            frames.push(txns_frame(txns[start..i].iter().map(AsRef::as_ref)));
+            (start, size) = (i, 3);
+        }
+        size += len;
+    }
+    if start < txns.len() {
+        frames.push(txns_frame(txns[start..].iter().map(AsRef::as_ref)));
+    }
+    frames
+}
+
 /// Builds a `Txns` frame from encoded transactions (as split by
 /// [`split_txns`] or stored in a log).
 pub fn txns_frame<'a>(txns: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> Vec<u8> {

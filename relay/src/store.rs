@@ -252,8 +252,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<StoreOp>, metrics: Arc<Metric
         take_queued(&rx, &mut backlog, &mut open);
         let n = backlog.len().min(MAX_GROUP);
         let group: Vec<StoreOp> = backlog.drain(..n).collect();
-        commit_until_done(&mut conn, &group, &metrics, |conn, attempt| {
-            let _ = conn;
+        commit_until_done(&mut conn, &group, &metrics, |_, attempt| {
             std::thread::sleep(retry_pause(attempt));
             // Keep reading, so shutdown is seen; new changes wait behind
             // the failed group, in order.

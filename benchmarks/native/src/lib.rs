@@ -143,7 +143,7 @@ pub trait Subject: Sized {
 
 pub mod md {
     use super::*;
-    use minidote_core::wire::txns_frame;
+    use minidote_core::wire::txns_frames;
     use minidote_core::{
         CatchUp, Config, CrdtType, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Update,
         UpdateOutcome, Value, VectorClock,
@@ -236,22 +236,7 @@ pub mod md {
                 _ => Vec::new(),
             };
             self.sent += txns.len();
-            let max = self.r.config().max_frame_bytes;
-            let mut frames = Vec::new();
-            let mut start = 0;
-            let mut size = 0;
-            for (i, t) in txns.iter().enumerate() {
-                if i > start && size + t.len() > max {
-                    frames.push(txns_frame(txns[start..i].iter().map(|t| &t[..])));
-                    start = i;
-                    size = 0;
-                }
-                size += t.len();
-            }
-            if start < txns.len() {
-                frames.push(txns_frame(txns[start..].iter().map(|t| &t[..])));
-            }
-            frames
+            txns_frames(&txns, self.r.config().max_frame_bytes)
         }
         fn apply(&mut self, updates: &[Vec<u8>]) {
             for f in updates {

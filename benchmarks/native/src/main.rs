@@ -23,7 +23,8 @@ fn ops() -> usize {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().collect();
+    let args = all.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("rss") => rss(args.get(1).map(String::as_str).unwrap_or("minidote")),
         Some("prof") => prof(args.get(1).map(String::as_str).unwrap_or("set")),

@@ -74,7 +74,8 @@ fn parse_args() -> Args {
         relay_bin: PathBuf::from("target/release/minidote-relay"),
         node_dir: PathBuf::from("benchmarks/relay_load/node"),
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().collect();
+    let argv = all.get(1..).unwrap_or_default();
     let mut i = 0;
     while i < argv.len() {
         let v = argv.get(i + 1).cloned().unwrap_or_default();

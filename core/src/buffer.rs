@@ -23,6 +23,10 @@ pub trait Causal {
     /// Its dependencies, sparse as on the wire: `(origin, seq - 1)` is
     /// implied.
     fn deps(&self) -> &VectorClock;
+    /// The bytes it holds, counted against the buffer's byte limit.
+    fn size(&self) -> usize {
+        0
+    }
 }
 
 impl Causal for Waiting {
@@ -34,6 +38,10 @@ impl Causal for Waiting {
     }
     fn deps(&self) -> &VectorClock {
         &self.txn.deps
+    }
+    fn size(&self) -> usize {
+        // The bytes, plus about as much again for the decoded effects.
+        2 * self.bytes.len()
     }
 }
 
@@ -72,6 +80,8 @@ pub struct CausalBuffer<T> {
     deps_max: BTreeMap<ReplicaId, u64>,
     len: usize,
     capacity: usize,
+    bytes: usize,
+    max_bytes: usize,
 }
 
 /// What happened to a transaction offered to the buffer.
@@ -93,12 +103,26 @@ pub enum Offer {
 impl<T: Causal> CausalBuffer<T> {
     /// An empty buffer that holds at most `capacity` transactions.
     pub fn new(capacity: usize) -> Self {
+        Self::with_limits(capacity, usize::MAX)
+    }
+
+    /// An empty buffer that holds at most `capacity` transactions and
+    /// `max_bytes` bytes (as [`Causal::size`] counts them). One transaction
+    /// is always accepted, whatever its size, so a large one can wait.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         Self {
             by_origin: BTreeMap::new(),
             deps_max: BTreeMap::new(),
             len: 0,
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes,
         }
+    }
+
+    /// The bytes held, as [`Causal::size`] counts them.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many transactions are held.
@@ -126,7 +150,12 @@ impl<T: Causal> CausalBuffer<T> {
             return Offer::Duplicate;
         }
         let mut evicted = false;
-        if self.len >= self.capacity {
+        let size = w.size();
+        // Over a limit, the newest entries of this origin make room, as
+        // long as they are newer than `w`; otherwise `w` is dropped.
+        while self.len > 0
+            && (self.len >= self.capacity || self.bytes.saturating_add(size) > self.max_bytes)
+        {
             let Some(m) = self.by_origin.get_mut(&origin) else {
                 return Offer::Dropped;
             };
@@ -136,7 +165,11 @@ impl<T: Causal> CausalBuffer<T> {
             if top < seq {
                 return Offer::Dropped;
             }
-            m.remove(&top);
+            let gone = m.remove(&top).expect("present");
+            if m.is_empty() {
+                self.by_origin.remove(&origin);
+            }
+            self.bytes -= gone.size();
             self.len -= 1;
             evicted = true;
         }
@@ -148,7 +181,13 @@ impl<T: Causal> CausalBuffer<T> {
         }
         self.by_origin.entry(origin).or_default().insert(seq, w);
         self.len += 1;
+        self.bytes += size;
         Offer::Held { evicted }
+    }
+
+    /// The held transaction `(origin, seq)`, if any.
+    pub fn get(&self, origin: ReplicaId, seq: u64) -> Option<&T> {
+        self.by_origin.get(&origin)?.get(&seq)
     }
 
     /// Removes and returns one transaction deliverable at `clock`, if any:
@@ -176,6 +215,7 @@ impl<T: Causal> CausalBuffer<T> {
             self.by_origin.remove(&origin);
         }
         self.len -= 1;
+        self.bytes -= w.size();
         if self.len == 0 {
             self.deps_max.clear();
         }
@@ -185,13 +225,21 @@ impl<T: Causal> CausalBuffer<T> {
     /// Drops everything `clock` already covers (after a snapshot merge).
     pub fn drop_covered(&mut self, clock: &VectorClock) -> usize {
         let mut dropped = 0;
+        let mut freed = 0;
         self.by_origin.retain(|origin, m| {
             let have = clock.get(*origin);
             let before = m.len();
-            m.retain(|seq, _| *seq > have);
+            m.retain(|seq, w| {
+                let keep = *seq > have;
+                if !keep {
+                    freed += w.size();
+                }
+                keep
+            });
             dropped += before - m.len();
             !m.is_empty()
         });
+        self.bytes -= freed;
         self.len -= dropped;
         if self.len == 0 {
             self.deps_max.clear();

@@ -10,6 +10,23 @@ use crate::error::DecodeError;
 /// Clocks of at least this many entries are bit-packed on the wire.
 pub const PACK_FROM: usize = 3;
 
+/// Most entries a decoded clock may hold. Packed clocks can spend as little
+/// as 2 bits per entry on the wire and 16 bytes each in memory, so without a
+/// cap a 1 MiB frame could claim 4 million entries (64 MiB). 262,144
+/// writers is 30 times the ~8,000 distinct writers at which the protocol-1
+/// relay's Hello stopped fitting its pre-Hello limit (SECURITY.md).
+pub const MAX_CLOCK_ENTRIES: u64 = 1 << 18;
+
+fn check_entries(n: u64) -> Result<(), DecodeError> {
+    if n > MAX_CLOCK_ENTRIES {
+        return Err(DecodeError::LengthOutOfRange {
+            len: n,
+            limit: MAX_CLOCK_ENTRIES,
+        });
+    }
+    Ok(())
+}
+
 /// Bits needed to write `x` (at least 1).
 fn bit_len(x: u64) -> u32 {
     (64 - x.leading_zeros()).max(1)
@@ -19,6 +36,7 @@ fn bit_len(x: u64) -> u32 {
 /// two widths, and the byte length of the bit stream, refusing widths out
 /// of range and streams longer than the input.
 fn packed_header(r: &mut Reader<'_>, n: u64) -> Result<(u64, u32, u32, usize), DecodeError> {
+    check_entries(n)?;
     let first = r.varint()?;
     let gw = u32::from(r.u8()?);
     let k = u32::from(r.u8()?);

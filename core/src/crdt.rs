@@ -1008,6 +1008,29 @@ pub fn prepare_apply(
 }
 
 impl Effect {
+    /// Calls `f` with every dot the effect observed at its origin (the
+    /// tokens it removes). A receiver must have delivered each of them
+    /// before it applies the effect, whatever the transaction's declared
+    /// deps say: a remove of a dot that has not arrived would otherwise be
+    /// lost, and the element would survive at this replica only.
+    pub fn for_each_observed(&self, mut f: impl FnMut(Dot)) {
+        match self {
+            Effect::SetAw(es) | Effect::SetRw(es) => {
+                for e in es {
+                    e.removed.as_slice().iter().copied().for_each(&mut f);
+                }
+            }
+            Effect::RegisterMv { removed, .. }
+            | Effect::FlagEw { removed, .. }
+            | Effect::FlagDw { removed, .. } => removed.iter().copied().for_each(f),
+            Effect::CounterPn(_)
+            | Effect::CounterPnSb { .. }
+            | Effect::SetGo(_)
+            | Effect::Set2p { .. }
+            | Effect::RegisterLww { .. } => {}
+        }
+    }
+
     /// Appends the effect's body (the key, with the type, is written first by
     /// the caller).
     pub fn encode(&self, w: &mut Writer) {

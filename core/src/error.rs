@@ -57,6 +57,10 @@ pub enum DecodeError {
     /// entries, a zero seq, duplicate map keys).
     #[error("non-canonical encoding: {0}")]
     NonCanonical(&'static str),
+    /// The bytes decode, but describe something no honest replica writes
+    /// (e.g. a transaction that observes its own future).
+    #[error("inconsistent content: {0}")]
+    Inconsistent(&'static str),
 }
 
 /// Why one update in an `update_objects` batch is invalid. The whole batch is
@@ -169,6 +173,33 @@ pub enum ProtocolError {
     /// A frame arrived for a link the replica does not know.
     #[error("unknown link")]
     UnknownLink,
+    /// The link carried a transaction of another replica, and it may only
+    /// speak for its own `Hello` id (it lacks the forward scope).
+    #[error("peer {peer} sent a transaction of {origin}; this link may only carry its own transactions (forwarding needs the forward scope)")]
+    ForeignOrigin {
+        /// The link's peer.
+        peer: crate::ReplicaId,
+        /// The origin it tried to speak for.
+        origin: crate::ReplicaId,
+    },
+    /// The link sent a snapshot, and only trusted links (a relay this
+    /// replica dialed, or a peer with the snapshot scope) may.
+    #[error("peer {0} sent a snapshot; this link may not (snapshots need the snapshot scope)")]
+    SnapshotForbidden(crate::ReplicaId),
+    /// A second copy of a transaction with other bytes: two different
+    /// transactions under one dot. The first one is kept.
+    #[error("integrity conflict: transaction {0:?} arrived again with other bytes; the first copy is kept and this link is closed")]
+    IntegrityConflict(crate::Dot),
+    /// A snapshot claims transactions of this replica that it never made
+    /// durable: a forgery (or a copy of this replica's file restored from
+    /// an older backup).
+    #[error("snapshot claims this replica's seq {claimed}, but it has only made {durable} durable; refused")]
+    ForgedSnapshot {
+        /// The seq the snapshot claims for this replica.
+        claimed: u64,
+        /// This replica's last durable seq.
+        durable: u64,
+    },
 }
 
 impl ProtocolError {

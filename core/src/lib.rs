@@ -21,8 +21,8 @@ pub use elems::set_hash_key;
 pub use error::{DecodeError, ProtocolError, UpdateError};
 pub use key::{CrdtType, Key};
 pub use replica::{
-    CatchUp, Config, Event, ImportStatus, LinkId, PeerStats, ReadOutcome, Record, RecoveryReport,
-    Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+    CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ReadOutcome, Record,
+    RecoveryReport, Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
 };
 pub use value::Value;
 pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

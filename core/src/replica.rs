@@ -98,6 +98,9 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Most transactions held in the causal buffer.
     pub buffer_capacity: usize,
+    /// Most bytes held in the causal buffer (encoded size, twice over for
+    /// the decoded effects).
+    pub buffer_bytes: usize,
     /// Interval between anti-entropy rounds on each link.
     pub anti_entropy_ms: u64,
     /// A link with no frame for this long is reported dead.
@@ -115,12 +118,42 @@ impl Default for Config {
             persistent: false,
             snapshot_every: 10_000,
             buffer_capacity: 100_000,
+            buffer_bytes: 64 << 20,
             anti_entropy_ms: 2_000,
             idle_timeout_ms: 30_000,
             max_frame_bytes: 1 << 20,
             emit_changes: false,
         }
     }
+}
+
+/// What a link's peer may send (DESIGN.md §2.7). A link always speaks for
+/// the replica id of its peer's `Hello`; only a trusted link may also carry
+/// other replicas' transactions and whole-state snapshots.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LinkPolicy {
+    /// May carry transactions of other origins than the peer's own id (a
+    /// relay, a mesh node that forwards, a server this replica dialed).
+    pub forward: bool,
+    /// May send `Snapshot` frames. A snapshot speaks for every origin its
+    /// clock covers, and merging one can remove what it claims to have
+    /// seen, so only a link trusted with the whole room may send one.
+    pub snapshots: bool,
+}
+
+impl LinkPolicy {
+    /// A peer trusted with the room: it may forward and send snapshots.
+    /// Links this replica dials (to a relay or a peer it chose) use this.
+    pub const TRUSTED: LinkPolicy = LinkPolicy {
+        forward: true,
+        snapshots: true,
+    };
+    /// A peer that may only speak for itself: its own transactions, no
+    /// snapshots (an accepted peer whose token has the write scope only).
+    pub const OWN: LinkPolicy = LinkPolicy {
+        forward: false,
+        snapshots: false,
+    };
 }
 
 /// A request that waits for a clock (or for durability).
@@ -322,6 +355,13 @@ pub struct Stats {
     pub duplicates: u64,
     /// Transactions dropped because the buffer was full.
     pub buffer_dropped: u64,
+    /// Second copies of a transaction with other bytes (two different
+    /// transactions under one dot): the first was kept, the link closed.
+    pub integrity_conflicts: u64,
+    /// Transactions and snapshots refused because their link may not send
+    /// them (another origin without the forward scope, a snapshot without
+    /// the snapshot scope, a snapshot that claims this replica's future).
+    pub refused: u64,
     /// Frame bytes handed to transmits.
     pub bytes_sent: u64,
     /// Frame bytes received.
@@ -383,6 +423,9 @@ struct Unacked {
 #[derive(Debug)]
 struct Link {
     peer: Option<ReplicaId>,
+    policy: LinkPolicy,
+    /// The last `Stored` clock the peer sent: what it holds durably.
+    stored: VectorClock,
     /// What the peer announced, merged with what we sent it.
     peer_clock: VectorClock,
     /// Encoded transactions waiting to be batched into a frame.
@@ -413,6 +456,9 @@ pub struct Replica {
 
     log: Vec<LogEntry>,
     log_bytes: Vec<u8>,
+    /// Per origin, `(seq, position in log)` ascending: finds a logged
+    /// transaction, so a second copy with other bytes is caught.
+    log_index: FxMap<ReplicaId, Vec<(u64, u32)>>,
     /// Key strings seen in remote transactions, shared instead of
     /// allocated again for every transaction that names them.
     strings: std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
@@ -436,7 +482,7 @@ pub struct Replica {
 impl Replica {
     /// A new, empty replica.
     pub fn new(id: ReplicaId, config: Config) -> Self {
-        let buffer = CausalBuffer::new(config.buffer_capacity);
+        let buffer = CausalBuffer::with_limits(config.buffer_capacity, config.buffer_bytes);
         Self {
             id,
             config,
@@ -447,6 +493,7 @@ impl Replica {
 
             log: Vec::new(),
             log_bytes: Vec::new(),
+            log_index: FxMap::default(),
             strings: Default::default(),
             log_base: VectorClock::new(),
             buffer,
@@ -525,6 +572,7 @@ impl Replica {
         self.log_base = snap.clock;
         self.log.clear();
         self.log_bytes.clear();
+        self.log_index.clear();
     }
 
     // ----- getters -----
@@ -689,6 +737,7 @@ impl Replica {
         }
         self.log.clear();
         self.log_bytes.clear();
+        self.log_index.clear();
         self.log_base = self.clock.clone();
         self.records_since_snapshot = 0;
         self.stats.snapshots += 1;
@@ -745,13 +794,29 @@ impl Replica {
     // ----- links -----
 
     /// A link to a peer is open: queues our `Hello`. `token` is sent to a
-    /// relay that requires one.
+    /// relay that requires one. The peer is trusted with the room
+    /// ([`LinkPolicy::TRUSTED`]): use this for links this replica dials.
     pub fn link_open(&mut self, link: LinkId, token: Option<String>, now_ms: u64) {
+        self.link_open_with(link, token, LinkPolicy::TRUSTED, now_ms);
+    }
+
+    /// Like [`Replica::link_open`], with what the peer may send: an
+    /// accepted peer whose token only lets it write as itself gets
+    /// [`LinkPolicy::OWN`].
+    pub fn link_open_with(
+        &mut self,
+        link: LinkId,
+        token: Option<String>,
+        policy: LinkPolicy,
+        now_ms: u64,
+    ) {
         self.now_ms = self.now_ms.max(now_ms);
         self.links.insert(
             link,
             Link {
                 peer: None,
+                policy,
+                stored: VectorClock::new(),
                 peer_clock: VectorClock::new(),
                 out: Vec::new(),
                 wants_snapshot: false,
@@ -813,6 +878,12 @@ impl Replica {
             ProtocolError::SameReplicaId(_) => Some(error_code::DUPLICATE_ID),
             ProtocolError::PeerChanged { .. } => Some(error_code::MALFORMED),
             ProtocolError::IdleTimeout(_) => Some(error_code::IDLE),
+            ProtocolError::ForeignOrigin { .. } | ProtocolError::SnapshotForbidden(_) => {
+                Some(error_code::FORBIDDEN)
+            }
+            ProtocolError::IntegrityConflict(_) | ProtocolError::ForgedSnapshot { .. } => {
+                Some(error_code::INTEGRITY)
+            }
             ProtocolError::Remote { .. } | ProtocolError::UnknownLink => None,
         };
         if let (Some(code), true) = (code, self.links.contains_key(&link)) {
@@ -869,7 +940,7 @@ impl Replica {
                     });
                 }
                 l.peer = Some(h.replica);
-                l.peer_clock.merge(&h.clock);
+                merge_known(&mut l.peer_clock, &h.clock, &self.clock);
                 self.events.push_back(Event::LinkUp {
                     link,
                     peer: h.replica,
@@ -887,7 +958,7 @@ impl Replica {
             }
             Frame::Need(clock) => {
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.peer_clock.merge(&clock);
+                    merge_known(&mut l.peer_clock, &clock, &self.clock);
                 }
                 self.serve(link, &clock);
                 if !clock.leq(&self.clock) {
@@ -896,11 +967,30 @@ impl Replica {
                 Ok(())
             }
             Frame::Snapshot(bytes) => {
+                let l = self.links.get(&link).expect("checked above");
+                if !l.policy.snapshots {
+                    self.stats.refused += 1;
+                    return Err(ProtocolError::SnapshotForbidden(l.peer.unwrap_or_default()));
+                }
                 let snap = Snapshot::decode(&bytes)?;
+                let claimed = snap.clock.get(self.id);
+                if claimed > self.durable_seq {
+                    self.stats.refused += 1;
+                    return Err(ProtocolError::ForgedSnapshot {
+                        claimed,
+                        durable: self.durable_seq,
+                    });
+                }
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.peer_clock.merge(&snap.clock);
+                    merge_known(&mut l.peer_clock, &snap.clock, &snap.clock);
                 }
                 self.merge_snapshot(&snap);
+                Ok(())
+            }
+            Frame::Stored(clock) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    merge_known(&mut l.stored, &clock, &self.clock);
+                }
                 Ok(())
             }
             Frame::Ping(n) => {
@@ -918,6 +1008,22 @@ impl Replica {
         slices: &[&[u8]],
         now_ms: u64,
     ) -> Result<(), ProtocolError> {
+        if let Some(l) = self.links.get(&link) {
+            if !l.policy.forward {
+                let peer = l.peer.unwrap_or_default();
+                // The origin is a transaction's first 8 bytes; the whole
+                // frame is refused before anything in it is applied.
+                if let Some(origin) = slices
+                    .iter()
+                    .map(|t| origin_of(t))
+                    .find(|o| *o != Some(peer))
+                    .map(|o| o.unwrap_or_default())
+                {
+                    self.stats.refused += slices.len() as u64;
+                    return Err(ProtocolError::ForeignOrigin { peer, origin });
+                }
+            }
+        }
         let status = self.handle_txn_slices(Some(link), slices)?;
         if !status.missing.is_empty() {
             self.request(link, now_ms);
@@ -1015,11 +1121,16 @@ impl Replica {
     /// applied whole or not at all. A malformed transaction stops the batch
     /// with an error; the ones before it stay applied (each was complete and
     /// causally ready, so that is safe), the ones after it are not looked at.
+    ///
+    /// A transaction that arrives again with other bytes than the logged
+    /// copy stops the batch with [`ProtocolError::IntegrityConflict`]: the
+    /// first copy is kept, the conflict counted in
+    /// [`Stats::integrity_conflicts`].
     pub fn handle_txns(
         &mut self,
         from: Option<LinkId>,
         txns: Vec<TxnBytes>,
-    ) -> Result<ImportStatus, DecodeError> {
+    ) -> Result<ImportStatus, ProtocolError> {
         let slices: Vec<&[u8]> = txns.iter().map(|t| &t[..]).collect();
         self.handle_txn_slices(from, &slices)
     }
@@ -1028,7 +1139,7 @@ impl Replica {
     /// [`crate::wire::txns_frame`]) that arrived outside any link: from a
     /// file, a relay log or another process. Like [`Replica::handle_txns`],
     /// but the transactions are read in place from the frame's bytes.
-    pub fn import_frame(&mut self, frame: &[u8]) -> Result<ImportStatus, DecodeError> {
+    pub fn import_frame(&mut self, frame: &[u8]) -> Result<ImportStatus, ProtocolError> {
         let slices = crate::wire::split_txns(frame)?;
         self.handle_txn_slices(None, &slices)
     }
@@ -1037,7 +1148,7 @@ impl Replica {
         &mut self,
         from: Option<LinkId>,
         txns: &[&[u8]],
-    ) -> Result<ImportStatus, DecodeError> {
+    ) -> Result<ImportStatus, ProtocolError> {
         // Each transaction is decoded and handled in turn (it is hot in the
         // cache when applied). A malformed one stops the batch: the valid
         // transactions before it were each applied whole and in causal
@@ -1062,7 +1173,7 @@ impl Replica {
             let txn = match Txn::decode_with(bytes, &mut intern) {
                 Ok(t) => t,
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some(ProtocolError::Decode(e));
                     break;
                 }
             };
@@ -1071,9 +1182,23 @@ impl Replica {
                 l.peer_clock.raise(origin, seq);
             }
             if self.clock.get(origin) >= seq {
+                if self.logged(origin, seq).is_some_and(|b| b != bytes) {
+                    self.stats.integrity_conflicts += 1;
+                    failed = Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
+                    break;
+                }
                 status.duplicates += 1;
                 self.stats.duplicates += 1;
                 continue;
+            }
+            if self
+                .buffer
+                .get(origin, seq)
+                .is_some_and(|w| &w.bytes[..] != bytes)
+            {
+                self.stats.integrity_conflicts += 1;
+                failed = Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
+                break;
             }
             if self.deliverable(&txn) {
                 self.deliver(&txn, bytes, None, from);
@@ -1314,12 +1439,7 @@ impl Replica {
         self.changed.clear();
         self.deps_full = false;
         self.clock.raise(self.id, seq);
-        self.log.push(LogEntry {
-            origin: self.id,
-            seq,
-            start,
-            len,
-        });
+        self.log_push(self.id, seq, start, len);
         self.stats.txns_local += 1;
         if self.config.emit_changes {
             self.events.push_back(Event::Changed(changed_keys));
@@ -1445,12 +1565,26 @@ impl Replica {
         }
         let start = self.log_bytes.len();
         self.log_bytes.extend_from_slice(bytes);
+        self.log_push(txn.origin, txn.seq, start, bytes.len());
+    }
+
+    fn log_push(&mut self, origin: ReplicaId, seq: u64, start: usize, len: usize) {
+        let pos = u32::try_from(self.log.len()).unwrap_or(u32::MAX);
+        self.log_index.entry(origin).or_default().push((seq, pos));
         self.log.push(LogEntry {
-            origin: txn.origin,
-            seq: txn.seq,
+            origin,
+            seq,
             start,
-            len: bytes.len(),
+            len,
         });
+    }
+
+    /// The logged bytes of `(origin, seq)`, if the log still holds it.
+    fn logged(&self, origin: ReplicaId, seq: u64) -> Option<&[u8]> {
+        let v = self.log_index.get(&origin)?;
+        let i = v.binary_search_by_key(&seq, |e| e.0).ok()?;
+        let e = self.log.get(v[i].1 as usize)?;
+        Some(&self.log_bytes[e.start..e.start + e.len])
     }
 
     /// Delivers a remote transaction: apply, record, forward. `shared` is
@@ -1607,6 +1741,25 @@ fn intern_in(
         strings.insert(a.clone());
     }
     a
+}
+
+/// The origin of an encoded transaction (its first 8 bytes).
+fn origin_of(txn: &[u8]) -> Option<ReplicaId> {
+    let b: [u8; 8] = txn.get(..8)?.try_into().ok()?;
+    Some(ReplicaId(u64::from_le_bytes(b)))
+}
+
+/// Raises `into` by the entries of `theirs` whose origin `ours` knows: a
+/// peer's view is kept only for origins this replica has seen, so a peer
+/// that announces a bloated clock costs no memory here (an origin learnt
+/// later is forwarded to the peer once, and dropped there as a duplicate).
+fn merge_known(into: &mut VectorClock, theirs: &VectorClock, ours: &VectorClock) {
+    if theirs.iter().all(|(r, _)| ours.get(r) > 0) {
+        into.merge(theirs);
+        return;
+    }
+    let known: VectorClock = theirs.iter().filter(|(r, _)| ours.get(*r) > 0).collect();
+    into.merge(&known);
 }
 
 /// The sparse deps of the next local transaction: the entries that grew since

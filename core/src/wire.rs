@@ -42,6 +42,7 @@ mod tag {
     pub const ERROR: u8 = 4;
     pub const PING: u8 = 5;
     pub const PONG: u8 = 6;
+    pub const STORED: u8 = 7;
 }
 
 /// Error codes carried by [`Frame::Error`].
@@ -68,6 +69,17 @@ pub mod error_code {
     pub const DUPLICATE_ID: u16 = 10;
     /// No frame within the idle timeout.
     pub const IDLE: u16 = 11;
+    /// The link sent something it may not: a transaction of another origin
+    /// than its own `Hello` id without the forward scope, or a snapshot
+    /// without the snapshot scope.
+    pub const FORBIDDEN: u16 = 12;
+    /// A second copy of `(origin, seq)` with other bytes, or a snapshot that
+    /// claims history its holder never wrote: refused and reported.
+    pub const INTEGRITY: u16 = 13;
+    /// The token expired while the link was open.
+    pub const EXPIRED: u16 = 14;
+    /// A limit of the receiver (a buffer, a clock, a room) was reached.
+    pub const LIMIT: u16 = 15;
 }
 
 /// `Hello`: the first frame on every link, in both directions.
@@ -106,6 +118,10 @@ pub enum Frame {
     Ping(u64),
     /// Answer to a ping with the same nonce.
     Pong(u64),
+    /// "I have durably stored this much": the sender's stored clock. A
+    /// relay with a durable log sends it after each group commit, so a
+    /// writer knows which of its transactions are safe there.
+    Stored(VectorClock),
 }
 
 impl Frame {
@@ -119,6 +135,7 @@ impl Frame {
             Frame::Error { .. } => "Error",
             Frame::Ping(_) => "Ping",
             Frame::Pong(_) => "Pong",
+            Frame::Stored(_) => "Stored",
         }
     }
 
@@ -167,6 +184,10 @@ impl Frame {
             Frame::Pong(n) => {
                 w.u8(tag::PONG);
                 w.varint(*n);
+            }
+            Frame::Stored(c) => {
+                w.u8(tag::STORED);
+                c.encode(&mut w);
             }
         }
         w.into_vec()
@@ -227,10 +248,77 @@ impl Frame {
             }
             tag::PING => Frame::Ping(r.varint()?),
             tag::PONG => Frame::Pong(r.varint()?),
+            tag::STORED => Frame::Stored(VectorClock::decode(&mut r)?),
             tag => return Err(DecodeError::InvalidTag { what: "frame", tag }),
         };
         r.finish()?;
         Ok(frame)
+    }
+}
+
+/// The parts of a `Hello` frame an authenticating server checks before it
+/// decodes anything large: the replica id, the room and the token, with
+/// the clock skipped (its bytes are checked to be there, nothing is
+/// allocated for it). Decode the whole frame with [`Frame::decode`] once the
+/// token is accepted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HelloHead<'a> {
+    /// The sender's replica id.
+    pub replica: ReplicaId,
+    /// The room.
+    pub room: &'a str,
+    /// The token, if any.
+    pub token: Option<&'a str>,
+}
+
+impl<'a> HelloHead<'a> {
+    /// Reads the head of a `Hello` frame; any other frame is
+    /// `InvalidTag { what: "Hello frame" }`.
+    pub fn parse(bytes: &'a [u8]) -> Result<HelloHead<'a>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        check_version(r.u8()?)?;
+        let t = r.u8()?;
+        if t != tag::HELLO {
+            return Err(DecodeError::InvalidTag {
+                what: "Hello frame",
+                tag: t,
+            });
+        }
+        let replica = ReplicaId(r.u64_le()?);
+        let room = r.str()?;
+        VectorClock::skip(&mut r)?;
+        let token = match r.u8()? {
+            0 => None,
+            1 => Some(r.str()?),
+            tag => {
+                return Err(DecodeError::InvalidTag {
+                    what: "option",
+                    tag,
+                })
+            }
+        };
+        r.finish()?;
+        Ok(HelloHead {
+            replica,
+            room,
+            token,
+        })
+    }
+}
+
+/// The name of the frame with tag byte `t`, for errors about frames that
+/// were not decoded.
+pub fn frame_name(t: u8) -> &'static str {
+    match t {
+        tag::HELLO => "Hello",
+        tag::TXNS => "Txns",
+        tag::NEED => "Need",
+        tag::SNAPSHOT => "Snapshot",
+        tag::ERROR => "Error",
+        tag::PING => "Ping",
+        tag::PONG => "Pong",
+        tag::STORED => "Stored",
+        _ => "an unknown frame",
     }
 }
 
@@ -331,6 +419,9 @@ pub fn snapshot_clock(bytes: &[u8]) -> Result<VectorClock, DecodeError> {
 /// The tag byte of a `Txns` frame (after the version byte).
 pub const TXNS_TAG: u8 = tag::TXNS;
 
+/// The tag byte of a `Hello` frame (after the version byte).
+pub const HELLO_TAG: u8 = tag::HELLO;
+
 /// The tag byte of a `Snapshot` frame (after the version byte).
 pub const SNAPSHOT_TAG: u8 = tag::SNAPSHOT;
 
@@ -385,7 +476,13 @@ pub struct Txn {
     pub origin: ReplicaId,
     /// Its seq at that replica.
     pub seq: u64,
-    /// Sparse dependencies (see [`TxnHeader::deps`]).
+    /// Dependencies: the declared sparse deps (see [`TxnHeader::deps`])
+    /// joined, on decode, with every dot the effects observe (DESIGN.md
+    /// §2.7: a transaction is deliverable only once the receiver has every
+    /// dot it removes, whatever its declared deps say). Encoding writes this
+    /// clock as the deps, so re-encoding a decoded transaction may list
+    /// more than its writer did; replicas store and forward the original
+    /// bytes.
     pub deps: VectorClock,
     /// Per-key effects, at most one per key, in key order of first update.
     pub effects: Vec<(Key, Effect)>,
@@ -434,6 +531,7 @@ impl Txn {
             effects.push((k, e));
         }
         er.finish()?;
+        let deps = causal_deps(origin, seq, deps, &effects)?;
         if effects.len() > 1 {
             let mut keys: Vec<&Key> = effects.iter().map(|(k, _)| k).collect();
             keys.sort_unstable();
@@ -448,6 +546,40 @@ impl Txn {
             effects,
         })
     }
+}
+
+/// The declared deps joined with every dot the effects observe. An effect
+/// that observes a dot of its own origin at or after its own seq is
+/// refused: no honest replica can have seen its own future.
+fn causal_deps(
+    origin: ReplicaId,
+    seq: u64,
+    mut deps: VectorClock,
+    effects: &[(Key, Effect)],
+) -> Result<VectorClock, DecodeError> {
+    let mut bad = false;
+    let mut extra: Vec<(ReplicaId, u64)> = Vec::new();
+    for (_, e) in effects {
+        e.for_each_observed(|d| {
+            if d.replica == origin {
+                bad |= d.seq >= seq;
+            } else if deps.get(d.replica) < d.seq {
+                match extra.iter_mut().find(|(r, _)| *r == d.replica) {
+                    Some((_, s)) => *s = (*s).max(d.seq),
+                    None => extra.push((d.replica, d.seq)),
+                }
+            }
+        });
+    }
+    if bad {
+        return Err(DecodeError::Inconsistent(
+            "an effect observes a dot of its own transaction or a later one of its origin",
+        ));
+    }
+    for (r, s) in extra {
+        deps.raise(r, s);
+    }
+    Ok(deps)
 }
 
 /// Appends one transaction's encoding from its parts (the replica encodes

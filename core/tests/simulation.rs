@@ -152,6 +152,7 @@ impl Sim {
             persistent: true,
             snapshot_every: *rng.pick(&[3, 8, 25, 1000]),
             buffer_capacity: *rng.pick(&[2, 5, 1000]),
+            buffer_bytes: *rng.pick(&[300, 1 << 20]),
             anti_entropy_ms: 200,
             idle_timeout_ms: 5_000,
             max_frame_bytes: *rng.pick(&[200, 1 << 20]),

@@ -18,6 +18,9 @@ pub enum CompactionError {
     /// A stored base or transaction does not decode.
     #[error("does not decode: {0}")]
     Decode(#[from] DecodeError),
+    /// The log holds two different transactions under one dot.
+    #[error("{0}")]
+    Protocol(#[from] minidote_core::ProtocolError),
     /// The transactions were not in causal order.
     #[error("{0} transactions were not causally ready")]
     NotCausal(usize),
@@ -35,6 +38,7 @@ pub fn fold(
             room: input.room.to_string(),
             snapshot_every: 0,
             buffer_capacity: input.txns.len().max(1),
+            buffer_bytes: usize::MAX,
             ..Config::default()
         },
     );

@@ -66,8 +66,20 @@ pub struct Config {
     pub data: Option<PathBuf>,
     /// A folder served at `/`.
     pub static_dir: Option<PathBuf>,
-    /// HMAC secret for tokens; `None` is an open relay.
+    /// HS256 secret for tokens. With neither this nor `auth_public_key`
+    /// the relay is open.
     pub auth_secret: Option<String>,
+    /// An Ed25519 public key (SPKI PEM) that checks EdDSA tokens.
+    pub auth_public_key: Option<Vec<u8>>,
+    /// Largest frame accepted before a peer's `Hello` is accepted (the
+    /// Hello itself, whose clock names every writer of the room).
+    pub max_hello_bytes: usize,
+    /// Most rooms held at once; joins of new rooms beyond it are refused.
+    pub max_rooms: usize,
+    /// Longest room name, in bytes.
+    pub max_room_name_bytes: usize,
+    /// Most bytes a room's causal buffer holds.
+    pub buffer_bytes: usize,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: usize,
     /// Largest `Snapshot` frame accepted (a pruned peer's whole state, or a
@@ -96,6 +108,11 @@ impl Default for Config {
             data: None,
             static_dir: None,
             auth_secret: None,
+            auth_public_key: None,
+            max_hello_bytes: 1 << 20,
+            max_rooms: 100_000,
+            max_room_name_bytes: 256,
+            buffer_bytes: 64 << 20,
             max_frame_bytes: 1 << 20,
             max_snapshot_bytes: 64 << 20,
             max_connections: 10_000,
@@ -141,6 +158,7 @@ pub enum RelayError {
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub config: Config,
+    pub verifier: Option<token::Verifier>,
     pub id: ReplicaId,
     pub metrics: Arc<Metrics>,
     pub store: Mutex<Store>,
@@ -183,18 +201,57 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The room named `name`, created empty if new.
-    pub fn room(&self, name: &str) -> Arc<Mutex<Room>> {
+    /// The room named `name`, created empty if new; `Err` with the reason
+    /// when the name is too long or `max_rooms` are held.
+    pub fn room(&self, name: &str) -> Result<Arc<Mutex<Room>>, String> {
+        if name.len() > self.config.max_room_name_bytes {
+            Metrics::add(&self.metrics.rooms_refused_total, 1);
+            return Err(format!(
+                "room name of {} bytes is over the limit of {} bytes",
+                name.len(),
+                self.config.max_room_name_bytes
+            ));
+        }
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(name) {
-            return r.clone();
+            return Ok(r.clone());
         }
-        let r = Arc::new(Mutex::new(Room::new(name, self.config.buffer_capacity)));
+        if rooms.len() >= self.config.max_rooms {
+            Metrics::add(&self.metrics.rooms_refused_total, 1);
+            return Err(format!(
+                "this relay holds its limit of {} rooms",
+                self.config.max_rooms
+            ));
+        }
+        let r = Arc::new(Mutex::new(Room::new(
+            name,
+            self.config.buffer_capacity,
+            self.config.buffer_bytes,
+            self.config.data.is_some(),
+        )));
         rooms.insert(name.into(), r.clone());
         self.metrics
             .rooms
             .store(rooms.len() as u64, Ordering::Relaxed);
-        r
+        Ok(r)
+    }
+
+    /// Reports a group commit to the rooms it touched.
+    fn committed(&self, high: Vec<(Arc<str>, u64)>) {
+        for (name, idx) in high {
+            let room = self
+                .rooms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&name)
+                .cloned();
+            if let Some(room) = room {
+                room.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .committed(idx, &self.metrics);
+                Metrics::add(&self.metrics.commits_released_total, 1);
+            }
+        }
     }
 
     /// Folds the oldest part of `room`'s log into a base, on a blocking
@@ -240,6 +297,7 @@ pub struct Relay {
     hub: Arc<Hub>,
     http: TcpListener,
     tcp: Option<TcpListener>,
+    commits: tokio::sync::mpsc::UnboundedReceiver<Vec<(Arc<str>, u64)>>,
 }
 
 impl Relay {
@@ -256,14 +314,29 @@ impl Relay {
                 "max-connections must be at least 1".into(),
             ));
         }
+        let verifier = token::Verifier::new(
+            config.auth_secret.as_deref().map(str::as_bytes),
+            config.auth_public_key.as_deref(),
+        )
+        .map_err(RelayError::Config)?;
         let metrics = Arc::new(Metrics::default());
         let mut rooms = HashMap::new();
+        // Group commits are reported on a channel, read by a task that
+        // releases the rooms' forwarding (see `Relay::run`).
+        let (commit_tx, commit_rx) = tokio::sync::mpsc::unbounded_channel();
         let store = match &config.data {
             Some(path) => {
-                let (store, loaded) = Store::open(path, metrics.clone())?;
+                let (store, loaded) = Store::open(
+                    path,
+                    metrics.clone(),
+                    Box::new(move |high| {
+                        let _ = commit_tx.send(high);
+                    }),
+                )?;
                 for l in loaded {
                     let name: Arc<str> = l.name.as_str().into();
-                    let (room, skipped) = Room::restore(l, config.buffer_capacity);
+                    let (room, skipped) =
+                        Room::restore(l, config.buffer_capacity, config.buffer_bytes);
                     if skipped > 0 {
                         tracing::warn!(room = %name, skipped, "relay store: unreadable rows skipped");
                     }
@@ -293,6 +366,7 @@ impl Relay {
         }
         let hub = Arc::new(Hub {
             config,
+            verifier,
             id,
             metrics,
             store: Mutex::new(store),
@@ -302,7 +376,12 @@ impl Relay {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        Ok(Relay { hub, http, tcp })
+        Ok(Relay {
+            hub,
+            http,
+            tcp,
+            commits: commit_rx,
+        })
     }
 
     /// The bound HTTP address.
@@ -330,9 +409,20 @@ impl Relay {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RelayError> {
-        let Relay { hub, http, tcp } = self;
-        if hub.config.auth_secret.is_none() {
-            tracing::warn!("no --auth-secret: this relay is open, anyone who can reach it can read and write every room");
+        let Relay {
+            hub,
+            http,
+            tcp,
+            mut commits,
+        } = self;
+        let h = hub.clone();
+        tokio::spawn(async move {
+            while let Some(high) = commits.recv().await {
+                h.committed(high);
+            }
+        });
+        if hub.verifier.is_none() {
+            tracing::warn!("no --auth-secret or --auth-public-key: this relay is open, anyone who can reach it can read and write every room (each link still speaks only for its own replica id)");
         }
         if hub.config.data.is_none() {
             tracing::warn!("--memory: room logs are lost when the relay stops");

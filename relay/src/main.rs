@@ -56,9 +56,28 @@ struct Serve {
     /// Serve this folder (the web demo) at /.
     #[arg(long = "static", env = "MINIDOTE_RELAY_STATIC", value_name = "DIR")]
     static_dir: Option<PathBuf>,
-    /// HMAC secret: every Hello must carry a token for its room. Without it the relay is open (and says so in the log).
+    /// HS256 secret: every Hello must carry a JWT for its room. Without it (or --auth-public-key) the relay is open, and says so in the log.
     #[arg(long, env = "MINIDOTE_RELAY_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
+    /// Ed25519 public key (SPKI PEM file) that checks EdDSA-signed JWTs, so this relay can verify tokens without holding the signing key.
+    #[arg(long, env = "MINIDOTE_RELAY_AUTH_PUBLIC_KEY", value_name = "PEM")]
+    auth_public_key: Option<PathBuf>,
+    /// Largest frame accepted before the handshake (the Hello, whose clock names every writer of the room).
+    #[arg(long, env = "MINIDOTE_RELAY_MAX_HELLO_BYTES", default_value_t = 1 << 20)]
+    max_hello_bytes: usize,
+    /// Most rooms held at once; joins of further rooms are refused with Error{limit}.
+    #[arg(long, env = "MINIDOTE_RELAY_MAX_ROOMS", default_value_t = 100_000)]
+    max_rooms: usize,
+    /// Longest room name, in bytes.
+    #[arg(
+        long,
+        env = "MINIDOTE_RELAY_MAX_ROOM_NAME_BYTES",
+        default_value_t = 256
+    )]
+    max_room_name_bytes: usize,
+    /// Most bytes of transactions a room holds while their dependencies are missing (newest dropped first, fetched again later).
+    #[arg(long, env = "MINIDOTE_RELAY_BUFFER_BYTES", default_value_t = 64 << 20)]
+    buffer_bytes: usize,
     /// Largest frame accepted or sent, in bytes. Larger frames close the link with Error{too large}.
     #[arg(long, env = "MINIDOTE_RELAY_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
     max_frame_bytes: usize,
@@ -84,15 +103,26 @@ struct Serve {
 
 #[derive(Args, Debug)]
 struct TokenArgs {
-    /// The relay's HMAC secret.
-    #[arg(long, env = "MINIDOTE_RELAY_AUTH_SECRET", hide_env_values = true)]
-    auth_secret: String,
+    /// The relay's HS256 secret.
+    #[arg(
+        long,
+        env = "MINIDOTE_RELAY_AUTH_SECRET",
+        hide_env_values = true,
+        required_unless_present = "auth_private_key"
+    )]
+    auth_secret: Option<String>,
+    /// Sign EdDSA instead, with this Ed25519 private key (PKCS#8 PEM file).
+    #[arg(long, value_name = "PEM", conflicts_with = "auth_secret")]
+    auth_private_key: Option<PathBuf>,
     /// The room the token opens.
     #[arg(long)]
     room: String,
-    /// read: receive only. write: receive and send.
+    /// read: receive only. write: also send its own transactions. forward: also carry other replicas' transactions. snapshot: also send snapshots.
     #[arg(long)]
     scope: Scope,
+    /// Bind the token to this replica id (16 hex digits): the relay refuses a Hello that announces another.
+    #[arg(long, value_parser = token::parse_replica)]
+    replica: Option<minidote_core::ReplicaId>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     ttl: u64,
@@ -102,11 +132,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Token(t)) = cli.command {
         let expires = token::now_secs().saturating_add(t.ttl);
-        println!(
-            "{}",
-            token::mint(t.auth_secret.as_bytes(), &t.room, t.scope, expires)
-        );
-        return ExitCode::SUCCESS;
+        let pem = match &t.auth_private_key {
+            Some(p) => match std::fs::read(p) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("minidote-relay: cannot read {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
+        let key = match (&pem, &t.auth_secret) {
+            (Some(p), _) => token::SigningKey::Ed25519Pem(p),
+            (None, Some(s)) => token::SigningKey::Secret(s.as_bytes()),
+            (None, None) => unreachable!("clap requires one"),
+        };
+        return match token::mint_with(key, &t.room, t.scope, t.replica, expires) {
+            Ok(tok) => {
+                println!("{tok}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("minidote-relay: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -120,12 +170,27 @@ fn main() -> ExitCode {
         eprintln!("minidote-relay: --idle-timeout must be at least 0.1 seconds");
         return ExitCode::from(2);
     }
+    let auth_public_key = match &s.auth_public_key {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("minidote-relay: cannot read {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let config = Config {
         listen: s.listen,
         tcp_listen: (!s.no_tcp).then_some(s.tcp_listen),
         data: (!s.memory).then_some(s.data),
         static_dir: s.static_dir,
         auth_secret: s.auth_secret,
+        auth_public_key,
+        max_hello_bytes: s.max_hello_bytes,
+        max_rooms: s.max_rooms,
+        max_room_name_bytes: s.max_room_name_bytes,
+        buffer_bytes: s.buffer_bytes,
         max_frame_bytes: s.max_frame_bytes,
         max_snapshot_bytes: s.max_snapshot_bytes,
         max_connections: s.max_connections,

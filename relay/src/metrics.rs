@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use minidote_core::wire::error_code;
 
 /// Every error code the relay sends, for the `errors_sent` counter.
-const CODES: [(u16, &str); 11] = [
+const CODES: [(u16, &str); 15] = [
     (error_code::MALFORMED, "malformed"),
     (error_code::VERSION, "version"),
     (error_code::ROOM_MISMATCH, "room_mismatch"),
@@ -18,6 +18,10 @@ const CODES: [(u16, &str); 11] = [
     (error_code::OVERLOADED, "overloaded"),
     (error_code::DUPLICATE_ID, "duplicate_id"),
     (error_code::IDLE, "idle"),
+    (error_code::FORBIDDEN, "forbidden"),
+    (error_code::INTEGRITY, "integrity"),
+    (error_code::EXPIRED, "expired"),
+    (error_code::LIMIT, "limit"),
 ];
 
 macro_rules! metrics {
@@ -99,6 +103,28 @@ metrics! {
     storage_records_total: "counter",
     /// SQLite commit attempts that failed (the group is retried, in order).
     storage_errors_total: "counter",
+    /// Transactions refused because their origin was not the link's own
+    /// replica id and the token lacked the forward scope.
+    txns_forbidden_total: "counter",
+    /// Snapshot frames refused: the token lacked the snapshot scope.
+    snapshots_refused_total: "counter",
+    /// Second copies of a transaction with other bytes (the first is kept,
+    /// the sender's link closed).
+    integrity_conflicts_total: "counter",
+    /// Held transactions dropped because a room's causal buffer was full
+    /// (--buffer-bytes, or 100,000 transactions).
+    buffer_dropped_total: "counter",
+    /// Links closed because their token expired while they were open.
+    tokens_expired_total: "counter",
+    /// Joins refused by --max-rooms or --max-room-name-bytes.
+    rooms_refused_total: "counter",
+    /// Rooms with no peers evicted from memory (reloaded on demand).
+    rooms_evicted_total: "counter",
+    /// Links closed as slow consumers during catch-up (no progress for the
+    /// idle timeout).
+    catch_up_stalls_total: "counter",
+    /// Group commits reported back to the rooms (forwarding follows them).
+    commits_released_total: "counter",
 }
 
 impl Metrics {

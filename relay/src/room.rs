@@ -15,6 +15,17 @@
 //! cover, then every logged transaction `K` lacks, in log order. A
 //! transaction that a base covers is pruned from the log: a peer that lacks
 //! it also lacks part of that base, so it gets the base.
+//!
+//! **Durable before forwarded.** With a durable store, a delivered
+//! transaction is only forwarded, served or announced once the store's
+//! group commit that holds it has returned ([`Room::committed`]): whatever
+//! a peer received from the relay survives a crash of the relay. The room's
+//! `durable` clock is what its `Hello` announces, and each writer is sent a
+//! `Stored` frame with its own entry after each commit.
+//!
+//! **Integrity.** A transaction `(origin, seq)` that arrives again with
+//! other bytes than the logged (or held) copy is refused, counted, and the
+//! link that sent it closed: the first copy is kept.
 
 use std::sync::Arc;
 
@@ -45,6 +56,9 @@ impl Causal for Held {
     fn deps(&self) -> &VectorClock {
         &self.header.deps
     }
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +79,11 @@ struct Base {
 #[derive(Debug)]
 struct Peer {
     conn: u64,
+    /// The replica id of its `Hello`.
+    replica: ReplicaId,
+    /// During a chunked catch-up: the log position (idx) served up to, the
+    /// clock the pass filters by, and the base epoch it started in.
+    pass: Option<(u64, VectorClock, u64)>,
     /// What the peer has, as far as the relay knows: its last `Hello` or
     /// `Need`, plus everything sent to it or received from it since.
     known: VectorClock,
@@ -78,7 +97,8 @@ struct Peer {
 pub struct CatchUp {
     /// Snapshot frames, in order.
     pub bases: Vec<Bytes>,
-    /// Encoded transactions, in an order that respects causality.
+    /// Encoded transactions, in an order that respects causality. They
+    /// share the log's bytes: a catch-up copies nothing.
     pub txns: Vec<Bytes>,
 }
 
@@ -90,6 +110,11 @@ pub struct Received {
     /// Some are held for missing dependencies: the sender should be asked
     /// for what the room lacks.
     pub gap: bool,
+    /// A transaction arrived again with other bytes: the batch stopped
+    /// there, and the link must be closed.
+    pub conflict: Option<(ReplicaId, u64)>,
+    /// Held transactions dropped because the room's buffer was full.
+    pub dropped: usize,
 }
 
 /// One replication group.
@@ -97,8 +122,20 @@ pub struct Received {
 pub struct Room {
     name: Arc<str>,
     clock: VectorClock,
+    /// What the store has committed (everything, without a durable store).
+    durable: VectorClock,
+    /// Log positions up to this one are committed.
+    durable_idx: u64,
+    /// Whether a store commits behind the room; without one, delivery is
+    /// durability.
+    stored: bool,
+    /// Installs of bases so far: a catch-up pass that saw one start over.
+    base_epoch: u64,
     bases: Vec<Base>,
     log: Vec<Entry>,
+    /// Per origin, its logged transactions in seq order (sharing the
+    /// log's bytes), to compare a second copy of a dot with the first.
+    by_origin: std::collections::HashMap<ReplicaId, std::collections::VecDeque<(u64, Bytes)>>,
     buffer: CausalBuffer<Held>,
     peers: Vec<Peer>,
     next_idx: u64,
@@ -116,15 +153,23 @@ pub struct CompactionInput {
     pub txns: Vec<Bytes>,
 }
 
+/// Bytes of transactions one catch-up step hands out.
+const CATCH_UP_STEP: usize = 4 << 20;
+
 impl Room {
-    /// An empty room.
-    pub fn new(name: &str, buffer_capacity: usize) -> Self {
+    /// An empty room. `stored`: a durable store commits behind it.
+    pub fn new(name: &str, buffer_capacity: usize, buffer_bytes: usize, stored: bool) -> Self {
         Self {
             name: name.into(),
             clock: VectorClock::new(),
+            durable: VectorClock::new(),
+            durable_idx: 0,
+            stored,
+            base_epoch: 0,
             bases: Vec::new(),
             log: Vec::new(),
-            buffer: CausalBuffer::new(buffer_capacity),
+            by_origin: Default::default(),
+            buffer: CausalBuffer::with_limits(buffer_capacity, buffer_bytes),
             peers: Vec::new(),
             next_idx: 1,
             compacting: false,
@@ -133,8 +178,12 @@ impl Room {
 
     /// A room rebuilt from the store. Rows that do not parse are skipped
     /// and counted (they can only come from a damaged file).
-    pub fn restore(loaded: LoadedRoom, buffer_capacity: usize) -> (Self, usize) {
-        let mut room = Self::new(&loaded.name, buffer_capacity);
+    pub fn restore(
+        loaded: LoadedRoom,
+        buffer_capacity: usize,
+        buffer_bytes: usize,
+    ) -> (Self, usize) {
+        let mut room = Self::new(&loaded.name, buffer_capacity, buffer_bytes, true);
         let mut skipped = 0;
         for (idx, frame) in loaded.bases {
             room.next_idx = room.next_idx.max(idx + 1);
@@ -155,6 +204,10 @@ impl Room {
             match TxnHeader::parse(&bytes) {
                 Ok(h) => {
                     room.clock.raise(h.origin, h.seq);
+                    room.by_origin
+                        .entry(h.origin)
+                        .or_default()
+                        .push_back((h.seq, bytes.clone()));
                     room.log.push(Entry {
                         idx,
                         origin: h.origin,
@@ -165,6 +218,8 @@ impl Room {
                 Err(_) => skipped += 1,
             }
         }
+        room.durable = room.clock.clone();
+        room.durable_idx = room.next_idx - 1;
         (room, skipped)
     }
 
@@ -176,6 +231,16 @@ impl Room {
     /// Everything the room holds.
     pub fn clock(&self) -> &VectorClock {
         &self.clock
+    }
+
+    /// What the room holds durably: what its `Hello` announces.
+    pub fn durable(&self) -> &VectorClock {
+        &self.durable
+    }
+
+    /// Bytes held in the causal buffer.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.bytes()
     }
 
     /// Logged transactions (not counting bases).
@@ -195,10 +260,13 @@ impl Room {
 
     /// Adds a peer that announced `clock`. It is not live until a
     /// [`Room::catch_up`] finds nothing more to send it.
-    pub fn join(&mut self, conn: u64, clock: VectorClock, outbox: Outbox) {
+    pub fn join(&mut self, conn: u64, replica: ReplicaId, clock: VectorClock, outbox: Outbox) {
+        let known = self.known_part(&clock);
         self.peers.push(Peer {
             conn,
-            known: clock,
+            replica,
+            pass: None,
+            known,
             live: false,
             outbox,
         });
@@ -219,47 +287,105 @@ impl Room {
     /// whether the peer has something the room lacks.
     pub fn need(&mut self, conn: u64, clock: VectorClock) -> bool {
         let ahead = !clock.leq(&self.clock);
+        let known = self.known_part(&clock);
         if let Some(p) = self.peer(conn) {
-            p.known = clock;
+            p.known = known;
             p.live = false;
+            p.pass = None;
         }
         ahead
+    }
+
+    /// The entries of a peer's clock for origins the room has: all that
+    /// matters for serving it, and no more memory than the room's own
+    /// clock, however large the clock the peer announced.
+    fn known_part(&self, clock: &VectorClock) -> VectorClock {
+        if clock.iter().all(|(r, _)| self.clock.get(r) > 0) {
+            return clock.clone();
+        }
+        clock
+            .iter()
+            .filter(|(r, _)| self.clock.get(*r) > 0)
+            .collect()
+    }
+
+    /// The logged copy of `(origin, seq)`, if the log still holds it.
+    fn logged(&self, origin: ReplicaId, seq: u64) -> Option<&Bytes> {
+        let q = self.by_origin.get(&origin)?;
+        let first = q.front()?.0;
+        let (s, b) = q.get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
+        (*s == seq).then_some(b)
     }
 
     /// The next step of a peer's catch-up: what it lacks, or `None` once it
     /// lacks nothing, at which point it is live. The caller sends the result
     /// (waiting for room in the outbox, outside the lock) and calls again,
-    /// so transactions that arrived meanwhile are not missed.
+    /// so transactions that arrived meanwhile are not missed. Each step
+    /// hands out at most a few MiB of transactions, sharing the log's
+    /// bytes, and only what the store has committed.
     pub fn catch_up(&mut self, conn: u64) -> Option<CatchUp> {
-        let clock = self.clock.clone();
         let i = self.peers.iter().position(|p| p.conn == conn)?;
-        if clock.leq(&self.peers[i].known) {
-            self.peers[i].live = true;
-            return None;
-        }
-        let mut k = self.peers[i].known.clone();
+        let p = &mut self.peers[i];
         let mut out = CatchUp::default();
-        for b in &self.bases {
-            if !b.clock.leq(&k) {
-                out.bases.push(b.frame.clone());
+        let (from, k, epoch) = match p.pass.take() {
+            Some(pass) => pass,
+            None => {
+                if self.durable.leq(&p.known) {
+                    p.live = true;
+                    return None;
+                }
+                let mut k = p.known.clone();
+                // Bases are served at once: a compaction base folds only
+                // committed transactions, and a snapshot-scope peer's base
+                // is taken on its authority (SECURITY.md).
+                for b in &self.bases {
+                    if !b.clock.leq(&p.known) {
+                        out.bases.push(b.frame.clone());
+                    }
+                    k.merge(&b.clock);
+                }
+                p.known.merge(&k);
+                (0, k, self.base_epoch)
+            }
+        };
+        let start = self.log.partition_point(|e| e.idx <= from);
+        let mut bytes = 0;
+        let mut last = from;
+        let mut done = true;
+        for e in &self.log[start..] {
+            if e.idx > self.durable_idx {
+                break;
+            }
+            if bytes >= CATCH_UP_STEP {
+                done = false;
+                break;
+            }
+            last = e.idx;
+            if e.seq > k.get(e.origin) {
+                bytes += e.bytes.len();
+                p.known.raise(e.origin, e.seq);
+                out.txns.push(e.bytes.clone());
             }
         }
-        for b in &self.bases {
-            k.merge(&b.clock);
+        if !done {
+            p.pass = Some((last, k, epoch));
+        } else if epoch == self.base_epoch {
+            // A base installed during the pass may have pruned entries the
+            // peer lacks; then the next pass sends that base.
+            p.known.merge(&self.durable);
         }
-        out.txns.extend(
-            self.log
-                .iter()
-                .filter(|e| e.seq > k.get(e.origin))
-                .map(|e| e.bytes.clone()),
-        );
-        self.peers[i].known.merge(&clock);
+        if out.bases.is_empty() && out.txns.is_empty() && done && self.durable.leq(&p.known) {
+            p.live = true;
+            return None;
+        }
         Some(out)
     }
 
-    /// Transactions from peer `conn`: duplicates are dropped, the rest
+    /// Transactions from peer `conn`: duplicates are dropped (a second
+    /// copy with other bytes stops the batch as a conflict), the rest
     /// delivered in causal order (held until their dependencies arrive),
-    /// logged, stored and forwarded to every live peer that lacks them.
+    /// logged and stored; they are forwarded to every live peer that lacks
+    /// them once stored ([`Room::committed`]).
     pub fn receive(
         &mut self,
         conn: u64,
@@ -268,28 +394,54 @@ impl Room {
         metrics: &Metrics,
     ) -> Received {
         let mut got = Received::default();
-        if let Some(p) = self.peer(conn) {
-            for t in &txns {
-                p.known.raise(t.header.origin, t.header.seq);
-            }
-        }
         Metrics::add(&metrics.txns_received_total, txns.len() as u64);
         let mut any_held = false;
+        let mut seen = Vec::with_capacity(txns.len());
         for t in txns {
             let (origin, seq) = (t.header.origin, t.header.seq);
             if seq <= self.clock.get(origin) {
+                if self.logged(origin, seq).is_some_and(|b| *b != t.bytes) {
+                    got.conflict = Some((origin, seq));
+                    break;
+                }
+                seen.push((origin, seq));
                 Metrics::add(&metrics.txns_duplicate_total, 1);
                 continue;
             }
+            if self
+                .buffer
+                .get(origin, seq)
+                .is_some_and(|h| h.bytes != t.bytes)
+            {
+                got.conflict = Some((origin, seq));
+                break;
+            }
+            seen.push((origin, seq));
             got.new += 1;
             if self.deliverable(&t.header) {
                 self.deliver(t, store, metrics);
                 any_held |= self.drain_buffer(store, metrics);
             } else {
                 Metrics::add(&metrics.txns_buffered_total, 1);
-                self.buffer.offer(t);
+                match self.buffer.offer(t) {
+                    minidote_core::Offer::Held { evicted: false } => {}
+                    minidote_core::Offer::Held { evicted: true }
+                    | minidote_core::Offer::Dropped => got.dropped += 1,
+                    minidote_core::Offer::Duplicate => {}
+                }
                 any_held = true;
             }
+        }
+        if let Some(p) = self.peer(conn) {
+            for (origin, seq) in seen {
+                p.known.raise(origin, seq);
+            }
+        }
+        if got.dropped > 0 {
+            Metrics::add(&metrics.buffer_dropped_total, got.dropped as u64);
+        }
+        if got.conflict.is_some() {
+            Metrics::add(&metrics.integrity_conflicts_total, 1);
         }
         got.gap = any_held && !self.buffer.is_empty();
         got
@@ -327,30 +479,71 @@ impl Room {
             bytes: bytes.clone(),
         });
         Metrics::add(&metrics.txns_stored_total, 1);
-        let mut kicked = false;
-        let mut delivered = 0;
-        for p in &mut self.peers {
-            if !p.live || p.known.get(header.origin) >= header.seq {
-                continue;
-            }
-            p.known.raise(header.origin, header.seq);
-            if p.outbox.try_push(Out::Txn(bytes.clone())) {
-                delivered += 1;
-            } else {
-                slow(p, metrics);
-                kicked = true;
-            }
-        }
-        Metrics::add(&metrics.txns_delivered_total, delivered);
-        if kicked {
-            self.peers.retain(|p| !p.outbox.is_closed());
-        }
+        self.by_origin
+            .entry(header.origin)
+            .or_default()
+            .push_back((header.seq, bytes.clone()));
         self.log.push(Entry {
             idx,
             origin: header.origin,
             seq: header.seq,
             bytes,
         });
+        if !self.stored {
+            self.committed(idx, metrics);
+        }
+    }
+
+    /// The store has committed every change up to position `idx`: the
+    /// transactions delivered since the last commit are forwarded to every
+    /// live peer that lacks them, and each peer whose own transactions were
+    /// among them is sent a `Stored` frame with its entry of the durable
+    /// clock.
+    pub fn committed(&mut self, idx: u64, metrics: &Metrics) {
+        if idx <= self.durable_idx {
+            return;
+        }
+        let start = self.log.partition_point(|e| e.idx <= self.durable_idx);
+        let end = self.log.partition_point(|e| e.idx <= idx);
+        self.durable_idx = idx;
+        let mut kicked = false;
+        let mut delivered = 0;
+        let mut writers: Vec<ReplicaId> = Vec::new();
+        for e in &self.log[start..end] {
+            self.durable.raise(e.origin, e.seq);
+            if !writers.contains(&e.origin) {
+                writers.push(e.origin);
+            }
+            for p in &mut self.peers {
+                if !p.live || p.known.get(e.origin) >= e.seq {
+                    continue;
+                }
+                p.known.raise(e.origin, e.seq);
+                if p.outbox.try_push(Out::Txn(e.bytes.clone())) {
+                    delivered += 1;
+                } else {
+                    slow(p, metrics);
+                    kicked = true;
+                }
+            }
+        }
+        Metrics::add(&metrics.txns_delivered_total, delivered);
+        if self.stored {
+            for p in &mut self.peers {
+                if writers.contains(&p.replica) {
+                    let c: VectorClock = [(p.replica, self.durable.get(p.replica))]
+                        .into_iter()
+                        .collect();
+                    let f = minidote_core::wire::Frame::Stored(c).encode();
+                    // A full queue means the peer is stuck; the next frame
+                    // that cannot wait closes it.
+                    let _ = p.outbox.try_push(Out::Frame(Bytes::from(f)));
+                }
+            }
+        }
+        if kicked {
+            self.peers.retain(|p| !p.outbox.is_closed());
+        }
     }
 
     /// A snapshot frame (`frame`, whose state has `clock`) from a peer that
@@ -375,6 +568,7 @@ impl Room {
         self.install_base(frame.clone(), clock.clone(), store);
         Metrics::add(&metrics.snapshots_stored_total, 1);
         self.clock.merge(&clock);
+        self.durable.merge(&clock);
         self.buffer.drop_covered(&self.clock);
         let mut kicked = false;
         for p in &mut self.peers {
@@ -414,6 +608,14 @@ impl Room {
             }
             keep
         });
+        for (o, q) in self.by_origin.iter_mut() {
+            let upto = clock.get(*o);
+            while q.front().is_some_and(|(s, _)| *s <= upto) {
+                q.pop_front();
+            }
+        }
+        self.by_origin.retain(|_, q| !q.is_empty());
+        self.base_epoch += 1;
         let mut pruned_txns = Vec::new();
         self.log.retain(|e| {
             let keep = e.seq > clock.get(e.origin);
@@ -439,7 +641,12 @@ impl Room {
         if self.compacting || after == 0 || self.log.len() <= after {
             return None;
         }
-        let cut = self.log.len() - after / 2;
+        // Only committed transactions are folded: a base is served at once.
+        let cut = (self.log.len() - after / 2)
+            .min(self.log.partition_point(|e| e.idx <= self.durable_idx));
+        if cut == 0 {
+            return None;
+        }
         self.compacting = true;
         Some(CompactionInput {
             room: self.name.clone(),

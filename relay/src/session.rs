@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use minidote_core::wire::{error_code, split_txn_headers, Frame, Hello, SNAPSHOT_TAG};
-use minidote_core::{Snapshot, Txn, VectorClock, PROTOCOL_VERSION};
+use minidote_core::wire::{error_code, split_txn_headers, Frame, Hello, HelloHead, SNAPSHOT_TAG};
+use minidote_core::{ReplicaId, Snapshot, Txn, VectorClock, PROTOCOL_VERSION};
 
 use crate::metrics::Metrics;
 use crate::outbox::{outbox, write_loop, FrameSink, Out, Outbox};
@@ -14,26 +14,70 @@ use crate::room::{Held, Room};
 use crate::token::{self, Scope, TokenError};
 use crate::Hub;
 
-/// Frames before a peer's `Hello` may be at most this large.
-const PRE_HELLO_LIMIT: usize = 64 << 10;
-
 /// Why reading a frame failed.
 #[derive(Debug)]
 pub enum ReadError {
-    /// Over the size limit (the size, if known).
-    TooLarge(usize),
+    /// Over the size limit: the size, and the limit for its kind.
+    TooLarge(usize, usize),
+    /// A frame of a kind not allowed here (before `Hello`, only `Hello`).
+    Unexpected(u8),
     /// Not a frame at the transport level.
     Malformed(String),
     /// The connection failed.
     Io(String),
 }
 
+/// What a transport may read next: checked on the frame's tag and declared
+/// size before its body is read, and the body's buffer grows only as its
+/// bytes arrive.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest frame of any kind but `Snapshot`.
+    pub max: usize,
+    /// The largest `Snapshot` frame.
+    pub snapshot: usize,
+    /// Only this frame tag is allowed (before the handshake: `Hello`).
+    pub only: Option<u8>,
+}
+
+impl Limits {
+    /// The size limit for a frame whose first two bytes are `head`, or why
+    /// it may not be read at all.
+    pub fn check(&self, head: &[u8], len: usize) -> Result<(), ReadError> {
+        let tag = head.get(1).copied();
+        if let (Some(only), Some(t)) = (self.only, tag) {
+            let known = minidote_core::wire::frame_name(t) != minidote_core::wire::frame_name(0xff);
+            if t != only && known && head.first() == Some(&PROTOCOL_VERSION) {
+                return Err(ReadError::Unexpected(t));
+            }
+        }
+        let limit = if tag == Some(SNAPSHOT_TAG) && self.only.is_none() {
+            self.snapshot
+        } else {
+            self.max
+        };
+        if len > limit {
+            return Err(ReadError::TooLarge(len, limit));
+        }
+        Ok(())
+    }
+
+    /// The most bytes any frame may take under these limits.
+    pub fn most(&self) -> usize {
+        if self.only.is_some() {
+            self.max
+        } else {
+            self.max.max(self.snapshot)
+        }
+    }
+}
+
 /// A transport's receiving half.
 pub trait FrameSource: Send {
-    /// The next frame, at most `limit` bytes; `None` at a clean end.
+    /// The next frame within `limits`; `None` at a clean end.
     fn next(
         &mut self,
-        limit: usize,
+        limits: Limits,
     ) -> impl std::future::Future<Output = Result<Option<Bytes>, ReadError>> + Send;
 }
 
@@ -76,6 +120,8 @@ pub(crate) async fn session<R: FrameSource, S: FrameSink + 'static>(
         conn,
         room: None,
         scope: Scope::Write,
+        replica: ReplicaId(0),
+        expires: None,
         nonce: 0,
     };
     let end = tokio::select! {
@@ -108,6 +154,11 @@ struct Peer {
     conn: u64,
     room: Option<Arc<Mutex<Room>>>,
     scope: Scope,
+    /// The replica id of the peer's `Hello`: the only origin it may send
+    /// without the forward scope.
+    replica: ReplicaId,
+    /// When the token expires (Unix seconds), if there is one.
+    expires: Option<u64>,
     nonce: u64,
 }
 
@@ -121,32 +172,47 @@ impl Peer {
 
     async fn serve<R: FrameSource>(&mut self, source: &mut R) -> Result<(), End> {
         let idle = self.hub.config.idle_timeout;
-        let first = match tokio::time::timeout(idle, source.next(PRE_HELLO_LIMIT)).await {
+        let hello_limits = Limits {
+            max: self.hub.config.max_hello_bytes,
+            snapshot: self.hub.config.max_hello_bytes,
+            only: Some(minidote_core::wire::HELLO_TAG),
+        };
+        let first = match tokio::time::timeout(idle, source.next(hello_limits)).await {
             Err(_) => return Err(idle_end(idle)),
             Ok(r) => self.frame_or_end(r)?,
         };
         self.handshake(first).await?;
+        let limits = Limits {
+            max: self.hub.config.max_frame_bytes,
+            snapshot: self.hub.config.read_limit(),
+            only: None,
+        };
         let mut ping = tokio::time::interval(idle / 3);
         ping.tick().await;
         let mut deadline = tokio::time::Instant::now() + idle;
+        // A token that expires ends the link then, not at the next Hello.
+        let expiry = self.expires.map(|exp| {
+            let left = exp.saturating_sub(token::now_secs());
+            tokio::time::Instant::now() + Duration::from_secs(left)
+        });
+        let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
         loop {
             tokio::select! {
                 _ = self.out.closed() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline) => return Err(idle_end(idle)),
+                _ = tokio::time::sleep_until(expiry.unwrap_or(far)) => {
+                    Metrics::add(&self.hub.metrics.tokens_expired_total, 1);
+                    return Err(Some((
+                        error_code::EXPIRED,
+                        "token expired: connect again with a fresh token".into(),
+                    )));
+                }
                 _ = ping.tick() => {
                     self.nonce += 1;
                     self.send(Frame::Ping(self.nonce));
                 }
-                r = source.next(self.hub.config.read_limit()) => {
+                r = source.next(limits) => {
                     let frame = self.frame_or_end(r)?;
-                    // Only a Snapshot may use the larger snapshot limit.
-                    let max = self.hub.config.max_frame_bytes;
-                    if frame.len() > max && frame.get(1) != Some(&SNAPSHOT_TAG) {
-                        return Err(Some((
-                            error_code::TOO_LARGE,
-                            format!("frame of {} bytes is over the limit of {max} bytes", frame.len()),
-                        )));
-                    }
                     deadline = tokio::time::Instant::now() + idle;
                     self.on_frame(frame).await?;
                 }
@@ -173,15 +239,15 @@ impl Peer {
                 Ok(f)
             }
             Ok(None) => Err(None),
-            Err(ReadError::TooLarge(n)) => Err(Some((
+            Err(ReadError::TooLarge(n, limit)) => Err(Some((
                 error_code::TOO_LARGE,
+                format!("frame of {n} bytes is over the limit of {limit} bytes"),
+            ))),
+            Err(ReadError::Unexpected(t)) => Err(Some((
+                error_code::HELLO_EXPECTED,
                 format!(
-                    "frame of {n} bytes is over the limit of {} bytes",
-                    if self.room.is_some() {
-                        self.hub.config.read_limit()
-                    } else {
-                        PRE_HELLO_LIMIT
-                    }
+                    "the first frame must be Hello, got {}",
+                    minidote_core::wire::frame_name(t)
                 ),
             ))),
             Err(ReadError::Malformed(m)) => Err(Some((error_code::MALFORMED, m))),
@@ -199,6 +265,31 @@ impl Peer {
     }
 
     async fn handshake(&mut self, first: Bytes) -> Result<(), End> {
+        let malformed = |e: minidote_core::DecodeError| {
+            Some((error_code::MALFORMED, format!("malformed Hello: {e}")))
+        };
+        // The token is checked before the clock, the one large part of a
+        // Hello, is decoded: a peer without a valid token costs nothing.
+        let head = HelloHead::parse(&first).map_err(malformed)?;
+        if let Some(v) = &self.hub.verifier {
+            let checked = match head.token {
+                None => Err(TokenError::Missing),
+                Some(t) => v.verify(t, head.room, head.replica, token::now_secs()),
+            };
+            match checked {
+                Ok(claims) => {
+                    self.scope = claims.scope;
+                    self.expires = Some(claims.expires);
+                }
+                Err(e) => {
+                    Metrics::add(&self.hub.metrics.auth_failures_total, 1);
+                    return Err(Some((
+                        error_code::UNAUTHORIZED,
+                        format!("unauthorized for room {:?}: {e}", head.room),
+                    )));
+                }
+            }
+        }
         let hello = match Frame::decode(&first) {
             Ok(Frame::Hello(h)) => h,
             Ok(other) => {
@@ -207,40 +298,23 @@ impl Peer {
                     format!("the first frame must be Hello, got {}", other.name()),
                 )))
             }
-            Err(e) => {
-                return Err(Some((
-                    error_code::MALFORMED,
-                    format!("malformed frame: {e}"),
-                )))
-            }
+            Err(e) => return Err(malformed(e)),
         };
-        if let Some(secret) = &self.hub.config.auth_secret {
-            let checked = match &hello.token {
-                None => Err(TokenError::Missing),
-                Some(t) => token::verify(secret.as_bytes(), t, &hello.room, token::now_secs()),
-            };
-            match checked {
-                Ok(claims) => self.scope = claims.scope,
-                Err(e) => {
-                    Metrics::add(&self.hub.metrics.auth_failures_total, 1);
-                    return Err(Some((
-                        error_code::UNAUTHORIZED,
-                        format!("unauthorized for room {:?}: {e}", hello.room),
-                    )));
-                }
-            }
-        }
         if hello.replica == self.hub.id {
             return Err(Some((
                 error_code::DUPLICATE_ID,
                 "your replica id is the relay's own".into(),
             )));
         }
-        let room = self.hub.room(&hello.room);
+        self.replica = hello.replica;
+        let room = self
+            .hub
+            .room(&hello.room)
+            .map_err(|why| Some((error_code::LIMIT, why)))?;
         let clock = {
             let mut r = lock(&room);
-            r.join(self.conn, hello.clock.clone(), self.out.clone());
-            r.clock().clone()
+            r.join(self.conn, hello.replica, hello.clock, self.out.clone());
+            r.durable().clone()
         };
         self.room = Some(room);
         Metrics::add(&self.hub.metrics.peers_joined_total, 1);
@@ -260,8 +334,12 @@ impl Peer {
 
     /// Sends the peer what it lacks until it lacks nothing, then it is
     /// live. Waits for room in the outbox, outside the room's lock.
+    /// The log's own bytes are queued (shared, not copied: the writer
+    /// batches them into frames as it sends), a few MiB per step. A peer
+    /// that takes nothing for the idle timeout is closed as a slow
+    /// consumer, so a stuck reader cannot hold its slot or its memory.
     async fn catch_up(&mut self) -> Result<(), End> {
-        let max = self.hub.config.max_frame_bytes;
+        let idle = self.hub.config.idle_timeout;
         loop {
             let Some(c) = lock(self.room()).catch_up(self.conn) else {
                 return Ok(());
@@ -269,26 +347,27 @@ impl Peer {
             let m = &self.hub.metrics;
             Metrics::add(&m.snapshots_sent_total, c.bases.len() as u64);
             Metrics::add(&m.txns_delivered_total, c.txns.len() as u64);
-            for b in c.bases {
-                if !self.out.push(Out::Frame(b)).await {
-                    return Err(None);
+            let items = c
+                .bases
+                .into_iter()
+                .map(Out::Frame)
+                .chain(c.txns.into_iter().map(Out::Txn));
+            for item in items {
+                match tokio::time::timeout(idle, self.out.push(item)).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(None),
+                    Err(_) => {
+                        Metrics::add(&m.catch_up_stalls_total, 1);
+                        Metrics::add(&m.slow_consumers_total, 1);
+                        return Err(Some((
+                            error_code::SLOW_CONSUMER,
+                            format!(
+                                "slow consumer: nothing was read during catch-up for {} s",
+                                idle.as_secs_f64()
+                            ),
+                        )));
+                    }
                 }
-            }
-            // Pre-batched frames, so a long catch-up is a few large items.
-            let mut start = 0;
-            while start < c.txns.len() {
-                let mut end = start;
-                let mut len = 16;
-                while end < c.txns.len() && (end == start || len + c.txns[end].len() <= max) {
-                    len += c.txns[end].len();
-                    end += 1;
-                }
-                let frame =
-                    minidote_core::wire::txns_frame(c.txns[start..end].iter().map(|b| &b[..]));
-                if !self.out.push(Out::Frame(Bytes::from(frame))).await {
-                    return Err(None);
-                }
-                start = end;
             }
         }
     }
@@ -312,7 +391,7 @@ impl Peer {
                 self.send(Frame::Pong(n));
                 Ok(())
             }
-            Ok(Frame::Pong(_)) => Ok(()),
+            Ok(Frame::Pong(_) | Frame::Stored(_)) => Ok(()),
             Ok(Frame::Error { code, message }) => {
                 tracing::info!(conn = self.conn, code, %message, "peer reported an error");
                 Ok(())
@@ -333,20 +412,41 @@ impl Peer {
     fn on_txns(&mut self, frame: Bytes) -> Result<(), End> {
         let headers = split_txn_headers(&frame)
             .map_err(|e| Some((error_code::MALFORMED, format!("malformed Txns frame: {e}"))))?;
-        if self.scope == Scope::Read {
+        if !self.scope.can_write() {
             self.refuse_read_only(&format!("{} transaction(s)", headers.len()), headers.len());
             return Ok(());
         }
+        // A link speaks for its own replica id only, unless its token has
+        // the forward scope; the whole frame is refused, nothing stored.
+        if !self.scope.can_forward() {
+            if let Some((h, _)) = headers.iter().find(|(h, _)| h.origin != self.replica) {
+                let m = &self.hub.metrics;
+                Metrics::add(&m.txns_forbidden_total, headers.len() as u64);
+                tracing::warn!(conn = self.conn, replica = %self.replica, origin = %h.origin, "refused a transaction of another origin");
+                return Err(Some((
+                    error_code::FORBIDDEN,
+                    format!(
+                        "transaction of {} refused: this link speaks for {} only (forwarding needs a token with the forward scope)",
+                        h.origin, self.replica
+                    ),
+                )));
+            }
+        }
         // Validate every transaction before taking any: a frame is all or
         // nothing, and the log never holds bytes a reader cannot decode.
+        // The decoded deps include every dot the effects observe, so the
+        // room delivers a remove only after what it removes.
         let mut txns = Vec::with_capacity(headers.len());
-        for (i, (header, range)) in headers.into_iter().enumerate() {
+        for (i, (mut header, range)) in headers.into_iter().enumerate() {
             let bytes = frame.slice(range);
-            if let Err(e) = Txn::decode(&bytes) {
-                return Err(Some((
-                    error_code::MALFORMED,
-                    format!("transaction #{i} in the frame does not decode: {e}"),
-                )));
+            match Txn::decode(&bytes) {
+                Ok(t) => header.deps = t.deps,
+                Err(e) => {
+                    return Err(Some((
+                        error_code::MALFORMED,
+                        format!("transaction #{i} in the frame does not decode: {e}"),
+                    )))
+                }
             }
             txns.push(Held { header, bytes });
         }
@@ -355,6 +455,14 @@ impl Peer {
         let mut r = lock(room);
         let got = r.receive(self.conn, txns, &mut |op| hub.store(op), &hub.metrics);
         hub.maybe_compact(room, &mut r);
+        if let Some((origin, seq)) = got.conflict {
+            drop(r);
+            tracing::warn!(conn = self.conn, replica = %self.replica, %origin, seq, "integrity conflict: a second copy of a transaction with other bytes; the first is kept");
+            return Err(Some((
+                error_code::INTEGRITY,
+                format!("integrity conflict: transaction ({origin}, {seq}) arrived again with other bytes; the relay keeps the first copy"),
+            )));
+        }
         if got.gap {
             let clock = r.clock().clone();
             drop(r);
@@ -370,16 +478,26 @@ impl Peer {
             (ahead, r.clock().clone())
         };
         self.catch_up().await?;
-        if ahead && self.scope == Scope::Write {
+        if ahead && self.scope.can_write() {
             self.send(Frame::Need(ours));
         }
         Ok(())
     }
 
     fn on_snapshot(&mut self, frame: Bytes, state: &[u8]) -> Result<(), End> {
-        if self.scope == Scope::Read {
+        if !self.scope.can_write() {
             self.refuse_read_only("snapshot", 0);
             return Ok(());
+        }
+        // A snapshot speaks for every origin its clock covers, and merging
+        // it removes what it claims to have seen: only a token with the
+        // snapshot scope may send one. Nothing is stored or forwarded.
+        if !self.scope.can_snapshot() {
+            Metrics::add(&self.hub.metrics.snapshots_refused_total, 1);
+            return Err(Some((
+                error_code::FORBIDDEN,
+                "snapshot refused: sending snapshots needs a token with the snapshot scope".into(),
+            )));
         }
         let snap = Snapshot::decode(state).map_err(|e| {
             Some((

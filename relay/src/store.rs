@@ -2,15 +2,16 @@
 //!
 //! Rooms live in memory; every change is also sent to one writer thread,
 //! which commits whatever has queued up in one SQLite transaction (group
-//! commit). Routing never waits for the disk: a transaction is forwarded as
-//! soon as it is delivered, and written within milliseconds. What a crash
-//! can lose is only that window, and only at the relay: the writer of a
-//! transaction keeps it (it is durable there before it is sent), and pushes
-//! it again when the relay's `Hello` shows the relay lacks it.
+//! commit), then reports the highest position it committed per room
+//! ([`Committed`]). Rooms forward, serve and announce a transaction only
+//! after that report (see [`crate::room`]), so what any peer received from
+//! the relay is on its disk: a relay killed at any moment loses nothing it
+//! forwarded or acknowledged.
 //!
 //! `synchronous=NORMAL` in WAL mode survives a killed process (the WAL is in
-//! the OS page cache); a power loss may lose the last commits, with the same
-//! recovery as above.
+//! the OS page cache); a power loss may lose the last commits. Those were
+//! never acknowledged to their writers with a `Stored` frame, so a writer
+//! that flushed keeps them and pushes them again.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -80,6 +81,10 @@ pub enum StoreError {
     Schema(i64),
 }
 
+/// The store's report after a group commit: per room, the highest position
+/// now on disk.
+pub type Committed = Box<dyn Fn(Vec<(Arc<str>, u64)>) + Send>;
+
 /// A handle to the writer thread (or nothing, in memory mode).
 #[derive(Debug)]
 pub struct Store {
@@ -113,7 +118,11 @@ impl Store {
     /// Opens (or creates) the SQLite file at `path`, loads every room, and
     /// starts the writer thread. A second relay on the same file fails here
     /// (the file is opened with an exclusive lock).
-    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(Self, Vec<LoadedRoom>), StoreError> {
+    pub fn open(
+        path: &Path,
+        metrics: Arc<Metrics>,
+        committed: Committed,
+    ) -> Result<(Self, Vec<LoadedRoom>), StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::ZERO)?;
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -137,7 +146,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("minidote-relay-store".into())
-            .spawn(move || writer(conn, rx, metrics))
+            .spawn(move || writer(conn, rx, metrics, committed))
             .expect("spawn the store thread");
         Ok((
             Self {
@@ -239,7 +248,12 @@ fn load_rows(
 /// Upper bound of changes per SQLite transaction.
 const MAX_GROUP: usize = 8192;
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<StoreOp>, metrics: Arc<Metrics>) {
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<StoreOp>,
+    metrics: Arc<Metrics>,
+    committed: Committed,
+) {
     let mut backlog: VecDeque<StoreOp> = VecDeque::new();
     let mut open = true;
     loop {
@@ -252,13 +266,27 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<StoreOp>, metrics: Arc<Metric
         take_queued(&rx, &mut backlog, &mut open);
         let n = backlog.len().min(MAX_GROUP);
         let group: Vec<StoreOp> = backlog.drain(..n).collect();
-        commit_until_done(&mut conn, &group, &metrics, |_, attempt| {
+        let done = commit_until_done(&mut conn, &group, &metrics, |_, attempt| {
             std::thread::sleep(retry_pause(attempt));
             // Keep reading, so shutdown is seen; new changes wait behind
             // the failed group, in order.
             take_queued(&rx, &mut backlog, &mut open);
             open
         });
+        if done {
+            let mut high: Vec<(Arc<str>, u64)> = Vec::new();
+            for op in &group {
+                if let StoreOp::Txn { room, idx, .. } | StoreOp::Base { room, idx, .. } = op {
+                    match high.iter_mut().find(|(r, _)| r == room) {
+                        Some((_, h)) => *h = (*h).max(*idx),
+                        None => high.push((room.clone(), *idx)),
+                    }
+                }
+            }
+            if !high.is_empty() {
+                committed(high);
+            }
+        }
         if !open && backlog.is_empty() {
             break;
         }
@@ -456,7 +484,7 @@ mod tests {
             conn.execute("INSERT INTO meta(k, v) VALUES ('schema', 1)", [])
                 .unwrap();
         }
-        let err = Store::open(&path, Arc::new(Metrics::default())).unwrap_err();
+        let err = Store::open(&path, Arc::new(Metrics::default()), Box::new(|_| {})).unwrap_err();
         assert!(matches!(err, StoreError::Schema(1)), "{err}");
         assert!(err.to_string().contains("expected 2"), "{err}");
         let _ = std::fs::remove_file(&path);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
@@ -13,7 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::outbox::FrameSink;
-use crate::session::{session, FrameSource, ReadError};
+use crate::session::{session, FrameSource, Limits, ReadError};
 use crate::Hub;
 
 pub(crate) async fn serve_websocket(hub: Arc<Hub>, socket: WebSocket) {
@@ -56,16 +56,15 @@ async fn serve_tcp(hub: Arc<Hub>, stream: TcpStream) {
 struct WsSource(SplitStream<WebSocket>);
 
 impl FrameSource for WsSource {
-    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
+    async fn next(&mut self, limits: Limits) -> Result<Option<Bytes>, ReadError> {
         loop {
             let Some(msg) = self.0.next().await else {
                 return Ok(None);
             };
             match msg {
                 Ok(Message::Binary(b)) => {
-                    if b.len() > limit {
-                        return Err(ReadError::TooLarge(b.len()));
-                    }
+                    let head = &b[..b.len().min(2)];
+                    limits.check(head, b.len())?;
                     return Ok(Some(b));
                 }
                 Ok(Message::Text(_)) => {
@@ -82,7 +81,7 @@ impl FrameSource for WsSource {
                             Err(ReadError::TooLarge(match c {
                                 tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
                                 _ => usize::MAX,
-                            }))
+                            }, limits.most()))
                         }
                         Some(tokio_tungstenite::tungstenite::Error::Protocol(p)) => {
                             Err(ReadError::Malformed(format!("websocket protocol: {p}")))
@@ -117,18 +116,26 @@ impl FrameSink for WsSink {
 /// may drop a `next()` future at any await (a ping tick, the idle
 /// deadline), so progress lives here, not in the future: every completed
 /// `read` is recorded before the next await.
+///
+/// The declared length and the frame's first two bytes (version and tag)
+/// are checked against the limits before the body is read, and the body's
+/// buffer grows as its bytes arrive: a peer that declares 64 MiB and sends
+/// nothing costs 64 KiB, not 64 MiB.
 struct TcpSource {
     r: BufReader<OwnedReadHalf>,
-    head: [u8; 4],
+    head: [u8; 6],
     head_filled: usize,
     body: Option<(BytesMut, usize)>,
 }
+
+/// The body buffer grows by at most this much per read.
+const GROW: usize = 64 << 10;
 
 impl TcpSource {
     fn new(r: BufReader<OwnedReadHalf>) -> Self {
         TcpSource {
             r,
-            head: [0; 4],
+            head: [0; 6],
             head_filled: 0,
             body: None,
         }
@@ -136,13 +143,23 @@ impl TcpSource {
 }
 
 impl FrameSource for TcpSource {
-    async fn next(&mut self, limit: usize) -> Result<Option<Bytes>, ReadError> {
+    async fn next(&mut self, limits: Limits) -> Result<Option<Bytes>, ReadError> {
         let io = |e: std::io::Error| ReadError::Io(e.to_string());
         if self.body.is_none() {
-            while self.head_filled < 4 {
+            // The length, then up to two bytes of the frame.
+            loop {
+                let want = if self.head_filled < 4 {
+                    4
+                } else {
+                    let len = u32::from_be_bytes(self.head[..4].try_into().expect("4")) as usize;
+                    4 + len.min(2)
+                };
+                if self.head_filled >= want {
+                    break;
+                }
                 let n = self
                     .r
-                    .read(&mut self.head[self.head_filled..])
+                    .read(&mut self.head[self.head_filled..want])
                     .await
                     .map_err(io)?;
                 if n == 0 {
@@ -150,25 +167,34 @@ impl FrameSource for TcpSource {
                         Ok(None)
                     } else {
                         Err(ReadError::Io(
-                            "connection closed inside a length prefix".into(),
+                            "connection closed inside a frame header".into(),
                         ))
                     };
                 }
                 self.head_filled += n;
             }
-            let len = u32::from_be_bytes(self.head) as usize;
-            if len > limit {
-                return Err(ReadError::TooLarge(len));
-            }
-            self.body = Some((BytesMut::zeroed(len), 0));
+            let len = u32::from_be_bytes(self.head[..4].try_into().expect("4")) as usize;
+            let got = &self.head[4..self.head_filled];
+            limits.check(got, len)?;
+            let mut buf = BytesMut::with_capacity(len.min(GROW));
+            buf.extend_from_slice(got);
+            self.body = Some((buf, len));
         }
-        let (buf, filled) = self.body.as_mut().expect("set above");
-        while *filled < buf.len() {
-            let n = self.r.read(&mut buf[*filled..]).await.map_err(io)?;
+        let (buf, len) = self.body.as_mut().expect("set above");
+        while buf.len() < *len {
+            let rest = *len - buf.len();
+            if buf.capacity() == buf.len() {
+                buf.reserve(rest.min(GROW));
+            }
+            let room = (buf.capacity() - buf.len()).min(rest);
+            let n = self
+                .r
+                .read_buf(&mut (&mut *buf).limit(room))
+                .await
+                .map_err(io)?;
             if n == 0 {
                 return Err(ReadError::Io("connection closed inside a frame".into()));
             }
-            *filled += n;
         }
         let (buf, _) = self.body.take().expect("set above");
         self.head_filled = 0;

@@ -24,6 +24,26 @@ fn write(p: &mut Peer, k: &Key, op: Op) {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+const SECRET: &str = "routing secret";
+
+/// A relay that checks tokens, so a pruned peer can be given the snapshot
+/// scope (only such a peer may send snapshots).
+fn secured(c: minidote_relay::Config) -> minidote_relay::Config {
+    minidote_relay::Config {
+        auth_secret: Some(SECRET.into()),
+        ..c
+    }
+}
+
+fn tok(scope: minidote_relay::token::Scope) -> String {
+    minidote_relay::token::mint(
+        SECRET.as_bytes(),
+        "r",
+        scope,
+        minidote_relay::token::now_secs() + 3600,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_tcp_replicas_converge_through_the_relay() {
     let relay = start(config()).await;
@@ -141,7 +161,8 @@ async fn rooms_are_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_from_a_pruned_peer_becomes_the_room_base() {
-    let relay = start(config()).await;
+    use minidote_relay::token::Scope;
+    let relay = start(secured(config())).await;
     // `a` writes alone and prunes its log behind snapshots, then meets the
     // relay: the relay lacks pruned transactions, so `a` sends a snapshot.
     let mut a = Peer::new(
@@ -156,7 +177,7 @@ async fn a_snapshot_from_a_pruned_peer_becomes_the_room_base() {
         write(&mut a, &set(), Op::Add(Value::Int(i)));
     }
     a.pump().await;
-    a.attach(Client::tcp(relay.tcp).await, None);
+    a.attach(Client::tcp(relay.tcp).await, Some(&tok(Scope::Snapshot)));
     pump_until(&mut [&mut a], WAIT, |_| {
         relay.metric("snapshots_stored_total") == 1
     })
@@ -167,7 +188,7 @@ async fn a_snapshot_from_a_pruned_peer_becomes_the_room_base() {
     }
     drop(a);
     let mut b = Peer::new(2, core_config("r"));
-    b.attach(Client::ws(relay.http).await, None);
+    b.attach(Client::ws(relay.http).await, Some(&tok(Scope::Read)));
     pump_until(&mut [&mut b], WAIT, |ps| {
         ps[0].replica.value(&counter()) == Value::Int(35)
             && ps[0].replica.value(&set()) == Value::List((0..35).map(Value::Int).collect())
@@ -289,10 +310,11 @@ async fn static_files_are_served_at_the_root() {
 async fn a_snapshot_larger_than_the_frame_limit_is_still_taken() {
     // Frames are limited to 4 KiB, but a pruned peer's state is ~20 KiB:
     // the snapshot limit applies to it, and the room still catches up.
-    let relay = start(minidote_relay::Config {
+    use minidote_relay::token::Scope;
+    let relay = start(secured(minidote_relay::Config {
         max_frame_bytes: 4096,
         ..config()
-    })
+    }))
     .await;
     let mut a = Peer::new(
         1,
@@ -306,14 +328,14 @@ async fn a_snapshot_larger_than_the_frame_limit_is_still_taken() {
         write(&mut a, &set(), Op::Add(Value::Int(i)));
     }
     a.pump().await;
-    a.attach(Client::tcp(relay.tcp).await, None);
+    a.attach(Client::tcp(relay.tcp).await, Some(&tok(Scope::Snapshot)));
     pump_until(&mut [&mut a], WAIT, |_| {
         relay.metric("snapshots_stored_total") == 1
     })
     .await;
     drop(a);
     let mut b = Peer::new(2, core_config("r"));
-    b.attach(Client::ws(relay.http).await, None);
+    b.attach(Client::ws(relay.http).await, Some(&tok(Scope::Write)));
     pump_until(&mut [&mut b], WAIT, |ps| {
         ps[0].replica.value(&set()) == Value::List((0..2000).map(Value::Int).collect())
     })

@@ -164,6 +164,7 @@ pub mod md {
         Config {
             snapshot_every: 0,
             buffer_capacity: 2_000_000,
+            buffer_bytes: usize::MAX,
             ..Config::default()
         }
     }

@@ -1,0 +1,272 @@
+//! Integrity under hostile peers, at a replica (SECURITY.md): each test is
+//! an attack that used to split, erase or forge data, and now is refused
+//! or made harmless.
+
+mod common;
+
+use common::*;
+use minidote_core::codec::Writer;
+use minidote_core::wire::{encode_txn, error_code, Frame, Hello, Txn};
+use minidote_core::{
+    CatchUp, CrdtType, DecodeError, Effect, Key, LinkId, LinkPolicy, Op, ProtocolError, Replica,
+    ReplicaId, Snapshot, Value, VectorClock,
+};
+
+fn txns_of(r: &Replica, since: &VectorClock) -> Vec<minidote_core::TxnBytes> {
+    match r.catch_up(since) {
+        CatchUp::Txns(t) => t,
+        other => panic!("expected transactions, got {other:?}"),
+    }
+}
+
+/// Re-encodes `txn` with `deps` as its declared dependencies.
+fn with_deps(txn: &Txn, deps: &VectorClock) -> Vec<u8> {
+    let refs: Vec<(&Key, &Effect)> = txn.effects.iter().map(|(k, e)| (k, e)).collect();
+    let mut w = Writer::new();
+    encode_txn(&mut w, txn.origin, txn.seq, deps, &refs);
+    w.into_vec()
+}
+
+fn hello_from(id: u64, clock: VectorClock) -> Vec<u8> {
+    Frame::Hello(Hello {
+        replica: ReplicaId(id),
+        room: "default".into(),
+        clock,
+        token: None,
+    })
+    .encode()
+}
+
+/// Opens `link` on `r` with `policy` and completes the peer's side of the
+/// handshake as replica `peer`.
+fn linked(r: &mut Replica, link: u64, peer: u64, policy: LinkPolicy) {
+    r.link_open_with(LinkId(link), None, policy, 0);
+    r.handle_frame(LinkId(link), &hello_from(peer, VectorClock::new()), 0)
+        .expect("hello");
+    while r.poll_transmit().is_some() {}
+}
+
+fn last_error_frame(r: &mut Replica, link: u64) -> Option<u16> {
+    std::iter::from_fn(|| r.poll_transmit())
+        .filter(|t| t.link == LinkId(link))
+        .filter_map(|t| match Frame::decode(&t.frame) {
+            Ok(Frame::Error { code, .. }) => Some(code),
+            _ => None,
+        })
+        .last()
+}
+
+#[test]
+fn a_remove_that_hides_its_dependency_waits_for_the_removed_dot() {
+    let set = key("s", CrdtType::SetAw);
+    let mut a = replica(1);
+    let mut b = replica(2);
+    let mut c = replica(3);
+    op(&mut a, &set, Op::Add(Value::from("x")));
+    sync(&a, &mut b);
+    op(&mut b, &set, Op::Remove(Value::from("x")));
+    // B's remove, re-encoded to declare no deps at all.
+    let b1 = txns_of(&b, &a.clock().clone()).remove(0);
+    let lying = with_deps(&Txn::decode(&b1).unwrap(), &VectorClock::new());
+    assert_ne!(&lying[..], &b1[..]);
+    let st = c.handle_txns(None, vec![lying.into()]).unwrap();
+    assert_eq!(st.delivered, 0, "the remove must wait for (A,1)");
+    assert_eq!(st.buffered, 1);
+    assert_eq!(st.missing.len(), 1);
+    sync(&a, &mut c);
+    assert_eq!(c.clock(), b.clock());
+    assert_eq!(read(&mut c, &set), read(&mut b, &set));
+    assert_eq!(read(&mut c, &set), strs(&[]));
+}
+
+#[test]
+fn an_effect_that_observes_its_own_future_does_not_decode() {
+    let flag = key("f", CrdtType::FlagEw);
+    let mut a = replica(1);
+    op(&mut a, &flag, Op::Enable);
+    op(&mut a, &flag, Op::Disable);
+    let txns = txns_of(&a, &VectorClock::new());
+    let mut second = Txn::decode(&txns[1]).unwrap();
+    // Seq 2 removes (A,1), which is fine; claim it removes (A,2) as well.
+    let Effect::FlagEw { removed, .. } = &mut second.effects[0].1 else {
+        panic!("flag effect")
+    };
+    removed.push(minidote_core::Dot::new(ReplicaId(1), 2));
+    let bad = second.encode();
+    assert!(matches!(
+        Txn::decode(&bad),
+        Err(DecodeError::Inconsistent(_))
+    ));
+}
+
+#[test]
+fn a_link_that_speaks_for_itself_cannot_carry_another_origin() {
+    let k = key("n", CrdtType::CounterPn);
+    let mut a = replica(1);
+    op(&mut a, &k, Op::Increment(5));
+    let frame =
+        minidote_core::wire::txns_frame(txns_of(&a, &VectorClock::new()).iter().map(|t| &t[..]));
+    let mut r = replica(9);
+    linked(&mut r, 1, 2, LinkPolicy::OWN);
+    let err = r.handle_frame(LinkId(1), &frame, 1).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::ForeignOrigin {
+            peer: ReplicaId(2),
+            origin: ReplicaId(1)
+        }
+    );
+    assert_eq!(last_error_frame(&mut r, 1), Some(error_code::FORBIDDEN));
+    assert_eq!(read(&mut r, &k), Value::Int(0), "nothing was applied");
+    assert!(r.clock().is_empty());
+    assert_eq!(r.stats().refused, 1);
+
+    // The same frame from the origin itself, on such a link, is taken.
+    linked(&mut r, 2, 1, LinkPolicy::OWN);
+    r.handle_frame(LinkId(2), &frame, 1).unwrap();
+    assert_eq!(read(&mut r, &k), Value::Int(5));
+}
+
+#[test]
+fn only_a_trusted_link_may_send_a_snapshot() {
+    let set = key("s", CrdtType::SetAw);
+    let mut r = replica(9);
+    op(&mut r, &set, Op::Add(Value::from("keep")));
+    // The forged snapshot of the issue: a huge clock and no objects.
+    let forged = Snapshot {
+        clock: [(ReplicaId(9), 1), (ReplicaId(1), u64::MAX)]
+            .into_iter()
+            .collect(),
+        objects: Vec::new(),
+    };
+    let frame = Frame::Snapshot(forged.encode()).encode();
+    linked(&mut r, 1, 2, LinkPolicy::OWN);
+    let err = r.handle_frame(LinkId(1), &frame, 1).unwrap_err();
+    assert_eq!(err, ProtocolError::SnapshotForbidden(ReplicaId(2)));
+    assert_eq!(last_error_frame(&mut r, 1), Some(error_code::FORBIDDEN));
+    assert_eq!(read(&mut r, &set), strs(&["keep"]));
+    assert_eq!(r.clock().get(ReplicaId(1)), 0);
+}
+
+#[test]
+fn a_snapshot_that_claims_this_replicas_future_is_refused() {
+    let set = key("s", CrdtType::SetAw);
+    let mut r = replica(9);
+    op(&mut r, &set, Op::Add(Value::from("keep")));
+    let forged = Snapshot {
+        clock: [(ReplicaId(9), u64::MAX)].into_iter().collect(),
+        objects: Vec::new(),
+    };
+    linked(&mut r, 1, 2, LinkPolicy::TRUSTED);
+    let err = r
+        .handle_frame(LinkId(1), &Frame::Snapshot(forged.encode()).encode(), 1)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::ForgedSnapshot {
+            claimed: u64::MAX,
+            durable: 1
+        }
+    );
+    assert_eq!(last_error_frame(&mut r, 1), Some(error_code::INTEGRITY));
+    assert_eq!(read(&mut r, &set), strs(&["keep"]));
+    // This replica can still write.
+    op(&mut r, &set, Op::Add(Value::from("more")));
+    assert_eq!(r.clock().get(ReplicaId(9)), 2);
+}
+
+#[test]
+fn a_second_copy_of_a_dot_with_other_bytes_is_refused_and_counted() {
+    let reg = key("r", CrdtType::RegisterMv);
+    let mut a = replica(1);
+    op(&mut a, &reg, Op::Assign(Value::from("real")));
+    let real = txns_of(&a, &VectorClock::new()).remove(0);
+    let mut spoof = Txn::decode(&real).unwrap();
+    spoof.effects[0].1 = Effect::RegisterMv {
+        removed: Vec::new(),
+        value: Some(Value::from("spoofed")),
+    };
+    let spoof = spoof.encode();
+
+    let mut r = replica(9);
+    linked(&mut r, 1, 2, LinkPolicy::TRUSTED);
+    r.handle_frame(
+        LinkId(1),
+        &minidote_core::wire::txns_frame([&real[..]].into_iter()),
+        1,
+    )
+    .unwrap();
+    // The same bytes again are a plain duplicate.
+    r.handle_frame(
+        LinkId(1),
+        &minidote_core::wire::txns_frame([&real[..]].into_iter()),
+        1,
+    )
+    .unwrap();
+    assert_eq!(r.stats().duplicates, 1);
+    let err = r
+        .handle_frame(
+            LinkId(1),
+            &minidote_core::wire::txns_frame([&spoof[..]].into_iter()),
+            1,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::IntegrityConflict(minidote_core::Dot::new(ReplicaId(1), 1))
+    );
+    assert_eq!(last_error_frame(&mut r, 1), Some(error_code::INTEGRITY));
+    assert_eq!(r.stats().integrity_conflicts, 1);
+    assert_eq!(
+        read(&mut r, &reg),
+        strs(&["real"]),
+        "the first copy is kept"
+    );
+}
+
+#[test]
+fn a_second_copy_with_other_bytes_is_refused_while_the_first_waits() {
+    let k = key("n", CrdtType::CounterPn);
+    let mut a = replica(1);
+    op(&mut a, &k, Op::Increment(1));
+    op(&mut a, &k, Op::Increment(2));
+    let t = txns_of(&a, &VectorClock::new());
+    let mut spoof = Txn::decode(&t[1]).unwrap();
+    spoof.effects[0].1 = Effect::CounterPn(1000);
+    let mut r = replica(9);
+    // Seq 2 arrives first and waits; a different seq 2 follows.
+    r.handle_txns(None, vec![t[1].clone()]).unwrap();
+    let err = r
+        .handle_txns(None, vec![spoof.encode().into()])
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::IntegrityConflict(_)), "{err}");
+    r.handle_txns(None, vec![t[0].clone()]).unwrap();
+    assert_eq!(read(&mut r, &k), Value::Int(3));
+}
+
+#[test]
+fn a_bloated_clock_from_a_peer_costs_this_replica_nothing() {
+    let mut r = replica(9);
+    linked(&mut r, 1, 2, LinkPolicy::TRUSTED);
+    let bloated: VectorClock = (1..=100_000u64).map(|i| (ReplicaId(i * 7), 1)).collect();
+    r.handle_frame(LinkId(1), &Frame::Need(bloated).encode(), 1)
+        .unwrap();
+    let peer = &r.stats().peers[0];
+    assert!(
+        peer.clock.len() <= 1,
+        "peer view kept {} entries",
+        peer.clock.len()
+    );
+}
+
+#[test]
+fn a_clock_over_the_entry_cap_does_not_decode() {
+    let n = minidote_core::clock::MAX_CLOCK_ENTRIES + 1;
+    let big: VectorClock = (1..=n).map(|i| (ReplicaId(i), 1)).collect();
+    let frame = Frame::Need(big).encode();
+    assert!(frame.len() < 200_000, "packed: {} bytes", frame.len());
+    assert!(matches!(
+        Frame::decode(&frame),
+        Err(DecodeError::LengthOutOfRange { .. })
+    ));
+}

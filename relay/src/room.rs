@@ -396,7 +396,6 @@ impl Room {
         let mut got = Received::default();
         Metrics::add(&metrics.txns_received_total, txns.len() as u64);
         let mut any_held = false;
-        let mut seen = Vec::with_capacity(txns.len());
         for t in txns {
             let (origin, seq) = (t.header.origin, t.header.seq);
             if seq <= self.clock.get(origin) {
@@ -404,7 +403,7 @@ impl Room {
                     got.conflict = Some((origin, seq));
                     break;
                 }
-                seen.push((origin, seq));
+                self.sender_has(conn, origin, seq);
                 Metrics::add(&metrics.txns_duplicate_total, 1);
                 continue;
             }
@@ -416,7 +415,8 @@ impl Room {
                 got.conflict = Some((origin, seq));
                 break;
             }
-            seen.push((origin, seq));
+            // Before delivery, so it is never echoed back to its sender.
+            self.sender_has(conn, origin, seq);
             got.new += 1;
             if self.deliverable(&t.header) {
                 self.deliver(t, store, metrics);
@@ -432,11 +432,6 @@ impl Room {
                 any_held = true;
             }
         }
-        if let Some(p) = self.peer(conn) {
-            for (origin, seq) in seen {
-                p.known.raise(origin, seq);
-            }
-        }
         if got.dropped > 0 {
             Metrics::add(&metrics.buffer_dropped_total, got.dropped as u64);
         }
@@ -445,6 +440,12 @@ impl Room {
         }
         got.gap = any_held && !self.buffer.is_empty();
         got
+    }
+
+    fn sender_has(&mut self, conn: u64, origin: ReplicaId, seq: u64) {
+        if let Some(p) = self.peer(conn) {
+            p.known.raise(origin, seq);
+        }
     }
 
     fn deliverable(&self, h: &TxnHeader) -> bool {

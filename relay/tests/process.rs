@@ -4,73 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use minidote_core::{CrdtType, Key, Op, Update, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_minidote-relay");
+use relay_proc::*;
+
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Proc {
-    child: Child,
-    http: SocketAddr,
-    tcp: SocketAddr,
-}
-
-fn field(line: &str, name: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-}
-
-/// The relay binary on free ports with its room log at `data`.
-fn relay_on(data: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--tcp-listen",
-        "127.0.0.1:0",
-        "--data",
-    ])
-    .arg(data)
-    .env("NO_COLOR", "1");
-    c
-}
-
-/// Starts the binary on free ports and waits for its "listening" line.
-fn spawn(data: &Path) -> Proc {
-    let mut child = relay_on(data)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the relay");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("minidote-relay listening") => break Some(line),
-            Some(Ok(_)) => {}
-            _ => break None,
-        }
-    };
-    let Some(line) = listening else {
-        let status = child.wait().unwrap();
-        panic!("the relay exited before listening: {status}");
-    };
-    // Keep draining stderr so the relay never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    Proc {
-        http: field(&line, "http").expect("http address"),
-        tcp: field(&line, "tcp").expect("tcp address"),
-        child,
-    }
-}
 
 fn counter() -> Key {
     Key::new("likes", CrdtType::CounterPn, "b")
@@ -90,17 +32,6 @@ async fn write_through(p: &Proc, id: u64, n: usize) {
         futures_executor_metric(p.http, "storage_records_total") >= want
     })
     .await;
-}
-
-/// /metrics read synchronously (inside a polling closure).
-fn futures_executor_metric(http: SocketAddr, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(http).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    metric(&text, name)
 }
 
 async fn read_back(p: &Proc, id: u64) -> Value {

@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod relay_proc;
+
 pub struct TestRelay {
     pub http: SocketAddr,
     pub tcp: SocketAddr,

@@ -1,0 +1,632 @@
+//! Hostile peers against a real relay (SECURITY.md): one test per attack of
+//! the integrity issue. Each used to erase, forge or split a room, make it
+//! unjoinable or grow the relay's memory without bound.
+
+mod common;
+
+use std::time::Duration;
+
+use common::relay_proc::*;
+use common::*;
+use minidote_core::codec::Writer;
+use minidote_core::wire::{encode_txn, error_code, txns_frame, txns_frames, Frame, Hello, Txn};
+use minidote_core::{
+    CatchUp, CrdtType, Effect, Key, Op, Replica, ReplicaId, Snapshot, TxnBytes, Update, Value,
+    VectorClock,
+};
+use minidote_relay::token::{self, Scope, SigningKey};
+use minidote_relay::Config;
+
+const SECRET: &str = "adversarial secret";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn secured() -> Config {
+    Config {
+        auth_secret: Some(SECRET.into()),
+        ..config()
+    }
+}
+
+/// A token for room "r", bound to `replica` if given.
+fn tok(scope: Scope, replica: Option<u64>) -> String {
+    tok_ttl(scope, replica, 3600)
+}
+
+fn tok_ttl(scope: Scope, replica: Option<u64>, ttl: u64) -> String {
+    token::mint_with(
+        SigningKey::Secret(SECRET.as_bytes()),
+        "r",
+        scope,
+        replica.map(ReplicaId),
+        token::now_secs() + ttl,
+    )
+    .unwrap()
+}
+
+fn counter() -> Key {
+    Key::new("likes", CrdtType::CounterPn, "b")
+}
+
+fn set() -> Key {
+    Key::new("tags", CrdtType::SetAw, "b")
+}
+
+fn write(p: &mut Peer, k: &Key, op: Op) {
+    p.replica
+        .update_objects(vec![Update::new(k.clone(), op)], None)
+        .expect("valid update");
+}
+
+/// Every transaction of a memory replica, in log order.
+fn log_of(r: &Replica) -> Vec<TxnBytes> {
+    match r.catch_up(&VectorClock::new()) {
+        CatchUp::Txns(t) => t,
+        CatchUp::UpToDate => Vec::new(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn frame_of(txns: &[TxnBytes]) -> Vec<u8> {
+    txns_frame(txns.iter().map(|t| &t[..]))
+}
+
+/// A reader that joins with `token` and waits for `want` at `key`.
+async fn reader_sees(relay: &TestRelay, id: u64, token: &str, key: &Key, want: Value) -> Peer {
+    let mut r = Peer::new(id, core_config("r"));
+    r.attach(Client::ws(relay.http).await, Some(token));
+    pump_until(&mut [&mut r], WAIT, |ps| ps[0].replica.value(key) == want).await;
+    r
+}
+
+/// A raw client that completed the handshake as `id`.
+async fn raw(relay: &TestRelay, id: u64, token: Option<&str>) -> Client {
+    let mut c = Client::tcp(relay.tcp).await;
+    c.send(&hello(id, "r", token)).await;
+    let f = c.recv(WAIT).await.expect("the relay's Hello");
+    assert!(matches!(Frame::decode(&f), Ok(Frame::Hello(_))), "{f:?}");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_snapshot_erases_nothing_and_the_victim_can_still_write() {
+    for secure in [true, false] {
+        let relay = start(if secure { secured() } else { config() }).await;
+        let wtok = secure.then(|| tok(Scope::Write, None));
+        let mut a = Peer::new(0xa, core_config("r"));
+        a.attach(Client::tcp(relay.tcp).await, wtok.as_deref());
+        for _ in 0..3 {
+            write(&mut a, &counter(), Op::Increment(1));
+        }
+        pump_until(&mut [&mut a], WAIT, |_| {
+            relay.metric("txns_stored_total") == 3
+        })
+        .await;
+        // The attack: Snapshot{clock = {A: 2^64-1}, no objects}.
+        let forged = Snapshot {
+            clock: [(ReplicaId(0xa), u64::MAX)].into_iter().collect(),
+            objects: Vec::new(),
+        };
+        let mut evil = raw(&relay, 0x66, wtok.as_deref()).await;
+        evil.send(&Frame::Snapshot(forged.encode()).encode()).await;
+        let (code, msg) = evil.expect_error().await;
+        assert_eq!(code, error_code::FORBIDDEN, "{msg}");
+        assert_eq!(relay.metric("snapshots_refused_total"), 1);
+        assert_eq!(relay.metric("snapshots_stored_total"), 0);
+        // Nothing was erased, and A keeps writing.
+        write(&mut a, &counter(), Op::Increment(1));
+        let any = secure.then(|| tok(Scope::Read, None));
+        let mut r = Peer::new(0xb, core_config("r"));
+        r.attach(Client::ws(relay.http).await, any.as_deref());
+        pump_until(&mut [&mut a, &mut r], WAIT, |ps| {
+            ps[1].replica.value(&counter()) == Value::Int(4)
+        })
+        .await;
+        assert!(a.errors.is_empty(), "{:?}", a.errors);
+        relay.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_token_cannot_inject_transactions_of_another_replica() {
+    let relay = start(secured()).await;
+    // The victim's real first transaction, and a spoof of it made while
+    // the victim is offline.
+    let mut victim = Replica::new(ReplicaId(0xa), core_config("r"));
+    victim
+        .update_objects(vec![Update::new(set(), Op::Add("real".into()))], None)
+        .unwrap();
+    let mut spoofer = Replica::new(ReplicaId(0xa), core_config("r"));
+    spoofer
+        .update_objects(vec![Update::new(set(), Op::Add("spoofed".into()))], None)
+        .unwrap();
+    let mut evil = raw(&relay, 0x66, Some(&tok(Scope::Write, None))).await;
+    evil.send(&frame_of(&log_of(&spoofer))).await;
+    let (code, msg) = evil.expect_error().await;
+    assert_eq!(code, error_code::FORBIDDEN, "{msg}");
+    assert_eq!(relay.metric("txns_forbidden_total"), 1);
+    assert_eq!(relay.metric("txns_stored_total"), 0, "not stored");
+    // The victim's real transaction is then taken, and everyone has it.
+    let mut a = raw(&relay, 0xa, Some(&tok(Scope::Write, Some(0xa)))).await;
+    a.send(&frame_of(&log_of(&victim))).await;
+    let r = reader_sees(
+        &relay,
+        0xb,
+        &tok(Scope::Read, None),
+        &set(),
+        Value::List(vec!["real".into()]),
+    )
+    .await;
+    assert!(r.errors.is_empty());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_bound_to_a_replica_admits_no_other_id() {
+    let relay = start(secured()).await;
+    let mut c = Client::tcp(relay.tcp).await;
+    c.send(&hello(0x66, "r", Some(&tok(Scope::Write, Some(0xa)))))
+        .await;
+    let (code, msg) = c.expect_error().await;
+    assert_eq!(code, error_code::UNAUTHORIZED);
+    assert!(msg.contains("replica"), "{msg}");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_copy_of_a_dot_with_other_bytes_is_refused_and_the_first_kept() {
+    let relay = start(secured()).await;
+    let mut victim = Replica::new(ReplicaId(0xa), core_config("r"));
+    victim
+        .update_objects(vec![Update::new(set(), Op::Add("real".into()))], None)
+        .unwrap();
+    let mut spoofer = Replica::new(ReplicaId(0xa), core_config("r"));
+    spoofer
+        .update_objects(vec![Update::new(set(), Op::Add("spoofed".into()))], None)
+        .unwrap();
+    let mut a = raw(&relay, 0xa, Some(&tok(Scope::Write, Some(0xa)))).await;
+    a.send(&frame_of(&log_of(&victim))).await;
+    pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == 1).await;
+    // A forwarding peer (the strongest scope short of snapshots) pushes a
+    // different transaction under the same dot.
+    let mut fwd = raw(&relay, 0x66, Some(&tok(Scope::Forward, None))).await;
+    fwd.send(&frame_of(&log_of(&spoofer))).await;
+    let (code, msg) = fwd.expect_error().await;
+    assert_eq!(code, error_code::INTEGRITY, "{msg}");
+    assert_eq!(relay.metric("integrity_conflicts_total"), 1);
+    reader_sees(
+        &relay,
+        0xb,
+        &tok(Scope::Read, None),
+        &set(),
+        Value::List(vec!["real".into()]),
+    )
+    .await;
+    relay.stop().await;
+}
+
+/// Ids spread over the whole 64-bit range, as random replica ids are.
+fn spread(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_writers_do_not_make_the_room_unjoinable() {
+    let relay = start(secured()).await;
+    const N: u64 = 10_000;
+    let mut txns = Vec::new();
+    for i in 0..N {
+        let mut w = Replica::new(ReplicaId(spread(i)), core_config("r"));
+        w.update_objects(vec![Update::new(counter(), Op::Increment(1))], None)
+            .unwrap();
+        txns.extend(log_of(&w));
+    }
+    let mut fwd = raw(&relay, 0x66, Some(&tok(Scope::Forward, None))).await;
+    for f in txns_frames(&txns, 1 << 20) {
+        fwd.send(&f).await;
+    }
+    pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == N).await;
+    // A newcomer joins (the relay's Hello names 10,000 writers, ~100 KB).
+    let rt = tok(Scope::Write, Some(0xb));
+    let mut r = reader_sees(&relay, 0xb, &rt, &counter(), Value::Int(N as i64)).await;
+    let hello_len = Frame::Hello(Hello {
+        replica: ReplicaId(1),
+        room: "r".into(),
+        clock: r.replica.clock().clone(),
+        token: Some(rt.clone()),
+    })
+    .encode()
+    .len();
+    assert!(
+        hello_len > 64 << 10,
+        "the clock is over the old limit: {hello_len}"
+    );
+    // It reconnects with that clock in its own Hello, and is admitted.
+    r.detach();
+    r.attach(Client::tcp(relay.tcp).await, Some(&rt));
+    write(&mut r, &set(), Op::Add(1.into()));
+    for _ in 0..50 {
+        r.pump().await;
+    }
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.replica.stats().peers.iter().any(|p| p.connected));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_that_hides_its_dependency_waits_at_the_relay() {
+    let relay = start(secured()).await;
+    let mut a = Replica::new(ReplicaId(0xa), core_config("r"));
+    a.update_objects(vec![Update::new(set(), Op::Add("x".into()))], None)
+        .unwrap();
+    let a1 = log_of(&a);
+    let mut b = Replica::new(ReplicaId(0xb), core_config("r"));
+    b.handle_txns(None, a1.clone()).unwrap();
+    b.update_objects(vec![Update::new(set(), Op::Remove("x".into()))], None)
+        .unwrap();
+    let b1 = Txn::decode(&log_of(&b)[1]).unwrap();
+    // B's remove, declaring no deps although it removes (A,1).
+    let refs: Vec<(&Key, &Effect)> = b1.effects.iter().map(|(k, e)| (k, e)).collect();
+    let mut w = Writer::new();
+    encode_txn(&mut w, b1.origin, b1.seq, &VectorClock::new(), &refs);
+    let lying: TxnBytes = w.into_vec().into();
+    let mut cb = raw(&relay, 0xb, Some(&tok(Scope::Write, Some(0xb)))).await;
+    cb.send(&frame_of(&[lying])).await;
+    pump_until(&mut [], WAIT, |_| relay.metric("txns_buffered_total") == 1).await;
+    assert_eq!(relay.metric("txns_stored_total"), 0, "held, not delivered");
+    let mut ca = raw(&relay, 0xa, Some(&tok(Scope::Write, Some(0xa)))).await;
+    ca.send(&frame_of(&a1)).await;
+    pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == 2).await;
+    let r = reader_sees(
+        &relay,
+        0xc,
+        &tok(Scope::Read, None),
+        &set(),
+        Value::List(vec![]),
+    )
+    .await;
+    assert_eq!(r.replica.clock(), b.clock());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_closes_its_live_link() {
+    let relay = start(secured()).await;
+    let mut c = raw(&relay, 0xa, Some(&tok_ttl(Scope::Write, None, 2))).await;
+    let frames = c.recv_until_closed(Duration::from_secs(8)).await;
+    assert!(c.closed, "the link is closed when its token expires");
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Error { code, .. } if *code == error_code::EXPIRED)),
+        "{frames:?}"
+    );
+    assert_eq!(relay.metric("tokens_expired_total"), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_names_and_room_count_are_capped() {
+    let relay = start(Config {
+        max_rooms: 2,
+        ..config()
+    })
+    .await;
+    let mut c = Client::tcp(relay.tcp).await;
+    c.send(&hello(1, &"x".repeat(300), None)).await;
+    assert_eq!(c.expect_error().await.0, error_code::LIMIT);
+    for (i, room) in ["one", "two"].into_iter().enumerate() {
+        let mut c = Client::tcp(relay.tcp).await;
+        c.send(&hello(i as u64 + 1, room, None)).await;
+        assert!(c.recv(WAIT).await.is_some());
+    }
+    let mut c = Client::tcp(relay.tcp).await;
+    c.send(&hello(9, "three", None)).await;
+    assert_eq!(c.expect_error().await.0, error_code::LIMIT);
+    assert_eq!(relay.metric("rooms_refused_total"), 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_other_than_hello_is_refused_before_its_body_is_read() {
+    let relay = start(config()).await;
+    let mut c = Client::tcp(relay.tcp).await;
+    // 60 MiB declared, then version and the Txns tag, and nothing more.
+    let mut head = (60u32 << 20).to_be_bytes().to_vec();
+    head.extend_from_slice(&[
+        minidote_core::PROTOCOL_VERSION,
+        minidote_core::wire::TXNS_TAG,
+    ]);
+    c.send_raw(&head).await;
+    assert_eq!(c.expect_error().await.0, error_code::HELLO_EXPECTED);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_stuck_in_catch_up_is_closed_and_frees_its_slot() {
+    let relay = start(Config {
+        idle_timeout: Duration::from_secs(1),
+        max_connections: 3,
+        queue_bytes: 1 << 20,
+        ..config()
+    })
+    .await;
+    // A log of ~24 MB.
+    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
+    for i in 0..24 {
+        w.update_objects(
+            vec![Update::new(
+                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
+                Op::Assign(Value::Bytes(vec![i as u8; 1000 << 10])),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    let mut cw = raw(&relay, 0xa, None).await;
+    for t in log_of(&w) {
+        assert!(cw.send(&frame_of(&[t])).await);
+    }
+    pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == 24).await;
+    drop(cw);
+    // Two readers that never read.
+    let mut stuck = Vec::new();
+    for id in [1, 2] {
+        let c = Client::tcp(relay.tcp).await;
+        c.pause_reading();
+        let mut c = c;
+        c.send(&hello(id, "r", None)).await;
+        stuck.push(c);
+    }
+    pump_until(&mut [], WAIT, |_| {
+        relay.metric("catch_up_stalls_total") == 2
+    })
+    .await;
+    pump_until(&mut [], WAIT, |_| relay.metric("connections_active") == 0).await;
+    // Their slots are free: a newcomer catches up.
+    reader_sees(
+        &relay,
+        3,
+        "",
+        &Key::new("k23", CrdtType::RegisterLww, "b"),
+        Value::Bytes(vec![23; 1000 << 10]),
+    )
+    .await;
+    relay.stop().await;
+}
+
+/// What a stored transaction count looks like from `/metrics`, read
+/// synchronously.
+fn stored(p: &Proc) -> u64 {
+    futures_executor_metric(p.http, "txns_stored_total")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_relay_forwarded_survives_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay.db");
+    let mut p = spawn(&data);
+    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
+    for i in 0..300 {
+        w.update_objects(
+            vec![Update::new(
+                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
+                Op::Assign(Value::Bytes(vec![1; 60_000])),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    let mut reader = Client::tcp(p.tcp).await;
+    reader.send(&hello(0xb, "r", None)).await;
+    let mut cw = Client::tcp(p.tcp).await;
+    cw.send(&hello(0xa, "r", None)).await;
+    for t in log_of(&w) {
+        cw.send(&frame_of(&[t])).await;
+    }
+    // Count what the reader receives, then kill the relay at once.
+    let mut received = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while received.len() < 300 && std::time::Instant::now() < deadline {
+        if let Some(f) = reader.recv(Duration::from_millis(50)).await {
+            if let Ok(Frame::Txns(ts)) = Frame::decode(&f) {
+                for t in ts {
+                    received.insert(minidote_core::TxnHeader::parse(&t).unwrap().seq);
+                }
+            }
+        }
+        if received.len() >= 150 {
+            break;
+        }
+    }
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    assert!(received.len() >= 150, "the reader got {}", received.len());
+    let mut p = spawn(&data);
+    let have = stored_after_restart(&p);
+    assert!(
+        have >= *received.last().unwrap(),
+        "the relay forwarded up to seq {} but kept only {have} after kill -9",
+        received.last().unwrap()
+    );
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+/// After a restart the room's clock is its loaded log: read it through a
+/// Hello.
+fn stored_after_restart(p: &Proc) -> u64 {
+    let _ = stored(p);
+    let rt = tokio::runtime::Handle::current();
+    let tcp = p.tcp;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let mut c = Client::tcp(tcp).await;
+            c.send(&hello(0xc, "r", None)).await;
+            match Frame::decode(&c.recv(WAIT).await.unwrap()) {
+                Ok(Frame::Hello(h)) => h.clock.get(ReplicaId(0xa)),
+                other => panic!("{other:?}"),
+            }
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A packed Need frame of about `bytes` bytes whose clock names origins
+/// the room has never seen.
+fn bloated_need(bytes: usize) -> Vec<u8> {
+    // 32-bit gaps and seqs: 8 bytes per entry on the wire.
+    let n = (bytes / 8) as u64;
+    let clock: VectorClock = (0..n)
+        .map(|i| (ReplicaId(i * 0xffff_ffff + 1), 0xffff_ffff))
+        .collect();
+    Frame::Need(clock).encode()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_probes_stay_bounded() {
+    let mut rows = Vec::new();
+    let p = spawn_memory(&[
+        "--max-frame-bytes",
+        "2097152",
+        "--buffer-bytes",
+        "16777216",
+        "--idle-timeout",
+        "3",
+    ]);
+    let pid = p.child.id();
+    let base = rss_kib(pid);
+    rows.push(("start".to_owned(), base));
+
+    // 1. Three 1 MB Need frames with bloated clocks (was 11 -> 196 MB).
+    let mut keep = Vec::new();
+    for id in 1..=3 {
+        let mut c = Client::tcp(p.tcp).await;
+        c.send(&hello(id, "r", None)).await;
+        c.send(&bloated_need(1 << 20)).await;
+        keep.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let need = rss_kib(pid);
+    rows.push(("3 x 1 MB Need frames".to_owned(), need));
+
+    // 2. 150 held 1 MB transactions (their seq 1 never comes; was 156 MB).
+    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
+    let mut txns = Vec::new();
+    for i in 0..151 {
+        w.update_objects(
+            vec![Update::new(
+                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
+                Op::Assign(Value::Bytes(vec![i as u8; 1 << 20])),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    txns.extend(log_of(&w));
+    let mut cw = Client::tcp(p.tcp).await;
+    cw.send(&hello(0xa, "r", None)).await;
+    for t in &txns[1..] {
+        cw.send(&frame_of(std::slice::from_ref(t))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = rss_kib(pid);
+    rows.push(("150 held 1 MB transactions".to_owned(), held));
+
+    // 3. 50 connections that declare a 64 MiB frame and send 2 bytes.
+    let mut idle = Vec::new();
+    for id in 100..150 {
+        let mut c = Client::tcp(p.tcp).await;
+        c.send(&hello(id, "r", None)).await;
+        let mut head = (64u32 << 20).to_be_bytes().to_vec();
+        head.extend_from_slice(&[minidote_core::PROTOCOL_VERSION, 3]);
+        c.send_raw(&head).await;
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let declared = rss_kib(pid);
+    rows.push(("50 declared 64 MiB frames".to_owned(), declared));
+    drop(idle);
+
+    // 4. A 48 MB log and 8 readers that stop reading (was 408 MB).
+    drop(cw);
+    let mut b = Replica::new(ReplicaId(0xb), core_config("r"));
+    for i in 0..48 {
+        b.update_objects(
+            vec![Update::new(
+                Key::new(format!("b{i}"), CrdtType::RegisterLww, "b"),
+                Op::Assign(Value::Bytes(vec![i as u8; 1 << 20])),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    let mut cb = Client::tcp(p.tcp).await;
+    cb.send(&hello(0xb, "r", None)).await;
+    for t in log_of(&b) {
+        cb.send(&frame_of(&[t])).await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while stored(&p) < 48 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored(&p), 48);
+    drop(cb);
+    drop(keep);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logged = rss_kib(pid);
+    rows.push(("48 MB log stored".to_owned(), logged));
+    let mut stuck = Vec::new();
+    for id in 200..208 {
+        let c = Client::tcp(p.tcp).await;
+        c.pause_reading();
+        let mut c = c;
+        c.send(&hello(id, "r", None)).await;
+        stuck.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let readers = rss_kib(pid);
+    rows.push(("8 stuck readers of that log".to_owned(), readers));
+    // The idle timeout (3 s) closes them, whether they are still in
+    // catch-up or past it.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut after = u64::MAX;
+    while after > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = futures_executor_metric(p.http, "connections_active");
+    }
+    rows.push(("connections left open".to_owned(), after));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let closed = rss_kib(pid);
+    rows.push(("after they were closed".to_owned(), closed));
+
+    eprintln!("memory probe                     RSS (MiB)");
+    for (name, v) in &rows {
+        if name.starts_with("connections") {
+            eprintln!("{name:<32} {v}");
+        } else {
+            eprintln!("{name:<32} {:.1}", *v as f64 / 1024.0);
+        }
+    }
+    let mib = |k: u64| k / 1024;
+    assert!(mib(need.saturating_sub(base)) < 40, "Need frames: {rows:?}");
+    // The buffer holds at most --buffer-bytes (16 MiB) of held transactions.
+    assert!(mib(held.saturating_sub(need)) < 48, "held: {rows:?}");
+    assert!(
+        mib(declared.saturating_sub(held)) < 40,
+        "declared: {rows:?}"
+    );
+    // Readers share the log's bytes: eight of them cost far less than
+    // eight copies of it.
+    assert!(
+        mib(readers.saturating_sub(logged)) < 100,
+        "readers: {rows:?}"
+    );
+    assert_eq!(after, 0, "every stuck reader is closed");
+    let mut p = p;
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}

@@ -126,8 +126,12 @@ pub struct Key {
 /// cheaper.
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        // Every part of the identity, so keys that share a name (in many
+        // buckets, or with many types) never share a hash.
         h.write_u8(self.ty as u8);
         h.write(self.key.as_bytes());
+        h.write_u8(0xff);
+        h.write(self.bucket.as_bytes());
     }
 }
 

@@ -9,6 +9,7 @@ pub mod crdt;
 pub mod dots;
 pub mod elems;
 pub mod error;
+mod hashing;
 pub mod key;
 pub mod replica;
 pub mod value;
@@ -17,8 +18,8 @@ pub mod wire;
 pub use buffer::{Causal, CausalBuffer, MissingRange, Offer};
 pub use clock::{Dot, ReplicaId, VectorClock};
 pub use crdt::{Effect, Op, State, Update};
-pub use elems::set_hash_key;
 pub use error::{DecodeError, ProtocolError, UpdateError};
+pub use hashing::set_hash_key;
 pub use key::{CrdtType, Key};
 pub use replica::{
     CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ReadOutcome, Record,

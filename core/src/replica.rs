@@ -15,8 +15,7 @@
 //! reported persisted, so a crash can never reuse a seq that a peer or a
 //! client has seen.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
@@ -28,59 +27,7 @@ use crate::key::{CrdtType, Key};
 use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
-/// A small, deterministic, non-cryptographic hasher for the object map (the
-/// std default reads OS randomness, which core must not do).
-#[derive(Default, Clone, Copy, Debug)]
-pub struct FxHasher(u64);
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(c);
-            self.add(u64::from_le_bytes(a));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut a = [0u8; 8];
-            a[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(a) ^ ((rest.len() as u64) << 59));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    /// The last multiply leaves the low bits depending only on the low bits
-    /// of the input, and the table indexes by low bits: rotate the well-
-    /// mixed high bits down (as rustc-hash 2 does), or keys that share
-    /// their first bytes ("r1", "r2", …) pile into a few buckets.
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(FX_SEED);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = crate::hashing::KeyedMap<K, V>;
 
 /// Bound on interned key strings, so hostile peers cannot grow it forever.
 const MAX_INTERNED: usize = 100_000;
@@ -461,7 +408,7 @@ pub struct Replica {
     log_index: FxMap<ReplicaId, Vec<(u64, u32)>>,
     /// Key strings seen in remote transactions, shared instead of
     /// allocated again for every transaction that names them.
-    strings: std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
+    strings: crate::hashing::KeyedSet<Arc<str>>,
     /// The log holds every delivered transaction above this clock.
     log_base: VectorClock,
     buffer: CausalBuffer<Waiting>,
@@ -1729,10 +1676,7 @@ impl Replica {
 
 /// The shared copy of `s` in `strings`, added if new (up to
 /// [`MAX_INTERNED`] strings, so hostile peers cannot grow it forever).
-fn intern_in(
-    strings: &mut std::collections::HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
-    s: &str,
-) -> Arc<str> {
+fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<str> {
     if let Some(a) = strings.get(s) {
         return a.clone();
     }
@@ -1795,26 +1739,5 @@ fn forward(
         l.out
             .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());
         l.peer_clock.raise(origin, seq);
-    }
-}
-
-#[cfg(test)]
-mod hash_tests {
-    use super::*;
-    use std::hash::BuildHasher;
-
-    /// Keys that differ only after their first byte (as generated names do)
-    /// must spread over the table, whose index is the hash's low bits.
-    #[test]
-    fn similar_keys_spread_over_the_low_bits() {
-        let b = BuildHasherDefault::<FxHasher>::default();
-        let low: std::collections::HashSet<u64> = (0..10_000)
-            .map(|i| b.hash_one(Key::new(format!("r{i}"), CrdtType::RegisterLww, "b")) & 0x3fff)
-            .collect();
-        assert!(
-            low.len() > 5_000,
-            "only {} of 16,384 buckets used",
-            low.len()
-        );
     }
 }

@@ -36,7 +36,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Float(f.value()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::Str(s.to_cow()?.into_owned()));
+        return Ok(Value::Str(text_of(s)?));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Value::Bytes(b.as_bytes().to_vec()));
@@ -73,7 +73,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
                     format!("map keys must be str, got {}", k.get_type().name()?),
                 ));
             };
-            m.insert(k.to_cow()?.into_owned(), to_value_at(&v, depth + 1)?);
+            m.insert(text_of(&k)?, to_value_at(&v, depth + 1)?);
         }
         return Ok(Value::Map(m));
     }
@@ -151,8 +151,10 @@ impl<'py> Converter<'py> {
             ));
         }
         let text = |item: &Bound<'py, PyAny>| -> PyResult<String> {
-            item.extract::<String>()
-                .map_err(|_| invalid(py, format!("key parts must be str, got {obj}")))
+            match item.cast::<PyString>() {
+                Ok(s) => text_of(s),
+                Err(_) => Err(invalid(py, format!("key parts must be str, got {obj}"))),
+            }
         };
         let name = text(&t.get_item(0)?)?;
         let ty_obj = t.get_item(1)?;
@@ -220,4 +222,16 @@ impl<'py> Converter<'py> {
         };
         Update::parse(key, &op, arg).map_err(|e| update_error(py, e.at(index)))
     }
+}
+
+/// A `str` as UTF-8. A lone surrogate (which `str` allows and UTF-8 cannot
+/// hold) is `InvalidOperation`: two different strings must never become
+/// one key or one element.
+fn text_of(s: &Bound<'_, PyString>) -> PyResult<String> {
+    s.to_cow().map(|c| c.into_owned()).map_err(|_| {
+        invalid(
+            s.py(),
+            "string holds a lone surrogate, which is not valid Unicode text; encode it first",
+        )
+    })
 }

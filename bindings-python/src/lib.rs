@@ -389,10 +389,21 @@ impl Replica {
         )
     }
 
-    /// Listens for peers on `addr`; returns the bound port.
-    #[pyo3(signature = (addr="127.0.0.1:0"))]
-    fn listen(&self, py: Python<'_>, addr: &str) -> PyResult<u16> {
-        self.with_node(py, |n| n.listen(addr))?
+    /// Listens for peers on `addr`; returns the bound port. With
+    /// `auth_secret` (HS256) or `auth_public_key` (Ed25519 public key, PEM),
+    /// every peer must present a token for this room, as at a relay.
+    #[pyo3(signature = (addr="127.0.0.1:0", *, auth_secret=None, auth_public_key=None))]
+    fn listen(
+        &self,
+        py: Python<'_>,
+        addr: &str,
+        auth_secret: Option<&str>,
+        auth_public_key: Option<&[u8]>,
+    ) -> PyResult<u16> {
+        let auth = minidote_auth::Verifier::new(auth_secret.map(str::as_bytes), auth_public_key)
+            .map_err(|e| errors::invalid(py, e))?
+            .map(Arc::new);
+        self.with_node(py, |n| n.listen(addr, auth))?
             .map_err(|e| errors::storage(py, format!("cannot listen on {addr}: {e}")))
     }
 
@@ -436,6 +447,9 @@ impl Replica {
         d.set_item("txns_local", s.txns_local)?;
         d.set_item("txns_remote", s.txns_remote)?;
         d.set_item("duplicates", s.duplicates)?;
+        d.set_item("integrity_conflicts", s.integrity_conflicts)?;
+        d.set_item("refused", s.refused)?;
+        d.set_item("buffer_dropped", s.buffer_dropped)?;
         d.set_item("bytes_sent", s.bytes_sent)?;
         d.set_item("bytes_received", s.bytes_received)?;
         d.set_item("log_records", s.log_records)?;

@@ -12,9 +12,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use minidote_core::wire::{error_code, Frame, HelloHead};
 use minidote_core::{
-    Config, Event, LinkId, ProtocolError, Record, Replica, Stats, Ticket, UpdateError, Value,
-    VectorClock,
+    Config, Event, LinkId, LinkPolicy, ProtocolError, Record, Replica, Stats, Ticket, UpdateError,
+    Value, VectorClock,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,9 +28,24 @@ use crate::store::Store;
 /// Largest frame accepted from a peer (snapshots can be large).
 pub const MAX_INCOMING_FRAME: usize = 64 << 20;
 
-/// Largest frame accepted before the peer's `Hello` was accepted, so an
-/// unauthenticated connection cannot make us allocate much.
-pub const MAX_FRAME_BEFORE_HELLO: usize = 64 << 10;
+/// Largest frame accepted before the peer's `Hello` was accepted. A Hello
+/// carries a clock naming every writer of the room, so this is the relay's
+/// `--max-hello-bytes` default: a room with 10,000 writers needs ~100 KB.
+/// Frames are read as their bytes arrive, so a peer that declares a large
+/// frame and sends nothing costs little.
+pub const MAX_FRAME_BEFORE_HELLO: usize = 1 << 20;
+
+/// A frame's buffer grows by at most this much per read.
+const READ_GROW: usize = 64 << 10;
+
+/// A link up this long counts as healthy: the reconnect backoff restarts.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+
+/// The longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long an accepted peer has to send its `Hello`.
+const HELLO_WAIT: Duration = Duration::from_secs(30);
 
 /// Most simultaneous links accepted by the listeners of one replica.
 pub const MAX_ACCEPTED_LINKS: usize = 1024;
@@ -208,7 +224,7 @@ impl Inner {
                         if let Some(o) = self.outgoing.remove(&addr) {
                             o.stop.cancel();
                             self.note_protocol_error(format!(
-                                "minidote link {addr}: refused for good, not reconnecting"
+                                "minidote link {addr}: refused for good, not reconnecting ({error})"
                             ));
                         }
                     }
@@ -309,8 +325,16 @@ impl Node {
         &self.handle
     }
 
-    /// Binds a TCP listener and accepts peers on it; returns the port.
-    pub fn listen(&self, addr: &str) -> io::Result<u16> {
+    /// Binds a TCP listener and accepts peers on it; returns the port. With
+    /// `auth`, every peer's `Hello` must carry a valid token for this room
+    /// (bound to the replica it announces, if the token says so), and the
+    /// token's scope decides what it may send: read, its own transactions,
+    /// or (forward, snapshot) the room's.
+    pub fn listen(
+        &self,
+        addr: &str,
+        auth: Option<Arc<minidote_auth::Verifier>>,
+    ) -> io::Result<u16> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let port = std_listener.local_addr()?.port();
@@ -333,7 +357,7 @@ impl Node {
                                 continue;
                             }
                             let _ = stream.set_nodelay(true);
-                            tokio::spawn(run_link(sh.clone(), stream, peer.to_string(), None, false));
+                            tokio::spawn(run_link(sh.clone(), stream, peer.to_string(), Side::Accepted(auth.clone())));
                         }
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
@@ -371,17 +395,23 @@ impl Node {
                 };
                 if let Ok(stream) = attempt {
                     let _ = stream.set_nodelay(true);
-                    backoff = Duration::from_millis(50);
+                    let began = Instant::now();
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = run_link(sh.clone(), stream, addr.clone(), token.clone(), true) => {}
+                        _ = run_link(sh.clone(), stream, addr.clone(), Side::Dialed(token.clone())) => {}
+                    }
+                    // Only a link that stayed up resets the backoff: a peer
+                    // that refuses every handshake (a protocol error, a full
+                    // relay) is retried ever more slowly, not in a loop.
+                    if began.elapsed() >= STABLE_LINK {
+                        backoff = Duration::from_millis(50);
                     }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         });
     }
@@ -589,14 +619,37 @@ async fn timer_loop(sh: Arc<Shared>) {
 }
 
 /// Runs one connected link until it ends; cleans up after itself.
-async fn run_link(
-    sh: Arc<Shared>,
-    stream: TcpStream,
-    addr: String,
-    token: Option<String>,
-    outgoing: bool,
-) {
-    let (rd, wr) = stream.into_split();
+/// Which side of a link this replica is.
+enum Side {
+    /// We dialed the peer (a relay, or a replica we chose): it is trusted
+    /// with the room; the token, if any, is sent in our Hello.
+    Dialed(Option<String>),
+    /// The peer dialed our listener; with a verifier, its Hello's token is
+    /// checked first and its scope decides what it may send.
+    Accepted(Option<Arc<minidote_auth::Verifier>>),
+}
+
+async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) {
+    let (mut rd, wr) = stream.into_split();
+    let outgoing = matches!(side, Side::Dialed(_));
+    let (token, policy, first, expires) = match side {
+        Side::Dialed(token) => (token, LinkPolicy::TRUSTED, None, None),
+        Side::Accepted(None) => (None, LinkPolicy::TRUSTED, None, None),
+        Side::Accepted(Some(v)) => match admit(&sh, &mut rd, &v, &addr).await {
+            Ok((policy, hello, expires)) => (None, policy, Some(hello), Some(expires)),
+            Err(refusal) => {
+                // Best effort: the peer learns why, then the link closes.
+                let mut wr = wr;
+                if let Some(frame) = refusal {
+                    let mut buf = (frame.len() as u32).to_be_bytes().to_vec();
+                    buf.extend_from_slice(&frame);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), wr.write_all(&buf)).await;
+                }
+                sh.flush_logs();
+                return;
+            }
+        },
+    };
     let (tx, rx) = tmpsc::channel(LINK_QUEUE_FRAMES);
     let cancel = sh.stop.child_token();
     let link = {
@@ -609,7 +662,7 @@ async fn run_link(
         g.links.insert(
             id,
             LinkEntry {
-                tx,
+                tx: tx.clone(),
                 addr: addr.clone(),
                 outgoing,
                 cancel: cancel.clone(),
@@ -621,15 +674,40 @@ async fn run_link(
             }
         }
         let now = sh.now_ms();
-        g.replica.link_open(id, token, now);
+        g.replica.link_open_with(id, token, policy, now);
+        let failed = first
+            .as_ref()
+            .is_some_and(|hello| g.replica.handle_frame(id, hello, now).is_err());
         g.drain(&sh.cond);
+        if failed {
+            cancel.cancel();
+        }
         id
     };
     let writer = tokio::spawn(write_loop(wr, rx));
+    // A token that expires ends the link then.
+    let expiry = async {
+        match expires {
+            Some(exp) => {
+                let left = exp.saturating_sub(minidote_auth::now_secs());
+                tokio::time::sleep(Duration::from_secs(left)).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = cancel.cancelled() => {}
         _ = read_loop(&sh, rd, link, &addr) => {}
+        _ = expiry => {
+            let f = Frame::Error {
+                code: error_code::EXPIRED,
+                message: "token expired: connect again with a fresh token".into(),
+            };
+            let _ = tx.try_send(f.encode());
+            sh.lock().note_protocol_error(format!("minidote listener: {addr}: token expired, link closed"));
+        }
     }
+    drop(tx);
     sh.flush_logs();
     {
         let mut g = sh.lock();
@@ -645,6 +723,99 @@ async fn run_link(
     }
     sh.flush_logs();
     let _ = writer.await;
+}
+
+/// Reads an accepted peer's first frame and checks its token before
+/// anything large in it is decoded. `Ok((policy, hello, expiry))`, or the
+/// `Error` frame to send before closing (`None`: just close).
+async fn admit(
+    sh: &Arc<Shared>,
+    rd: &mut OwnedReadHalf,
+    v: &minidote_auth::Verifier,
+    addr: &str,
+) -> Result<(LinkPolicy, Vec<u8>, u64), Option<Vec<u8>>> {
+    let refuse = |code: u16, message: String| {
+        sh.lock()
+            .note_protocol_error(format!("minidote listener: refused {addr}: {message}"));
+        Some(Frame::Error { code, message }.encode())
+    };
+    let hello = match tokio::time::timeout(HELLO_WAIT, read_frame(rd, MAX_FRAME_BEFORE_HELLO)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Err(FrameError::TooLarge(n))) => {
+            return Err(refuse(
+                error_code::TOO_LARGE,
+                format!("frame of {n} bytes before Hello is over the limit of {MAX_FRAME_BEFORE_HELLO} bytes"),
+            ))
+        }
+        _ => return Err(None),
+    };
+    let head = match HelloHead::parse(&hello) {
+        Ok(h) => h,
+        Err(e) => {
+            return Err(refuse(
+                error_code::MALFORMED,
+                format!("the first frame must be a Hello: {e}"),
+            ))
+        }
+    };
+    let room = sh.lock().replica.room().to_owned();
+    let claims = match head.token {
+        None => Err(minidote_auth::TokenError::Missing),
+        Some(t) => v.verify(t, &room, head.replica, minidote_auth::now_secs()),
+    };
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(refuse(
+                error_code::UNAUTHORIZED,
+                format!("unauthorized for room {room:?}: {e}"),
+            ))
+        }
+    };
+    use minidote_auth::Scope;
+    let policy = match claims.scope {
+        Scope::Read => LinkPolicy::READ,
+        Scope::Write => LinkPolicy::OWN,
+        Scope::Forward => LinkPolicy {
+            write: true,
+            forward: true,
+            snapshots: false,
+        },
+        Scope::Snapshot => LinkPolicy::TRUSTED,
+    };
+    Ok((policy, hello, claims.expires))
+}
+
+enum FrameError {
+    TooLarge(usize),
+    Io,
+}
+
+/// Reads one length-prefixed frame of at most `limit` bytes; `Ok(None)` at
+/// a clean end. The buffer grows as the bytes arrive, so a declared length
+/// costs nothing until it is sent.
+async fn read_frame(rd: &mut OwnedReadHalf, limit: usize) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(_) => return Err(FrameError::Io),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if n > limit {
+        return Err(FrameError::TooLarge(n));
+    }
+    let mut frame = Vec::with_capacity(n.min(READ_GROW));
+    while frame.len() < n {
+        let want = (n - frame.len()).min(READ_GROW);
+        let start = frame.len();
+        frame.resize(start + want, 0);
+        match rd.read(&mut frame[start..]).await {
+            Ok(0) | Err(_) => return Err(FrameError::Io),
+            Ok(got) => frame.truncate(start + got),
+        }
+    }
+    Ok(Some(frame))
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::Receiver<Vec<u8>>) {
@@ -671,28 +842,22 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::Receiver<Vec<u8>>) {
 }
 
 async fn read_loop(sh: &Arc<Shared>, mut rd: OwnedReadHalf, link: LinkId, addr: &str) {
-    let mut len = [0u8; 4];
-    let mut frame = Vec::new();
     loop {
-        if rd.read_exact(&mut len).await.is_err() {
-            return;
-        }
-        let n = u32::from_be_bytes(len) as usize;
         let limit = if sh.lock().replica.link_established(link) {
             MAX_INCOMING_FRAME
         } else {
             MAX_FRAME_BEFORE_HELLO
         };
-        if n > limit {
-            sh.lock().note_protocol_error(format!(
-                "minidote link {addr}: frame of {n} bytes exceeds the {limit}-byte limit (garbage or a non-minidote peer)"
-            ));
-            return;
-        }
-        frame.resize(n, 0);
-        if rd.read_exact(&mut frame).await.is_err() {
-            return;
-        }
+        let frame = match read_frame(&mut rd, limit).await {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(FrameError::Io) => return,
+            Err(FrameError::TooLarge(n)) => {
+                sh.lock().note_protocol_error(format!(
+                    "minidote link {addr}: frame of {n} bytes exceeds the {limit}-byte limit (garbage or a non-minidote peer)"
+                ));
+                return;
+            }
+        };
         let mut g = sh.lock();
         if !g.links.contains_key(&link) {
             return;

@@ -150,8 +150,8 @@ def test_a_large_frame_before_hello_is_refused_without_allocating_it(mem):
     port = a.listen("127.0.0.1:0")
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.settimeout(5)
-        s.sendall(struct.pack(">I", 1 << 20))  # 1 MiB, before any Hello
+        s.sendall(struct.pack(">I", 2 << 20))  # 2 MiB, before any Hello
         while s.recv(4096):
             pass
     wait_until(lambda: a.stats()["protocol_errors"] >= 1, what="refusal")
-    assert "65536-byte limit" in a.stats()["last_protocol_error"]
+    assert "1048576-byte limit" in a.stats()["last_protocol_error"]

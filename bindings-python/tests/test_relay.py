@@ -17,7 +17,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RELAY = os.environ.get(
     "MINIDOTE_RELAY_BIN", os.path.join(ROOT, "target", "debug", "minidote-relay")
 )
-SECRET = "pytest-secret"
+SECRET = "pytest-secret, long enough for HS256 (32+ bytes)"
 K = ("likes", "counter_pn", "b")
 
 

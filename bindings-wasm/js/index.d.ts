@@ -68,6 +68,12 @@ export interface Stats {
   txns_local: number;
   txns_remote: number;
   duplicates: number;
+  /** Second copies of a transaction with other bytes (the first is kept, the link closed). */
+  integrity_conflicts: number;
+  /** Transactions and snapshots refused because their link may not send them. */
+  refused: number;
+  /** Transactions dropped because the causal buffer was full. */
+  buffer_dropped: number;
   bytes_sent: number;
   bytes_received: number;
   log_records: number;

@@ -146,6 +146,8 @@ struct Link {
     ws: Option<WebSocket>,
     id: u64,
     attempts: u32,
+    /// When the current link's handshake completed (ms since the epoch).
+    up_since: Option<f64>,
     wanted: bool,
     reconnect: Option<(JsValue, Closure<dyn FnMut()>)>,
     // Kept alive while the socket is.
@@ -259,7 +261,7 @@ impl Node {
                 }
                 Event::LinkUp { .. } => {
                     if let Some(l) = &mut self.link {
-                        l.attempts = 0;
+                        l.up_since = Some(js_sys::Date::now());
                     }
                 }
                 Event::LinkFailed { link, error } => {
@@ -463,6 +465,15 @@ impl Node {
         };
         if !link.wanted || self.closed || link.reconnect.is_some() {
             return;
+        }
+        // Only a link that stayed up restarts the backoff: a relay that
+        // refuses every handshake is retried ever more slowly.
+        if link
+            .up_since
+            .take()
+            .is_some_and(|t| js_sys::Date::now() - t >= 10_000.0)
+        {
+            link.attempts = 0;
         }
         link.attempts = link.attempts.saturating_add(1);
         let base = (250.0 * 2f64.powi(link.attempts.min(7) as i32 - 1)).min(15_000.0);
@@ -769,6 +780,7 @@ impl Core {
             ws: None,
             id: 0,
             attempts: 0,
+            up_since: None,
             wanted: true,
             reconnect: None,
             _handlers: Vec::new(),
@@ -833,6 +845,9 @@ impl Core {
         set("txns_local", (s.txns_local as f64).into());
         set("txns_remote", (s.txns_remote as f64).into());
         set("duplicates", (s.duplicates as f64).into());
+        set("integrity_conflicts", (s.integrity_conflicts as f64).into());
+        set("refused", (s.refused as f64).into());
+        set("buffer_dropped", (s.buffer_dropped as f64).into());
         set("bytes_sent", (s.bytes_sent as f64).into());
         set("bytes_received", (s.bytes_received as f64).into());
         set("log_records", (s.log_records as f64).into());

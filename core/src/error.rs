@@ -182,6 +182,10 @@ pub enum ProtocolError {
         /// The origin it tried to speak for.
         origin: crate::ReplicaId,
     },
+    /// The link may only read (its token has the read scope), and it sent
+    /// transactions.
+    #[error("peer {0} sent transactions on a read-only link; refused")]
+    ReadOnlyLink(crate::ReplicaId),
     /// The link sent a snapshot, and only trusted links (a relay this
     /// replica dialed, or a peer with the snapshot scope) may.
     #[error("peer {0} sent a snapshot; this link may not (snapshots need the snapshot scope)")]

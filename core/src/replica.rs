@@ -79,6 +79,8 @@ impl Default for Config {
 /// other replicas' transactions and whole-state snapshots.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LinkPolicy {
+    /// May send transactions at all (false for a read-only peer).
+    pub write: bool,
     /// May carry transactions of other origins than the peer's own id (a
     /// relay, a mesh node that forwards, a server this replica dialed).
     pub forward: bool,
@@ -92,12 +94,20 @@ impl LinkPolicy {
     /// A peer trusted with the room: it may forward and send snapshots.
     /// Links this replica dials (to a relay or a peer it chose) use this.
     pub const TRUSTED: LinkPolicy = LinkPolicy {
+        write: true,
         forward: true,
         snapshots: true,
     };
     /// A peer that may only speak for itself: its own transactions, no
     /// snapshots (an accepted peer whose token has the write scope only).
     pub const OWN: LinkPolicy = LinkPolicy {
+        write: true,
+        forward: false,
+        snapshots: false,
+    };
+    /// A peer that may only read (a read-scope token).
+    pub const READ: LinkPolicy = LinkPolicy {
+        write: false,
         forward: false,
         snapshots: false,
     };
@@ -828,6 +838,7 @@ impl Replica {
             ProtocolError::ForeignOrigin { .. } | ProtocolError::SnapshotForbidden(_) => {
                 Some(error_code::FORBIDDEN)
             }
+            ProtocolError::ReadOnlyLink(_) => Some(error_code::READ_ONLY),
             ProtocolError::IntegrityConflict(_) | ProtocolError::ForgedSnapshot { .. } => {
                 Some(error_code::INTEGRITY)
             }
@@ -956,6 +967,10 @@ impl Replica {
         now_ms: u64,
     ) -> Result<(), ProtocolError> {
         if let Some(l) = self.links.get(&link) {
+            if !l.policy.write {
+                self.stats.refused += slices.len() as u64;
+                return Err(ProtocolError::ReadOnlyLink(l.peer.unwrap_or_default()));
+            }
             if !l.policy.forward {
                 let peer = l.peer.unwrap_or_default();
                 // The origin is a transaction's first 8 bytes; the whole

@@ -27,7 +27,8 @@ pub mod outbox;
 pub mod room;
 mod session;
 pub mod store;
-pub mod token;
+/// Room tokens (the `minidote-auth` crate, shared with Python listeners).
+pub use minidote_auth as token;
 mod transport;
 
 use std::collections::HashMap;

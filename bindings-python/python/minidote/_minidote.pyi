@@ -74,8 +74,21 @@ class Replica:
         self, keys: Iterable[Tuple[str, str, str]], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
     ) -> Tuple[List[Any], Clock]:
         """Read values (same order as ``keys``) and the clock they reflect."""
-    def listen(self, addr: str = "127.0.0.1:0") -> int:
-        """Accept peers on ``addr``; return the bound port."""
+    def listen(
+        self,
+        addr: str = "127.0.0.1:0",
+        *,
+        auth_secret: Optional[str] = None,
+        auth_public_key: Optional[bytes] = None,
+    ) -> int:
+        """Accept peers on ``addr``; return the bound port.
+
+        With ``auth_secret`` (HS256) or ``auth_public_key`` (an Ed25519 public
+        key in PEM), every peer must present a JWT for this room, as at a
+        relay: ``read`` peers may not write, ``write`` peers may send only
+        their own transactions, ``forward`` peers may relay others', and only
+        ``snapshot`` peers may send snapshots. Without either, the listener is
+        open and trusts its peers with the room."""
     def connect(self, addr: str, token: Optional[str] = None) -> None:
         """Link to a peer or a relay's TCP port; reconnect with backoff."""
     def disconnect(self, addr: str) -> bool:

@@ -1,5 +1,7 @@
-//! Room tokens: standard JWTs (RFC 7519), so an app's own server can mint
-//! them with any JWT library in any language.
+//! Minidote room tokens: standard JWTs (RFC 7519), so an app's own server
+//! can mint them with any JWT library in any language. The relay checks
+//! them at every `Hello`, and so do Python listeners (`listen(addr,
+//! auth_secret=...)`).
 //!
 //! Claims: `room` (string), `scope` (`read` | `write` | `forward` |
 //! `snapshot`), an optional `replica` (16 hex digits: the only replica id
@@ -16,6 +18,8 @@
 //!   relay, a mesh node that forwards);
 //! * `snapshot`: also send whole-state snapshots, which speak for every
 //!   origin they cover.
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};

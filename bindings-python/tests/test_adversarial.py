@@ -1,0 +1,114 @@
+"""Hostile and misconfigured peers against Python listeners and a relay
+(SECURITY.md). Tokens here are minted with PyJWT, as an app's own server
+would mint them: standard HS256 JWTs with room, scope, replica and exp."""
+
+import time
+
+import jwt
+import pytest
+
+import minidote
+from conftest import wait_until
+from test_relay import RELAY, SECRET, relay  # noqa: F401  (the relay fixture)
+
+K = ("likes", "counter_pn", "b")
+
+
+def token(scope, room="default", replica=None, ttl=60, secret=SECRET):
+    claims = {"room": room, "scope": scope, "exp": int(time.time()) + ttl}
+    if replica is not None:
+        claims["replica"] = replica
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def value(r):
+    return r.read_objects([K])[0][0]
+
+
+def connected(r):
+    return any(p["connected"] for p in r.peers())
+
+
+def test_a_listener_with_a_secret_refuses_peers_without_a_valid_token(mem):
+    a = mem()
+    port = a.listen("127.0.0.1:0", auth_secret=SECRET)
+    for tok in [None, "garbage", token("write", secret="another secret, also long enough for HS256"),
+                token("write", room="elsewhere"), token("write", ttl=-10)]:
+        b = mem()
+        b.connect(f"127.0.0.1:{port}", token=tok)
+        wait_until(lambda: b.stats()["last_protocol_error"], what="a refusal")
+        assert "unauthorized" in b.stats()["last_protocol_error"]
+        assert not connected(b)
+        b.update_objects([(K, "increment", 1)])
+        time.sleep(0.2)
+        assert value(a) == 0
+
+
+def test_a_pyjwt_token_admits_a_writer_that_speaks_for_itself(mem):
+    a, b = mem(), mem()
+    port = a.listen("127.0.0.1:0", auth_secret=SECRET)
+    b.connect(f"127.0.0.1:{port}", token=token("write", replica=b.id))
+    b.update_objects([(K, "increment", 2)])
+    wait_until(lambda: value(a) == 2, what="b's write at a")
+
+
+def test_a_token_bound_to_another_replica_is_refused(mem):
+    a, b = mem(), mem()
+    port = a.listen("127.0.0.1:0", auth_secret=SECRET)
+    b.connect(f"127.0.0.1:{port}", token=token("write", replica="00000000000000aa"))
+    wait_until(lambda: b.stats()["last_protocol_error"], what="a refusal")
+    assert "replica" in b.stats()["last_protocol_error"]
+
+
+def test_a_read_token_cannot_write(mem):
+    a, b = mem(), mem()
+    a.update_objects([(K, "increment", 5)])
+    port = a.listen("127.0.0.1:0", auth_secret=SECRET)
+    b.connect(f"127.0.0.1:{port}", token=token("read"))
+    wait_until(lambda: value(b) == 5, what="the reader reads")
+    b.update_objects([(K, "increment", 100)])
+    wait_until(lambda: a.stats()["refused"] >= 1, what="the write refused")
+    assert value(a) == 5
+
+
+def test_forwarding_another_replicas_writes_needs_the_forward_scope(mem):
+    for scope, reaches in [("write", False), ("forward", True)]:
+        a, b, c = mem(), mem(), mem()
+        port = a.listen("127.0.0.1:0", auth_secret=SECRET)
+        # c writes to b (an open listener), b is linked to a with `scope`.
+        b_port = b.listen("127.0.0.1:0")
+        c.connect(f"127.0.0.1:{b_port}")
+        c.update_objects([(K, "increment", 7)])
+        wait_until(lambda: value(b) == 7, what="c's write at b")
+        b.connect(f"127.0.0.1:{port}", token=token(scope, replica=b.id))
+        if reaches:
+            wait_until(lambda: value(a) == 7, what="c's write forwarded to a")
+        else:
+            wait_until(lambda: a.stats()["refused"] >= 1, what="the forward refused")
+            assert value(a) == 0
+            assert "forward" in b.stats()["last_protocol_error"]
+
+
+@pytest.mark.parametrize("bad", [
+    lambda s: [(("k", "set_aw", "b"), "add", s)],
+    lambda s: [((s, "set_aw", "b"), "add", "x")],
+    lambda s: [(("k", "set_aw", s), "add", "x")],
+    lambda s: [(("k", "register_lww", "b"), "assign", {s: 1})],
+])
+def test_a_lone_surrogate_is_an_invalid_operation(mem, bad):
+    r = mem()
+    with pytest.raises(minidote.InvalidOperation, match="surrogate"):
+        r.update_objects(bad("a\ud800b"))
+    assert r.read_objects([])[1].to_dict() == {}
+
+
+def test_a_relay_takes_pyjwt_tokens_and_refuses_another_replicas_binding(mem, relay):  # noqa: F811
+    a, b = mem(), mem()
+    a.connect(relay["tcp"], token=token("write", replica=a.id))
+    b.connect(relay["tcp"], token=token("read"))
+    a.update_objects([(K, "increment", 3)])
+    wait_until(lambda: value(b) == 3, what="a's write through the relay")
+    c = mem()
+    c.connect(relay["tcp"], token=token("write", replica=a.id))
+    wait_until(lambda: c.stats()["last_protocol_error"], what="a refusal")
+    assert "replica" in c.stats()["last_protocol_error"]

@@ -73,7 +73,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
                     format!("map keys must be str, got {}", k.get_type().name()?),
                 ));
             };
-            m.insert(text_of(&k)?, to_value_at(&v, depth + 1)?);
+            m.insert(text_of(k)?, to_value_at(&v, depth + 1)?);
         }
         return Ok(Value::Map(m));
     }

@@ -142,6 +142,22 @@ impl Op {
         Ok(op)
     }
 
+    /// The encoded size of the op's values: a lower bound on the size of
+    /// its effect.
+    pub fn values_len(&self) -> usize {
+        match self {
+            Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.encoded_len(),
+            Op::AddAll(l) | Op::RemoveAll(l) => l.iter().map(Value::encoded_len).sum(),
+            _ => 0,
+        }
+    }
+
+    /// True if the op's effect names every token it observed on the whole
+    /// object (its size depends on the state, not on the op).
+    pub fn observes_all(&self) -> bool {
+        matches!(self, Op::Reset | Op::RemoveAll(_))
+    }
+
     /// Checks that `ty` supports this op and that its values can be stored.
     pub fn check(&self, ty: CrdtType, index: usize) -> Result<(), UpdateError> {
         use CrdtType::*;
@@ -207,7 +223,9 @@ impl UpdateError {
             | UpdateError::WrongArgument { index, .. }
             | UpdateError::Overflow { index }
             | UpdateError::TooDeep { index, .. } => *index = i,
-            UpdateError::UnknownType(_) | UpdateError::SeqExhausted => {}
+            UpdateError::UnknownType(_)
+            | UpdateError::SeqExhausted
+            | UpdateError::TooLarge { .. } => {}
         }
         self
     }
@@ -388,11 +406,12 @@ impl State {
                     .fold(0u64, |acc, e| acc.wrapping_add(e.p).wrapping_sub(e.n))
                     as i64,
             ),
-            State::CounterPnSb(m) => Value::Int(
-                m.values()
-                    .fold(0u64, |acc, (p, n)| acc.wrapping_add(*p).wrapping_sub(*n))
-                    as i64,
-            ),
+            // Totals are checked when written; replicas that grew them
+            // concurrently may still sum past i64: the value saturates
+            // rather than wrapping to the other sign.
+            State::CounterPnSb(m) => {
+                Value::Int(pn_sb_total(m).clamp(i64::MIN.into(), i64::MAX.into()) as i64)
+            }
             State::SetAw(m) => Value::List(m.sorted_keys(|_| true)),
             State::SetRw(m) => Value::List(m.sorted_keys(PosNeg::negative_wins)),
             State::SetGo(s) => Value::List(s.iter().cloned().collect()),
@@ -800,6 +819,10 @@ pub fn prepare(
                 Some(State::CounterPnSb(m)) => m.get(&origin).copied().unwrap_or((0, 0)),
                 _ => (0, 0),
             };
+            let others = match state {
+                Some(State::CounterPnSb(m)) => pn_sb_total(m) - (i128::from(p) - i128::from(n)),
+                _ => 0,
+            };
             for (i, op) in ops {
                 let d = match op {
                     Op::Increment(x) => i128::from(*x),
@@ -808,9 +831,16 @@ pub fn prepare(
                 };
                 let overflow = UpdateError::Overflow { index: *i };
                 if d >= 0 {
-                    p = p.checked_add(d as u64).ok_or(overflow)?;
+                    p = p.checked_add(d as u64).ok_or(overflow.clone())?;
                 } else {
-                    n = n.checked_add(d.unsigned_abs() as u64).ok_or(overflow)?;
+                    n = n
+                        .checked_add(d.unsigned_abs() as u64)
+                        .ok_or(overflow.clone())?;
+                }
+                // The value this replica would read must stay an i64.
+                let value = others + i128::from(p) - i128::from(n);
+                if i64::try_from(value).is_err() {
+                    return Err(overflow);
                 }
             }
             Ok(Effect::CounterPnSb { p, n })
@@ -1008,6 +1038,17 @@ pub fn prepare_apply(
 }
 
 impl Effect {
+    /// The Lamport timestamp of a `register_lww` write. An honest write's
+    /// timestamp is at most the number of transactions in its causal past,
+    /// itself included, so a receiver refuses one beyond its own clock's
+    /// total: a peer cannot freeze a register with `u64::MAX`.
+    pub fn lamport(&self) -> Option<u64> {
+        match self {
+            Effect::RegisterLww { ts, .. } => Some(*ts),
+            _ => None,
+        }
+    }
+
     /// Calls `f` with every dot the effect observed at its origin (the
     /// tokens it removes). A receiver must have delivered each of them
     /// before it applies the effect, whatever the transaction's declared
@@ -1149,4 +1190,11 @@ impl Effect {
             },
         })
     }
+}
+
+/// The value of a state-based PN counter, exactly (no wrapping).
+fn pn_sb_total(m: &BTreeMap<ReplicaId, (u64, u64)>) -> i128 {
+    m.values()
+        .map(|(p, n)| i128::from(*p) - i128::from(*n))
+        .sum()
 }

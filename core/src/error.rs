@@ -110,7 +110,7 @@ pub enum UpdateError {
         got: &'static str,
     },
     /// A state-based counter total would leave the u64 range.
-    #[error("update #{index}: counter_pn_sb total would overflow u64; split the object")]
+    #[error("update #{index}: counter_pn_sb would leave the range of its totals (u64) or of its value (i64); split the object")]
     Overflow {
         /// Position of the update in the batch.
         index: usize,
@@ -119,6 +119,15 @@ pub enum UpdateError {
     /// our own id with seq `u64::MAX` can cause this).
     #[error("this replica has used every seq; start a new replica with a new id")]
     SeqExhausted,
+    /// The transaction could never be delivered: its frame would be over
+    /// the frame limit every peer and relay applies.
+    #[error("transaction of at least {size} bytes is over the frame limit of {limit} bytes, so no peer or relay could receive it; split it into smaller transactions")]
+    TooLarge {
+        /// Its size (at least), in bytes.
+        size: usize,
+        /// The limit ([`crate::Config::max_frame_bytes`]).
+        limit: usize,
+    },
     /// A value nests lists or maps too deeply to be stored.
     #[error("update #{index}: value nested deeper than {max} levels")]
     TooDeep {

@@ -29,6 +29,10 @@ use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
 type FxMap<K, V> = crate::hashing::KeyedMap<K, V>;
 
+/// A frame's bytes around one transaction's effects: version, tag, count,
+/// origin, seq, deps (generously) and the blob length.
+const TXN_FRAME_OVERHEAD: usize = 64;
+
 /// Bound on interned key strings, so hostile peers cannot grow it forever.
 const MAX_INTERNED: usize = 100_000;
 
@@ -404,6 +408,9 @@ pub struct Replica {
     config: Config,
     objects: FxMap<Key, State>,
     clock: VectorClock,
+    /// The sum of the clock's entries (saturating): how many transactions
+    /// the state holds, the bound on any Lamport timestamp in it.
+    clock_total: u64,
     /// Origins whose clock entry grew since the last local transaction: the
     /// next one's sparse deps.
     changed: Vec<ReplicaId>,
@@ -445,6 +452,7 @@ impl Replica {
             config,
             objects: FxMap::default(),
             clock: VectorClock::new(),
+            clock_total: 0,
             changed: Vec::new(),
             deps_full: true,
 
@@ -526,6 +534,7 @@ impl Replica {
     fn load_snapshot(&mut self, snap: Snapshot) {
         self.objects = snap.objects.into_iter().collect();
         self.clock = snap.clock.clone();
+        self.clock_total = total(&self.clock);
         self.log_base = snap.clock;
         self.log.clear();
         self.log_bytes.clear();
@@ -630,9 +639,12 @@ impl Replica {
         updates: Vec<Update>,
         client_clock: Option<&VectorClock>,
     ) -> Result<UpdateOutcome, UpdateError> {
+        let mut size = TXN_FRAME_OVERHEAD;
         for (i, u) in updates.iter().enumerate() {
             u.op.check(u.key.ty, i)?;
+            size += u.op.values_len() + u.key.key.len() + u.key.bucket.len();
         }
+        self.check_size(size)?;
         let client = client_clock.cloned().unwrap_or_default();
         if !client.leq(&self.clock) {
             let ticket = self.ticket();
@@ -650,6 +662,15 @@ impl Replica {
             (None, Some(c)) => UpdateOutcome::Committed(c),
             (None, None) => unreachable!("a memory-only commit always returns its clock"),
         })
+    }
+
+    /// Refuses a transaction of `size` bytes that no frame could carry.
+    fn check_size(&self, size: usize) -> Result<(), UpdateError> {
+        let limit = self.config.max_frame_bytes;
+        if size > limit {
+            return Err(UpdateError::TooLarge { size, limit });
+        }
+        Ok(())
     }
 
     /// Reads objects. With a `client_clock` this replica has not reached,
@@ -733,6 +754,7 @@ impl Replica {
             }
         }
         self.clock.merge(theirs);
+        self.clock_total = total(&self.clock);
         self.deps_full = true;
         // Only our own transactions the peer already has are durable
         // elsewhere; local ones still waiting for storage stay unconfirmed.
@@ -1163,6 +1185,13 @@ impl Replica {
                 break;
             }
             if self.deliverable(&txn) {
+                if !self.lamport_ok(&txn) {
+                    self.stats.refused += 1;
+                    failed = Some(ProtocolError::Decode(DecodeError::Inconsistent(
+                        LAMPORT_BEYOND_PAST,
+                    )));
+                    break;
+                }
                 self.deliver(&txn, bytes, None, from);
                 status.delivered += 1;
                 status.delivered += self.drain_buffer();
@@ -1336,6 +1365,13 @@ impl Replica {
         c
     }
 
+    /// Whether every `register_lww` timestamp of `txn` (deliverable now)
+    /// is within its causal past: at most this replica's transaction count
+    /// plus one.
+    fn lamport_ok(&self, txn: &Txn) -> bool {
+        txn.max_lamport() <= self.clock_total.saturating_add(1)
+    }
+
     fn deliverable(&self, txn: &Txn) -> bool {
         txn.seq - 1 == self.clock.get(txn.origin)
             && txn
@@ -1357,7 +1393,7 @@ impl Replica {
         let dot = Dot::new(self.id, seq);
         let start = self.log_bytes.len();
         let mut changed_keys = Vec::new();
-        if updates.len() == 1 {
+        if updates.len() == 1 && !updates[0].op.observes_all() {
             // The common case, with one hash lookup and no effect list.
             let Update { key, op } = updates.pop().expect("one update");
             let effect = match self.objects.get_mut(&key) {
@@ -1401,6 +1437,7 @@ impl Replica {
         self.changed.clear();
         self.deps_full = false;
         self.clock.raise(self.id, seq);
+        self.clock_total = self.clock_total.saturating_add(1);
         self.log_push(self.id, seq, start, len);
         self.stats.txns_local += 1;
         if self.config.emit_changes {
@@ -1465,11 +1502,23 @@ impl Replica {
             last = Some(g);
         }
         let mut effects = Vec::with_capacity(groups.len());
-        if groups.iter().any(|(k, _)| k.ty == CrdtType::CounterPnSb) {
+        // Prepare everything before applying anything when a prepare can
+        // fail (counter_pn_sb overflow) or when an effect's size depends on
+        // the state (a reset or remove_all names every observed token), so
+        // a transaction too large to deliver is refused whole.
+        if groups.iter().any(|(k, ops)| {
+            k.ty == CrdtType::CounterPnSb || ops.iter().any(|(_, op)| op.observes_all())
+        }) {
             for (key, ops) in &groups {
                 let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
                 effects.push(((*key).clone(), effect));
             }
+            let mut w = Writer::new();
+            for (k, e) in &effects {
+                k.encode(&mut w);
+                e.encode(&mut w);
+            }
+            self.check_size(TXN_FRAME_OVERHEAD + w.len())?;
             self.apply_effects(&effects, dot);
             return Ok(effects);
         }
@@ -1522,6 +1571,7 @@ impl Replica {
     fn apply_txn(&mut self, txn: &Txn, bytes: &[u8]) {
         self.apply_effects(&txn.effects, Dot::new(txn.origin, txn.seq));
         self.clock.raise(txn.origin, txn.seq);
+        self.clock_total = self.clock_total.saturating_add(1);
         if txn.origin != self.id && !self.changed.contains(&txn.origin) {
             self.changed.push(txn.origin);
         }
@@ -1597,6 +1647,11 @@ impl Replica {
         // transaction unblocked them.
         while let Some(w) = self.buffer.pop_ready(&self.clock) {
             let Waiting { txn, bytes } = w;
+            if !self.lamport_ok(&txn) {
+                // Held before its past arrived; now provably a lie.
+                self.stats.refused += 1;
+                continue;
+            }
             let shared = bytes.clone();
             self.deliver(&txn, &bytes, Some(shared), None);
             n += 1;
@@ -1700,6 +1755,15 @@ fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<s
         strings.insert(a.clone());
     }
     a
+}
+
+/// Why a transaction whose Lamport timestamp is beyond its past is refused.
+const LAMPORT_BEYOND_PAST: &str =
+    "a register_lww timestamp is beyond the number of transactions in its causal past";
+
+/// The saturating sum of a clock's entries.
+fn total(c: &VectorClock) -> u64 {
+    c.iter().fold(0u64, |a, (_, s)| a.saturating_add(s))
 }
 
 /// The origin of an encoded transaction (its first 8 bytes).

@@ -86,6 +86,27 @@ impl Value {
         }
     }
 
+    /// The length of the canonical encoding, in bytes, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        fn vlen(n: usize) -> usize {
+            (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
+        }
+        match self {
+            Value::Null | Value::Bool(_) => 1,
+            Value::Int(i) => 1 + vlen((((*i) << 1) ^ ((*i) >> 63)) as u64 as usize),
+            Value::Float(_) => 9,
+            Value::Str(s) => 1 + vlen(s.len()) + s.len(),
+            Value::Bytes(b) => 1 + vlen(b.len()) + b.len(),
+            Value::List(l) => 1 + vlen(l.len()) + l.iter().map(Value::encoded_len).sum::<usize>(),
+            Value::Map(m) => {
+                1 + vlen(m.len())
+                    + m.iter()
+                        .map(|(k, v)| vlen(k.len()) + k.len() + v.encoded_len())
+                        .sum::<usize>()
+            }
+        }
+    }
+
     /// Appends the canonical encoding.
     pub fn encode(&self, w: &mut Writer) {
         match self {

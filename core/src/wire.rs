@@ -489,6 +489,16 @@ pub struct Txn {
 }
 
 impl Txn {
+    /// The highest Lamport timestamp among its `register_lww` writes (0 if
+    /// none); see [`crate::Effect::lamport`].
+    pub fn max_lamport(&self) -> u64 {
+        self.effects
+            .iter()
+            .filter_map(|(_, e)| e.lamport())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Encodes the transaction.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(32);

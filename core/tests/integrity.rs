@@ -270,3 +270,96 @@ fn a_clock_over_the_entry_cap_does_not_decode() {
         Err(DecodeError::LengthOutOfRange { .. })
     ));
 }
+
+#[test]
+fn a_state_based_counter_refuses_to_leave_the_i64_range_and_never_wraps() {
+    let k = key("c", CrdtType::CounterPnSb);
+    let mut a = replica(1);
+    op(&mut a, &k, Op::Increment(i64::MAX));
+    let err = a
+        .update_objects(
+            vec![minidote_core::Update::new(k.clone(), Op::Increment(1))],
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, minidote_core::UpdateError::Overflow { .. }),
+        "{err}"
+    );
+    assert_eq!(read(&mut a, &k), Value::Int(i64::MAX));
+    // Two replicas that each stayed in range sum past it: the value
+    // saturates instead of wrapping to a negative number.
+    let mut b = replica(2);
+    op(&mut b, &k, Op::Increment(i64::MAX));
+    sync(&b, &mut a);
+    assert_eq!(read(&mut a, &k), Value::Int(i64::MAX));
+}
+
+#[test]
+fn a_lamport_time_beyond_the_causal_past_is_refused_and_cannot_freeze_a_register() {
+    let reg = key("r", CrdtType::RegisterLww);
+    let mut evil = replica(0xff);
+    op(&mut evil, &reg, Op::Assign(Value::from("frozen")));
+    let mut t = Txn::decode(&txns_of(&evil, &VectorClock::new())[0]).unwrap();
+    t.effects[0].1 = Effect::RegisterLww {
+        ts: u64::MAX,
+        value: Value::from("frozen"),
+    };
+    let mut r = replica(1);
+    let err = r.handle_txns(None, vec![t.encode().into()]).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::Decode(DecodeError::Inconsistent(_))),
+        "{err}"
+    );
+    assert_eq!(r.stats().refused, 1);
+    assert!(r.clock().is_empty(), "not delivered");
+    // An honest write wins over what it observed, as always.
+    op(&mut r, &reg, Op::Assign(Value::from("mine")));
+    assert_eq!(read(&mut r, &reg), Value::from("mine"));
+}
+
+#[test]
+fn a_transaction_no_frame_could_carry_is_refused_whole() {
+    let reg = key("r", CrdtType::RegisterLww);
+    let mut r = replica(1);
+    let big = Value::Bytes(vec![7; 1_100_000]);
+    let err = r
+        .update_objects(
+            vec![minidote_core::Update::new(reg.clone(), Op::Assign(big))],
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, minidote_core::UpdateError::TooLarge { limit, .. } if limit == 1 << 20),
+        "{err}"
+    );
+    assert!(err.to_string().contains("frame limit"), "{err}");
+    assert!(r.clock().is_empty(), "nothing applied or logged");
+    // A reset whose effect names more observed tokens than a frame holds is
+    // refused too, with nothing applied, though the op itself is small.
+    let set = key("s", CrdtType::SetAw);
+    let cfg = minidote_core::Config {
+        max_frame_bytes: 4096,
+        ..Default::default()
+    };
+    let mut s = Replica::new(ReplicaId(3), cfg);
+    for i in 0..400 {
+        op(&mut s, &set, Op::Add(Value::Int(i)));
+    }
+    let before = s.clock().clone();
+    let err = s
+        .update_objects(
+            vec![minidote_core::Update::new(set.clone(), Op::Reset)],
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, minidote_core::UpdateError::TooLarge { .. }),
+        "{err}"
+    );
+    assert_eq!(s.clock(), &before);
+    assert_eq!(
+        read(&mut s, &set),
+        Value::List((0..400).map(Value::Int).collect())
+    );
+}

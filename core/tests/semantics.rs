@@ -67,7 +67,9 @@ fn counter_pn_sb_overflow_is_refused_and_applies_nothing() {
     let mut a = replica(1);
     let k = key("c", CounterPnSb);
     let other = key("other", CounterPn);
+    // P reaches 2^64 - 2 while the value stays in i64 (a decrement between).
     op(&mut a, &k, Op::Increment(i64::MAX));
+    op(&mut a, &k, Op::Decrement(i64::MAX));
     op(&mut a, &k, Op::Increment(i64::MAX));
     let before = a.clock().clone();
     let err = a

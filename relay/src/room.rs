@@ -40,10 +40,13 @@ use crate::store::{LoadedRoom, StoreOp};
 /// A transaction held until its dependencies arrive.
 #[derive(Debug)]
 pub struct Held {
-    /// Its header.
+    /// Its header, with the deps the effects imply (see
+    /// [`minidote_core::Txn::deps`]).
     pub header: TxnHeader,
     /// The whole encoded transaction.
     pub bytes: Bytes,
+    /// Its highest `register_lww` timestamp ([`minidote_core::Txn::max_lamport`]).
+    pub lamport: u64,
 }
 
 impl Causal for Held {
@@ -122,6 +125,8 @@ pub struct Received {
 pub struct Room {
     name: Arc<str>,
     clock: VectorClock,
+    /// The sum of the clock's entries: a bound on honest Lamport times.
+    clock_total: u64,
     /// What the store has committed (everything, without a durable store).
     durable: VectorClock,
     /// Log positions up to this one are committed.
@@ -162,6 +167,7 @@ impl Room {
         Self {
             name: name.into(),
             clock: VectorClock::new(),
+            clock_total: 0,
             durable: VectorClock::new(),
             durable_idx: 0,
             stored,
@@ -219,6 +225,7 @@ impl Room {
             }
         }
         room.durable = room.clock.clone();
+        room.clock_total = total(&room.clock);
         room.durable_idx = room.next_idx - 1;
         (room, skipped)
     }
@@ -419,6 +426,10 @@ impl Room {
             self.sender_has(conn, origin, seq);
             got.new += 1;
             if self.deliverable(&t.header) {
+                if !self.lamport_ok(&t) {
+                    got.conflict = Some((origin, seq));
+                    break;
+                }
                 self.deliver(t, store, metrics);
                 any_held |= self.drain_buffer(store, metrics);
             } else {
@@ -442,6 +453,13 @@ impl Room {
         got
     }
 
+    /// A `register_lww` write's Lamport time is at most the number of
+    /// transactions in its causal past (itself included): one beyond it
+    /// would freeze the register for every honest writer.
+    fn lamport_ok(&self, t: &Held) -> bool {
+        t.lamport <= self.clock_total.saturating_add(1)
+    }
+
     fn sender_has(&mut self, conn: u64, origin: ReplicaId, seq: u64) {
         if let Some(p) = self.peer(conn) {
             p.known.raise(origin, seq);
@@ -463,6 +481,10 @@ impl Room {
             if t.header.seq <= self.clock.get(t.header.origin) {
                 continue;
             }
+            if !self.lamport_ok(&t) {
+                Metrics::add(&metrics.integrity_conflicts_total, 1);
+                continue;
+            }
             self.deliver(t, store, metrics);
             any = true;
         }
@@ -470,10 +492,11 @@ impl Room {
     }
 
     fn deliver(&mut self, t: Held, store: &mut dyn FnMut(StoreOp), metrics: &Metrics) {
-        let Held { header, bytes } = t;
+        let Held { header, bytes, .. } = t;
         let idx = self.next_idx;
         self.next_idx += 1;
         self.clock.raise(header.origin, header.seq);
+        self.clock_total = self.clock_total.saturating_add(1);
         store(StoreOp::Txn {
             room: self.name.clone(),
             idx,
@@ -569,6 +592,7 @@ impl Room {
         self.install_base(frame.clone(), clock.clone(), store);
         Metrics::add(&metrics.snapshots_stored_total, 1);
         self.clock.merge(&clock);
+        self.clock_total = total(&self.clock);
         self.durable.merge(&clock);
         self.buffer.drop_covered(&self.clock);
         let mut kicked = false;
@@ -677,4 +701,9 @@ fn slow(p: &mut Peer, metrics: &Metrics) {
         error_code::SLOW_CONSUMER,
         "slow consumer: the outgoing queue is full; reconnect to catch up".into(),
     );
+}
+
+/// The saturating sum of a clock's entries.
+fn total(c: &VectorClock) -> u64 {
+    c.iter().fold(0u64, |a, (_, s)| a.saturating_add(s))
 }

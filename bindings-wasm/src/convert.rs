@@ -141,8 +141,46 @@ impl<'de> Deserialize<'de> for JsVal {
     }
 }
 
+/// Why a string with a lone surrogate is refused.
+const LONE_SURROGATE: &str = "string holds a lone surrogate, which is not valid Unicode text (it would turn into U+FFFD, and two different strings into one); encode it first";
+
+/// A JS string as UTF-8, refusing lone surrogates (which UTF-8 cannot hold:
+/// a lossy conversion would make two different keys one object).
+fn text(v: &JsValue) -> Option<Result<String, String>> {
+    let s = v.dyn_ref::<js_sys::JsString>()?;
+    if !s.is_valid_utf16() {
+        return Some(Err(LONE_SURROGATE.to_owned()));
+    }
+    Some(Ok(String::from(s)))
+}
+
+/// Whether every string inside `v` (array items, object keys and values)
+/// is well-formed UTF-16. Only nested values take this walk.
+fn well_formed(v: &JsValue, depth: usize) -> bool {
+    if depth > MAX_DEPTH + 1 {
+        return true; // the depth limit refuses it anyway
+    }
+    if let Some(s) = v.dyn_ref::<js_sys::JsString>() {
+        return s.is_valid_utf16();
+    }
+    if let Some(a) = as_array(v) {
+        return a.iter().all(|x| well_formed(&x, depth + 1));
+    }
+    if v.is_object() && !v.is_instance_of::<js_sys::Uint8Array>() {
+        let o: &js_sys::Object = v.unchecked_ref();
+        return js_sys::Object::entries(o).iter().all(|e| {
+            let kv: js_sys::Array = e.unchecked_into();
+            well_formed(&kv.get(0), depth + 1) && well_formed(&kv.get(1), depth + 1)
+        });
+    }
+    true
+}
+
 /// JS → Value.
 pub fn to_value(v: JsValue) -> Result<Value, String> {
+    if !well_formed(&v, 0) {
+        return Err(LONE_SURROGATE.to_owned());
+    }
     serde_wasm_bindgen::from_value::<JsVal>(v)
         .map(|j| j.0)
         .map_err(|e| e.to_string())
@@ -179,11 +217,8 @@ pub fn to_key(v: &JsValue) -> Result<Key, String> {
     let parts = as_array(v)
         .filter(|a| a.length() == 3)
         .ok_or_else(|| "a key is a [key, type, bucket] array of 3 strings".to_owned())?;
-    let s = |i: u32| {
-        parts
-            .get(i)
-            .as_string()
-            .ok_or_else(|| "key parts must be strings".to_owned())
+    let s = |i: u32| -> Result<String, String> {
+        text(&parts.get(i)).unwrap_or_else(|| Err("key parts must be strings".to_owned()))
     };
     let ty: CrdtType = s(1)?
         .parse()
@@ -210,8 +245,8 @@ fn to_value_fast(v: JsValue) -> Result<Value, String> {
         }
         return Ok(Value::Float(f));
     }
-    if let Some(t) = v.as_string() {
-        return Ok(Value::Str(t));
+    if let Some(t) = text(&v) {
+        return t.map(Value::Str);
     }
     to_value(v)
 }

@@ -100,6 +100,14 @@ test("invalid updates are refused with invalid_operation and change nothing", as
     [[c, "increment", 1], ["not a key", "add", 1]],
     [[c, "increment", 1], [k("s", "set_aw"), "add"]],       // missing argument
     "not an array",
+    // Lone surrogates, which would turn into U+FFFD and merge two keys.
+    [[c, "increment", 1], [k("s", "set_aw"), "add", "a\ud800b"]],
+    [[c, "increment", 1], [["a\udc00", "set_aw", "b"], "add", "x"]],
+    [[c, "increment", 1], [["x", "set_aw", "\ud800"], "add", "x"]],
+    [[c, "increment", 1], [k("r", "register_lww"), "assign", { "\ud800": 1 }]],
+    [[c, "increment", 1], [k("s", "set_aw"), "add_all", ["ok", "\udfff"]]],
+    // A transaction no frame could carry.
+    [[c, "increment", 1], [k("r", "register_lww"), "assign", new Uint8Array(1_100_000)]],
   ];
   for (const updates of bad) {
     await assert.rejects(r.updateObjects(updates), (e) => {

@@ -81,6 +81,10 @@ pub struct Config {
     pub max_room_name_bytes: usize,
     /// Most bytes a room's causal buffer holds.
     pub buffer_bytes: usize,
+    /// Browser origins (e.g. `https://app.example`) allowed to open `/sync`;
+    /// `None` allows any. Requests without an `Origin` header (native
+    /// clients) are always allowed: browsers always send one.
+    pub allowed_origins: Option<Vec<String>>,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: usize,
     /// Largest `Snapshot` frame accepted (a pruned peer's whole state, or a
@@ -114,6 +118,7 @@ impl Default for Config {
             max_rooms: 100_000,
             max_room_name_bytes: 256,
             buffer_bytes: 64 << 20,
+            allowed_origins: None,
             max_frame_bytes: 1 << 20,
             max_snapshot_bytes: 64 << 20,
             max_connections: 10_000,
@@ -510,7 +515,25 @@ async fn metrics_handler(State(hub): State<Arc<Hub>>) -> Response {
         .into_response()
 }
 
-async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
+async fn ws_handler(
+    ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+    State(hub): State<Arc<Hub>>,
+) -> Response {
+    if let (Some(allowed), Some(origin)) =
+        (&hub.config.allowed_origins, headers.get(header::ORIGIN))
+    {
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed.iter().any(|a| a == origin) {
+            Metrics::add(&hub.metrics.origins_refused_total, 1);
+            tracing::info!(%origin, "refused /sync from an origin not in --allowed-origins");
+            return (
+                axum::http::StatusCode::FORBIDDEN,
+                format!("origin {origin:?} is not allowed to open /sync\n"),
+            )
+                .into_response();
+        }
+    }
     let max = hub.config.read_limit();
     // Leave headroom over the frame limit so an oversize frame gets a
     // clear `Error{too large}` from the session rather than a bare close.

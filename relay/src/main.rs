@@ -75,6 +75,9 @@ struct Serve {
         default_value_t = 256
     )]
     max_room_name_bytes: usize,
+    /// Browser origins allowed to open /sync, comma-separated (e.g. https://app.example). Requests without an Origin header (native clients) are always allowed. Default: any origin.
+    #[arg(long, env = "MINIDOTE_RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
     /// Most bytes of transactions a room holds while their dependencies are missing (newest dropped first, fetched again later).
     #[arg(long, env = "MINIDOTE_RELAY_BUFFER_BYTES", default_value_t = 64 << 20)]
     buffer_bytes: usize,
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
         max_rooms: s.max_rooms,
         max_room_name_bytes: s.max_room_name_bytes,
         buffer_bytes: s.buffer_bytes,
+        allowed_origins: s.allowed_origins,
         max_frame_bytes: s.max_frame_bytes,
         max_snapshot_bytes: s.max_snapshot_bytes,
         max_connections: s.max_connections,

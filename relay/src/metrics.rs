@@ -125,6 +125,9 @@ metrics! {
     catch_up_stalls_total: "counter",
     /// Group commits reported back to the rooms (forwarding follows them).
     commits_released_total: "counter",
+    /// WebSocket upgrades refused because their Origin is not in
+    /// --allowed-origins.
+    origins_refused_total: "counter",
 }
 
 impl Metrics {

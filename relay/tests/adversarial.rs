@@ -549,7 +549,11 @@ async fn memory_probes_stay_bounded() {
     rows.push(("3 x 1 MB Need frames".to_owned(), need));
 
     // 2. 150 held 1 MB transactions (their seq 1 never comes; was 156 MB).
-    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
+    let big = || minidote_core::Config {
+        max_frame_bytes: 2 << 20,
+        ..core_config("r")
+    };
+    let mut w = Replica::new(ReplicaId(0xa), big());
     let mut txns = Vec::new();
     for i in 0..151 {
         w.update_objects(
@@ -588,7 +592,7 @@ async fn memory_probes_stay_bounded() {
 
     // 4. A 48 MB log and 8 readers that stop reading (was 408 MB).
     drop(cw);
-    let mut b = Replica::new(ReplicaId(0xb), core_config("r"));
+    let mut b = Replica::new(ReplicaId(0xb), big());
     for i in 0..48 {
         b.update_objects(
             vec![Update::new(
@@ -664,4 +668,30 @@ async fn memory_probes_stay_bounded() {
     let mut p = p;
     p.child.kill().unwrap();
     p.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_origins_may_open_sync() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = start(Config {
+        allowed_origins: Some(vec!["https://app.example".into()]),
+        ..config()
+    })
+    .await;
+    let url = format!("ws://{}/sync", relay.http);
+    let with_origin = |o: &str| {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+        req
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example")).await;
+    assert!(refused.is_err(), "a foreign origin is refused");
+    assert_eq!(relay.metric("origins_refused_total"), 1);
+    let ok = tokio_tungstenite::connect_async(with_origin("https://app.example")).await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    // Native clients send no Origin and are not affected.
+    let mut c = Client::ws(relay.http).await;
+    c.send(&hello(1, "r", None)).await;
+    assert!(c.recv(WAIT).await.is_some());
+    relay.stop().await;
 }

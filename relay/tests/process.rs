@@ -128,6 +128,12 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "queue-bytes",
         "compact-after",
         "idle-timeout",
+        "auth-public-key",
+        "max-hello-bytes",
+        "max-rooms",
+        "max-room-name-bytes",
+        "buffer-bytes",
+        "allowed-origins",
     ] {
         assert!(help.contains(&format!("--{flag}")), "--{flag} in --help");
         let env = format!("MINIDOTE_RELAY_{}", flag.replace('-', "_").to_uppercase());
@@ -138,7 +144,14 @@ fn help_documents_every_flag_and_its_environment_variable() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["auth-secret", "room", "scope", "ttl"] {
+    for flag in [
+        "auth-secret",
+        "auth-private-key",
+        "room",
+        "scope",
+        "replica",
+        "ttl",
+    ] {
         assert!(help.contains(&format!("--{flag}")), "token --{flag}");
     }
 }

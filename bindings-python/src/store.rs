@@ -14,9 +14,9 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 const KIND_TXN: i64 = 0;
 const KIND_SNAPSHOT: i64 = 1;
-/// 2: records hold protocol-2 bytes (packed clocks); a version-1 file is
-/// refused rather than misread.
-const SCHEMA_VERSION: i64 = 2;
+/// Follows the protocol: records hold protocol-3 bytes; a file of an older
+/// version is refused rather than misread.
+const SCHEMA_VERSION: i64 = 3;
 
 /// Everything read back from an existing file.
 pub struct Loaded {

@@ -63,6 +63,26 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         )],
     };
     out.push(("txn_set_aw_add", set.encode()));
+    // b overwrites the title a wrote at (a, 1): the observed dot goes in
+    // the effect (and so in the decoded deps).
+    let title = Txn {
+        origin: b,
+        seq: 3,
+        deps: VectorClock::from_entries([(a, 1)]),
+        effects: vec![(
+            Key::new("title", CrdtType::RegisterLww, "demo"),
+            Effect::RegisterLww {
+                ts: 2,
+                removed: vec![Dot::new(a, 1)],
+                value: Value::from("hi"),
+            },
+        )],
+    };
+    out.push(("txn_register_lww_assign", title.encode()));
+    out.push((
+        "stored",
+        Frame::Stored(VectorClock::from_entries([(a, 7)])).encode(),
+    ));
     out.push((
         "hello",
         Frame::Hello(Hello {

@@ -277,8 +277,12 @@ pub enum Effect {
     },
     /// `register_lww`: the Lamport timestamp and value.
     RegisterLww {
-        /// Lamport time: one more than the highest the origin had seen.
+        /// Lamport time: one more than the highest the origin had seen on
+        /// this object.
         ts: u64,
+        /// Observed dots: the writes this one overwrites, whatever their
+        /// timestamps (so a write always wins over what it observed).
+        removed: Vec<Dot>,
         /// The value.
         value: Value,
     },
@@ -334,7 +338,10 @@ pub enum State {
     /// `register_mv`: a dot function dot → value.
     RegisterMv(BTreeMap<Dot, Value>),
     /// `register_lww`: `(ts, origin, value)` of the winning assign.
-    RegisterLww(Option<(u64, ReplicaId, Value)>),
+    /// `register_lww`: the writes no one has overwritten yet, by dot, with
+    /// their Lamport times; the value is the one with the highest
+    /// `(time, replica)`. Usually one entry; concurrent writes add more.
+    RegisterLww(BTreeMap<Dot, (u64, Value)>),
     /// `flag_ew`: enable tokens.
     FlagEw(DotSet),
     /// `flag_dw`: enable and disable tokens.
@@ -359,7 +366,7 @@ impl State {
                 removed: BTreeSet::new(),
             },
             CrdtType::RegisterMv => State::RegisterMv(BTreeMap::new()),
-            CrdtType::RegisterLww => State::RegisterLww(None),
+            CrdtType::RegisterLww => State::RegisterLww(BTreeMap::new()),
             CrdtType::FlagEw => State::FlagEw(DotSet::new()),
             CrdtType::FlagDw => State::FlagDw(PosNeg::default()),
         }
@@ -392,7 +399,7 @@ impl State {
             State::SetGo(s) => s.is_empty(),
             State::Set2p { added, removed } => added.is_empty() && removed.is_empty(),
             State::RegisterMv(m) => m.is_empty(),
-            State::RegisterLww(v) => v.is_none(),
+            State::RegisterLww(m) => m.is_empty(),
             State::FlagEw(s) => s.is_empty(),
             State::FlagDw(p) => p.is_empty(),
         }
@@ -422,7 +429,7 @@ impl State {
                 let set: BTreeSet<&Value> = m.values().collect();
                 Value::List(set.into_iter().cloned().collect())
             }
-            State::RegisterLww(v) => v.as_ref().map_or(Value::Null, |(_, _, v)| v.clone()),
+            State::RegisterLww(m) => lww_winner(m).map_or(Value::Null, |(_, (_, v))| v.clone()),
             State::FlagEw(s) => Value::Bool(!s.is_empty()),
             State::FlagDw(p) => Value::Bool(p.negative_wins()),
         }
@@ -493,14 +500,11 @@ impl State {
                     m.insert(dot, v.clone());
                 }
             }
-            (State::RegisterLww(cur), Effect::RegisterLww { ts, value }) => {
-                let wins = match cur {
-                    None => true,
-                    Some((cts, crid, _)) => (*ts, dot.replica) > (*cts, *crid),
-                };
-                if wins {
-                    *cur = Some((*ts, dot.replica, value.clone()));
+            (State::RegisterLww(m), Effect::RegisterLww { ts, removed, value }) => {
+                for d in removed {
+                    m.remove(d);
                 }
+                m.insert(dot, (*ts, value.clone()));
             }
             (State::FlagEw(s), Effect::FlagEw { removed, enable }) => {
                 s.apply(removed, enable.then_some(dot));
@@ -554,11 +558,13 @@ impl State {
                     }
                 }
             }
-            (State::RegisterLww(a), State::RegisterLww(Some((ts, rid, v))))
-                if a.as_ref()
-                    .is_none_or(|(ats, arid, _)| (*ts, *rid) > (*ats, *arid)) =>
-            {
-                *a = Some((*ts, *rid, v.clone()));
+            (State::RegisterLww(a), State::RegisterLww(b)) => {
+                a.retain(|d, _| b.contains_key(d) || !theirs.contains(d));
+                for (d, v) in b {
+                    if !mine.contains(d) {
+                        a.insert(*d, v.clone());
+                    }
+                }
             }
             (State::FlagEw(a), State::FlagEw(b)) => a.join(mine, b, theirs),
             (State::FlagDw(a), State::FlagDw(b)) => a.join(mine, b, theirs),
@@ -613,15 +619,14 @@ impl State {
                     v.encode(w);
                 }
             }
-            State::RegisterLww(v) => match v {
-                None => w.u8(0),
-                Some((ts, rid, v)) => {
-                    w.u8(1);
+            State::RegisterLww(m) => {
+                w.varint(m.len() as u64);
+                for (d, (ts, v)) in m {
+                    d.encode(w);
                     w.varint(*ts);
-                    w.u64_le(rid.0);
                     v.encode(w);
                 }
-            },
+            }
             State::FlagEw(s) => s.encode(w),
             State::FlagDw(p) => {
                 p.pos.encode(w);
@@ -698,16 +703,22 @@ impl State {
                 }
                 State::RegisterMv(m)
             }
-            CrdtType::RegisterLww => State::RegisterLww(match r.u8()? {
-                0 => None,
-                1 => Some((r.varint()?, ReplicaId(r.u64_le()?), Value::decode(r)?)),
-                tag => {
-                    return Err(DecodeError::InvalidTag {
-                        what: "option",
-                        tag,
-                    })
+            CrdtType::RegisterLww => {
+                let n = r.count(11)?;
+                let mut m = BTreeMap::new();
+                for _ in 0..n {
+                    let d = Dot::decode(r)?;
+                    let ts = r.varint()?;
+                    let v = Value::decode(r)?;
+                    if m.last_key_value().is_some_and(|(p, _)| *p >= d) {
+                        return Err(DecodeError::NonCanonical(
+                            "register dots not strictly sorted",
+                        ));
+                    }
+                    m.insert(d, (ts, v));
                 }
-            }),
+                State::RegisterLww(m)
+            }
             CrdtType::FlagEw => State::FlagEw(DotSet::decode(r)?),
             CrdtType::FlagDw => State::FlagDw(PosNeg {
                 pos: DotSet::decode(r)?,
@@ -958,15 +969,22 @@ pub fn prepare(
             Ok(Effect::RegisterMv { removed, value })
         }
         CrdtType::RegisterLww => {
-            let ts = match state {
-                Some(State::RegisterLww(Some((ts, _, _)))) => ts.saturating_add(1),
-                _ => 1,
+            let (ts, removed) = match state {
+                Some(State::RegisterLww(m)) => (
+                    m.values()
+                        .map(|(ts, _)| *ts)
+                        .max()
+                        .unwrap_or(0)
+                        .saturating_add(1),
+                    m.keys().copied().collect(),
+                ),
+                _ => (1, Vec::new()),
             };
             let value = match ops.last() {
                 Some((_, Op::Assign(v))) => v.clone(),
                 _ => Value::Null,
             };
-            Ok(Effect::RegisterLww { ts, value })
+            Ok(Effect::RegisterLww { ts, removed, value })
         }
         CrdtType::FlagEw => {
             let removed = match state {
@@ -1038,17 +1056,6 @@ pub fn prepare_apply(
 }
 
 impl Effect {
-    /// The Lamport timestamp of a `register_lww` write. An honest write's
-    /// timestamp is at most the number of transactions in its causal past,
-    /// itself included, so a receiver refuses one beyond its own clock's
-    /// total: a peer cannot freeze a register with `u64::MAX`.
-    pub fn lamport(&self) -> Option<u64> {
-        match self {
-            Effect::RegisterLww { ts, .. } => Some(*ts),
-            _ => None,
-        }
-    }
-
     /// Calls `f` with every dot the effect observed at its origin (the
     /// tokens it removes). A receiver must have delivered each of them
     /// before it applies the effect, whatever the transaction's declared
@@ -1062,13 +1069,13 @@ impl Effect {
                 }
             }
             Effect::RegisterMv { removed, .. }
+            | Effect::RegisterLww { removed, .. }
             | Effect::FlagEw { removed, .. }
             | Effect::FlagDw { removed, .. } => removed.iter().copied().for_each(f),
             Effect::CounterPn(_)
             | Effect::CounterPnSb { .. }
             | Effect::SetGo(_)
-            | Effect::Set2p { .. }
-            | Effect::RegisterLww { .. } => {}
+            | Effect::Set2p { .. } => {}
         }
     }
 
@@ -1104,7 +1111,8 @@ impl Effect {
                     }
                 }
             }
-            Effect::RegisterLww { ts, value } => {
+            Effect::RegisterLww { ts, removed, value } => {
+                encode_dots(removed, w);
                 w.varint(*ts);
                 value.encode(w);
             }
@@ -1177,6 +1185,7 @@ impl Effect {
                 Effect::RegisterMv { removed, value }
             }
             CrdtType::RegisterLww => Effect::RegisterLww {
+                removed: decode_dots(r)?,
                 ts: r.varint()?,
                 value: Value::decode(r)?,
             },
@@ -1197,4 +1206,11 @@ fn pn_sb_total(m: &BTreeMap<ReplicaId, (u64, u64)>) -> i128 {
     m.values()
         .map(|(p, n)| i128::from(*p) - i128::from(*n))
         .sum()
+}
+
+/// The winning write of a `register_lww`: the highest `(time, replica)`
+/// among the writes not yet overwritten. Only concurrent writes compete: a
+/// write that observed another removed it, whatever the timestamps.
+fn lww_winner(m: &BTreeMap<Dot, (u64, Value)>) -> Option<(&Dot, &(u64, Value))> {
+    m.iter().max_by_key(|(d, (ts, _))| (*ts, d.replica, d.seq))
 }

@@ -408,9 +408,6 @@ pub struct Replica {
     config: Config,
     objects: FxMap<Key, State>,
     clock: VectorClock,
-    /// The sum of the clock's entries (saturating): how many transactions
-    /// the state holds, the bound on any Lamport timestamp in it.
-    clock_total: u64,
     /// Origins whose clock entry grew since the last local transaction: the
     /// next one's sparse deps.
     changed: Vec<ReplicaId>,
@@ -452,7 +449,6 @@ impl Replica {
             config,
             objects: FxMap::default(),
             clock: VectorClock::new(),
-            clock_total: 0,
             changed: Vec::new(),
             deps_full: true,
 
@@ -534,7 +530,6 @@ impl Replica {
     fn load_snapshot(&mut self, snap: Snapshot) {
         self.objects = snap.objects.into_iter().collect();
         self.clock = snap.clock.clone();
-        self.clock_total = total(&self.clock);
         self.log_base = snap.clock;
         self.log.clear();
         self.log_bytes.clear();
@@ -754,7 +749,6 @@ impl Replica {
             }
         }
         self.clock.merge(theirs);
-        self.clock_total = total(&self.clock);
         self.deps_full = true;
         // Only our own transactions the peer already has are durable
         // elsewhere; local ones still waiting for storage stay unconfirmed.
@@ -1185,13 +1179,6 @@ impl Replica {
                 break;
             }
             if self.deliverable(&txn) {
-                if !self.lamport_ok(&txn) {
-                    self.stats.refused += 1;
-                    failed = Some(ProtocolError::Decode(DecodeError::Inconsistent(
-                        LAMPORT_BEYOND_PAST,
-                    )));
-                    break;
-                }
                 self.deliver(&txn, bytes, None, from);
                 status.delivered += 1;
                 status.delivered += self.drain_buffer();
@@ -1365,13 +1352,6 @@ impl Replica {
         c
     }
 
-    /// Whether every `register_lww` timestamp of `txn` (deliverable now)
-    /// is within its causal past: at most this replica's transaction count
-    /// plus one.
-    fn lamport_ok(&self, txn: &Txn) -> bool {
-        txn.max_lamport() <= self.clock_total.saturating_add(1)
-    }
-
     fn deliverable(&self, txn: &Txn) -> bool {
         txn.seq - 1 == self.clock.get(txn.origin)
             && txn
@@ -1437,7 +1417,6 @@ impl Replica {
         self.changed.clear();
         self.deps_full = false;
         self.clock.raise(self.id, seq);
-        self.clock_total = self.clock_total.saturating_add(1);
         self.log_push(self.id, seq, start, len);
         self.stats.txns_local += 1;
         if self.config.emit_changes {
@@ -1571,7 +1550,6 @@ impl Replica {
     fn apply_txn(&mut self, txn: &Txn, bytes: &[u8]) {
         self.apply_effects(&txn.effects, Dot::new(txn.origin, txn.seq));
         self.clock.raise(txn.origin, txn.seq);
-        self.clock_total = self.clock_total.saturating_add(1);
         if txn.origin != self.id && !self.changed.contains(&txn.origin) {
             self.changed.push(txn.origin);
         }
@@ -1647,11 +1625,6 @@ impl Replica {
         // transaction unblocked them.
         while let Some(w) = self.buffer.pop_ready(&self.clock) {
             let Waiting { txn, bytes } = w;
-            if !self.lamport_ok(&txn) {
-                // Held before its past arrived; now provably a lie.
-                self.stats.refused += 1;
-                continue;
-            }
             let shared = bytes.clone();
             self.deliver(&txn, &bytes, Some(shared), None);
             n += 1;
@@ -1755,15 +1728,6 @@ fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<s
         strings.insert(a.clone());
     }
     a
-}
-
-/// Why a transaction whose Lamport timestamp is beyond its past is refused.
-const LAMPORT_BEYOND_PAST: &str =
-    "a register_lww timestamp is beyond the number of transactions in its causal past";
-
-/// The saturating sum of a clock's entries.
-fn total(c: &VectorClock) -> u64 {
-    c.iter().fold(0u64, |a, (_, s)| a.saturating_add(s))
 }
 
 /// The origin of an encoded transaction (its first 8 bytes).

@@ -16,7 +16,7 @@ use crate::key::Key;
 
 /// The protocol version this build speaks. Every frame, record, snapshot
 /// and standalone clock starts with it.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Encoded transaction bytes, shared between the log, records and frames.
 pub type TxnBytes = Arc<[u8]>;
@@ -489,16 +489,6 @@ pub struct Txn {
 }
 
 impl Txn {
-    /// The highest Lamport timestamp among its `register_lww` writes (0 if
-    /// none); see [`crate::Effect::lamport`].
-    pub fn max_lamport(&self) -> u64 {
-        self.effects
-            .iter()
-            .filter_map(|(_, e)| e.lamport())
-            .max()
-            .unwrap_or(0)
-    }
-
     /// Encodes the transaction.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(32);

@@ -296,26 +296,33 @@ fn a_state_based_counter_refuses_to_leave_the_i64_range_and_never_wraps() {
 }
 
 #[test]
-fn a_lamport_time_beyond_the_causal_past_is_refused_and_cannot_freeze_a_register() {
+fn a_register_cannot_be_frozen_by_a_huge_timestamp() {
     let reg = key("r", CrdtType::RegisterLww);
     let mut evil = replica(0xff);
     op(&mut evil, &reg, Op::Assign(Value::from("frozen")));
     let mut t = Txn::decode(&txns_of(&evil, &VectorClock::new())[0]).unwrap();
     t.effects[0].1 = Effect::RegisterLww {
         ts: u64::MAX,
+        removed: Vec::new(),
         value: Value::from("frozen"),
     };
     let mut r = replica(1);
-    let err = r.handle_txns(None, vec![t.encode().into()]).unwrap_err();
-    assert!(
-        matches!(err, ProtocolError::Decode(DecodeError::Inconsistent(_))),
-        "{err}"
-    );
-    assert_eq!(r.stats().refused, 1);
-    assert!(r.clock().is_empty(), "not delivered");
-    // An honest write wins over what it observed, as always.
+    r.handle_txns(None, vec![t.encode().into()]).unwrap();
+    assert_eq!(read(&mut r, &reg), Value::from("frozen"));
+    // A write always wins over what it observed, whatever its timestamp
+    // (it saturates at u64::MAX here, and the writer's id is lower).
     op(&mut r, &reg, Op::Assign(Value::from("mine")));
     assert_eq!(read(&mut r, &reg), Value::from("mine"));
+    // Everyone who gets both agrees, in either order.
+    let mut other = replica(2);
+    sync(&r, &mut other);
+    assert_eq!(read(&mut other, &reg), Value::from("mine"));
+    // A write concurrent with the huge one still loses to it: the time
+    // orders concurrent writes only.
+    let mut c = replica(3);
+    op(&mut c, &reg, Op::Assign(Value::from("concurrent")));
+    sync(&c, &mut other);
+    assert_eq!(read(&mut other, &reg), Value::from("mine"));
 }
 
 #[test]

@@ -18,14 +18,23 @@
 //! * after the final heal and quiesce, all replicas have equal clocks and
 //!   states, and every acknowledged update is in them.
 //!
+//! In about half the seeds a **hostile replica** joins through one honest
+//! gateway, on a link that may speak only for itself (as a write-token peer
+//! at a relay or an authenticated listener). It writes for real, and it
+//! also sends forged snapshots, transactions under honest replicas' ids,
+//! removes that hide their dependencies, second copies of its own dots with
+//! other bytes, register timestamps beyond its past, and bloated clocks.
+//! The honest replicas must still pass every check above.
+//!
 //! `MINIDOTE_SIM_SEEDS=N` runs N seeds (default 1000); `MINIDOTE_SIM_SEED=S`
 //! replays one. A failure prints its seed.
 
 use std::collections::{HashMap, HashSet};
 
 use minidote_core::{
-    Config, CrdtType, Dot, Event, Frame, Key, LinkId, Op, ReadOutcome, Record, Replica, ReplicaId,
-    Ticket, Txn, TxnHeader, Update, UpdateOutcome, Value, VectorClock,
+    CatchUp, Config, CrdtType, Dot, Effect, Event, Frame, Hello, Key, LinkId, LinkPolicy, Op,
+    ReadOutcome, Record, Replica, ReplicaId, Snapshot, Ticket, Txn, TxnHeader, Update,
+    UpdateOutcome, Value, VectorClock,
 };
 
 // ---------- deterministic randomness ----------
@@ -93,8 +102,22 @@ struct TxnInfo {
     deps: VectorClock,
 }
 
+/// The peer index of the hostile replica in link ids.
+const HOSTILE: usize = 63;
+
+/// A hostile replica and its one link, to an honest gateway.
+struct Hostile {
+    replica: Replica,
+    gateway: usize,
+    epoch: Option<u64>,
+    /// Its transactions as the room took them, in seq order.
+    sent: Vec<Vec<u8>>,
+    attacks: [u64; 7],
+}
+
 struct Sim {
     seed: u64,
+    hostile: Option<Hostile>,
     rng: Rng,
     now: u64,
     nodes: Vec<Node>,
@@ -124,6 +147,12 @@ struct SimStats {
     crashes: u64,
     torn: u64,
     snapshots_sent: u64,
+    /// Hostile steps taken, by kind: real write, lying deps, conflicting
+    /// copy, foreign origin, forged snapshot, huge register time, bloated
+    /// Need.
+    hostile_kinds: [u64; 7],
+    /// Hostile frames the gateway refused (the link was closed).
+    hostile_refused: u64,
 }
 
 fn link_id(peer: usize, epoch: u64) -> LinkId {
@@ -182,8 +211,23 @@ impl Sim {
             .collect();
         let drop_p = *rng.pick(&[0.0, 0.05, 0.2]);
         let dup_p = *rng.pick(&[0.0, 0.05, 0.2]);
+        let hostile = rng.chance(0.5).then(|| Hostile {
+            replica: Replica::new(
+                ReplicaId(0xbad0_0000_0000_0000 | seed),
+                Config {
+                    room: "sim".into(),
+                    snapshot_every: 0,
+                    ..Config::default()
+                },
+            ),
+            gateway: rng.below(n as u64) as usize,
+            epoch: None,
+            sent: Vec::new(),
+            attacks: [0; 7],
+        });
         let mut sim = Sim {
             seed,
+            hostile,
             rng,
             now: 1,
             nodes,
@@ -306,6 +350,9 @@ impl Sim {
         self.nodes[i].replica = None;
         for j in 0..self.nodes.len() {
             self.disconnect(i, j);
+        }
+        if let Some(h) = self.hostile.as_mut().filter(|h| h.gateway == i) {
+            h.epoch = None;
         }
         for s in &mut self.sessions {
             match &s.waiting {
@@ -442,6 +489,9 @@ impl Sim {
 
     fn transmit(&mut self, from: usize, link: LinkId, frame: Vec<u8>) {
         let (to, epoch) = link_peer(link);
+        if to == HOSTILE {
+            return; // what the gateway tells the hostile replica is not used
+        }
         if self.nodes[from].links[to] != Some(epoch) {
             return;
         }
@@ -522,6 +572,11 @@ impl Sim {
             }
             Event::UpdateFailed { ticket, error } => {
                 self.fail(&format!("{ticket:?} failed: {error}"))
+            }
+            Event::LinkFailed { link, .. } if link_peer(link).0 == HOSTILE => {
+                if let Some(h) = self.hostile.as_mut() {
+                    h.epoch = None;
+                }
             }
             Event::LinkFailed { link, error } => {
                 let (peer, _) = link_peer(link);
@@ -915,6 +970,9 @@ impl Sim {
             if self.rng.chance(0.5) {
                 self.client_step(s);
             }
+            if self.hostile.is_some() && self.rng.chance(0.1) {
+                self.hostile_step();
+            }
             self.tick();
             if step % 25 == 0 {
                 let live: Vec<usize> = (0..self.nodes.len())
@@ -928,6 +986,251 @@ impl Sim {
             }
         }
         self.heal_and_quiesce();
+    }
+
+    // ----- the hostile replica -----
+
+    /// Opens the hostile link at the gateway if it is down; false if the
+    /// gateway is down.
+    fn hostile_link(&mut self) -> Option<LinkId> {
+        let h = self.hostile.as_ref()?;
+        let g = h.gateway;
+        self.nodes[g].replica.as_ref()?;
+        if let Some(e) = h.epoch {
+            return Some(link_id(HOSTILE, e));
+        }
+        let e = self.next_epoch;
+        self.next_epoch += 1;
+        let link = link_id(HOSTILE, e);
+        let now = self.now;
+        let hello = Frame::Hello(Hello {
+            replica: h.replica.id(),
+            room: "sim".into(),
+            clock: h.replica.clock().clone(),
+            token: None,
+        })
+        .encode();
+        let r = self.nodes[g].replica.as_mut().unwrap();
+        r.link_open_with(link, None, LinkPolicy::OWN, now);
+        if let Err(err) = r.handle_frame(link, &hello, now) {
+            self.fail(&format!("the hostile Hello was refused: {err}"));
+        }
+        self.hostile.as_mut().unwrap().epoch = Some(e);
+        self.drain(g);
+        Some(link)
+    }
+
+    /// Hands the gateway a frame from the hostile replica.
+    fn hostile_send(&mut self, frame: &[u8]) -> bool {
+        let Some(link) = self.hostile_link() else {
+            self.fail("hostile frames need the gateway up");
+        };
+        let g = self.hostile.as_ref().unwrap().gateway;
+        let now = self.now;
+        let res = self.nodes[g]
+            .replica
+            .as_mut()
+            .unwrap()
+            .handle_frame(link, frame, now);
+        if std::env::var("MINIDOTE_SIM_DEBUG").is_ok() {
+            eprintln!("hostile frame {:?}: {res:?}", frame.get(1));
+        }
+        let ok = res.is_ok();
+        if !ok {
+            self.stats.hostile_refused += 1;
+        }
+        self.drain(g);
+        ok
+    }
+
+    /// Sends the gateway the hostile replica's real transactions it lacks.
+    fn hostile_resend(&mut self) {
+        let Some(h) = self.hostile.as_ref() else {
+            return;
+        };
+        if self.nodes[h.gateway].replica.is_none() {
+            return;
+        }
+        let Some(have) = self.nodes[h.gateway]
+            .replica
+            .as_ref()
+            .map(|r| r.clock().get(h.replica.id()))
+        else {
+            return;
+        };
+        let missing: Vec<Vec<u8>> = h.sent.iter().skip(have as usize).cloned().collect();
+        if missing.is_empty() {
+            return;
+        }
+        let frame = minidote_core::wire::txns_frame(missing.iter().map(|t| &t[..]));
+        if !self.hostile_send(&frame) {
+            self.fail("the hostile replica's real transactions were refused");
+        }
+    }
+
+    /// Brings the hostile replica's state up to the gateway's (so its
+    /// removes observe real dots), without its own transactions.
+    fn hostile_sync(&mut self) {
+        let h = self.hostile.as_ref().unwrap();
+        let Some(r) = self.nodes[h.gateway].replica.as_ref() else {
+            return;
+        };
+        let me = h.replica.id();
+        match r.catch_up(h.replica.clock()) {
+            CatchUp::Txns(t) => {
+                let others: Vec<_> = t
+                    .into_iter()
+                    .filter(|b| TxnHeader::parse(b).map(|h| h.origin != me).unwrap_or(false))
+                    .collect();
+                let h = self.hostile.as_mut().unwrap();
+                let _ = h.replica.handle_txns(None, others);
+            }
+            CatchUp::Snapshot(snap) => {
+                let h = self.hostile.as_mut().unwrap();
+                if snap.clock.get(me) <= h.replica.clock().get(me) {
+                    h.replica.merge_snapshot(&snap);
+                }
+            }
+            CatchUp::UpToDate | CatchUp::Deferred => {}
+        }
+    }
+
+    fn hostile_step(&mut self) {
+        let g = self.hostile.as_ref().unwrap().gateway;
+        if self.nodes[g].replica.is_none() {
+            return;
+        }
+        self.hostile_resend();
+        self.hostile_sync();
+        let attack = self.rng.below(7) as usize;
+        self.hostile.as_mut().unwrap().attacks[attack] += 1;
+        self.stats.hostile_kinds[attack] += 1;
+        let me = self.hostile.as_ref().unwrap().replica.id();
+        match attack {
+            // 0, 1, 5: real writes; the second re-encoded to declare no
+            // deps (a remove then hides the dots it removes); the third a
+            // register write with a timestamp at or near u64::MAX, which
+            // must not freeze the register for the writes that observe it.
+            0 | 1 | 5 => {
+                let (k, op) = if attack == 5 {
+                    (
+                        Key::new("k1", CrdtType::RegisterLww, "b"),
+                        Op::Assign(Value::from("frozen?")),
+                    )
+                } else {
+                    let k = self.rng.pick(&self.keys).clone();
+                    let op = self.random_op(&k);
+                    (k, op)
+                };
+                let huge = u64::MAX - self.rng.below(3);
+                let h = self.hostile.as_mut().unwrap();
+                let before = h.replica.clock().clone();
+                if h.replica
+                    .update_objects(vec![Update::new(k, op)], None)
+                    .is_err()
+                {
+                    return;
+                }
+                let CatchUp::Txns(mut t) = h.replica.catch_up(&before) else {
+                    return;
+                };
+                let Some(bytes) = t.pop() else { return };
+                let mut bytes = bytes.to_vec();
+                if attack != 0 {
+                    let mut txn = Txn::decode(&bytes).unwrap();
+                    let deps = if attack == 1 {
+                        VectorClock::new()
+                    } else {
+                        TxnHeader::parse(&bytes).unwrap().deps
+                    };
+                    for (_, e) in &mut txn.effects {
+                        if let Effect::RegisterLww { ts, .. } = e {
+                            *ts = huge;
+                        }
+                    }
+                    let refs: Vec<(&Key, &Effect)> =
+                        txn.effects.iter().map(|(k, e)| (k, e)).collect();
+                    let mut w = minidote_core::codec::Writer::new();
+                    minidote_core::wire::encode_txn(&mut w, txn.origin, txn.seq, &deps, &refs);
+                    bytes = w.into_vec();
+                }
+                self.register(&bytes);
+                self.hostile.as_mut().unwrap().sent.push(bytes);
+                self.hostile_resend();
+            }
+            // 2: a second copy of its last stored dot with other bytes
+            // (only once the gateway stored the first: a gateway that
+            // crashed before storing forwards the copy it got first, and
+            // that is the limit SECURITY.md states).
+            2 => {
+                let g = self.hostile.as_ref().unwrap().gateway;
+                let Some(last) = self.hostile.as_ref().unwrap().sent.last().cloned() else {
+                    return;
+                };
+                let mut txn = Txn::decode(&last).unwrap();
+                let stored = self.nodes[g]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.clock().get(me) >= txn.seq)
+                    && self.nodes[g].unsynced.is_empty();
+                if !stored {
+                    return;
+                }
+                txn.effects = vec![(
+                    Key::new("evil", CrdtType::CounterPn, "b"),
+                    Effect::CounterPn(666),
+                )];
+                let before = self.nodes[g].replica.as_ref().unwrap().clock().clone();
+                let frame = minidote_core::wire::txns_frame([&txn.encode()[..]].into_iter());
+                // Refused when the gateway still logs the first copy, dropped
+                // as a duplicate once a snapshot pruned it; never taken (the
+                // registry check in `transmit` sees any copy it forwards).
+                self.hostile_send(&frame);
+                if let Some(r) = self.nodes[g].replica.as_ref() {
+                    if r.clock() != &before {
+                        self.fail("a second copy of a dot changed the gateway's clock");
+                    }
+                }
+            }
+            // 3: a transaction under an honest replica's id.
+            3 => {
+                let victim = self.nodes[self.rng.below(self.nodes.len() as u64) as usize].id;
+                let txn = Txn {
+                    origin: victim,
+                    seq: 1 + self.rng.below(50),
+                    deps: VectorClock::new(),
+                    effects: vec![(
+                        Key::new("evil", CrdtType::CounterPn, "b"),
+                        Effect::CounterPn(1),
+                    )],
+                };
+                let frame = minidote_core::wire::txns_frame([&txn.encode()[..]].into_iter());
+                if self.hostile_send(&frame) {
+                    self.fail("a transaction under another replica's id was accepted");
+                }
+            }
+            // 4: a forged snapshot that claims an honest replica's future.
+            4 => {
+                let victim = self.nodes[self.rng.below(self.nodes.len() as u64) as usize].id;
+                let snap = Snapshot {
+                    clock: [(victim, u64::MAX)].into_iter().collect(),
+                    objects: Vec::new(),
+                };
+                if self.hostile_send(&Frame::Snapshot(snap.encode()).encode()) {
+                    self.fail("a forged snapshot was accepted");
+                }
+            }
+            // 6: a bloated clock in a Need.
+            _ => {
+                let n = 1 + self.rng.below(3_000);
+                let clock: VectorClock = (0..n)
+                    .map(|i| (ReplicaId(0xb10a_0000_0000_0000 | i), 1 + i))
+                    .collect();
+                if !self.hostile_send(&Frame::Need(clock).encode()) {
+                    self.fail("a Need with a large clock was refused");
+                }
+            }
+        }
     }
 
     fn heal_and_quiesce(&mut self) {
@@ -945,6 +1248,9 @@ impl Sim {
         for _ in 0..20_000 {
             self.now += 10;
             self.deliver_due();
+            // The hostile replica stops attacking, but what it wrote for
+            // real is still resent until the room has it.
+            self.hostile_resend();
             self.tick();
             for s in 0..self.sessions.len() {
                 if self.sessions[s].waiting.is_some() {
@@ -1026,6 +1332,10 @@ fn simulated_clusters_converge_without_losing_or_reordering_anything() {
         total.crashes += st.crashes;
         total.torn += st.torn;
         total.snapshots_sent += st.snapshots_sent;
+        for (t, n) in total.hostile_kinds.iter_mut().zip(st.hostile_kinds) {
+            *t += n;
+        }
+        total.hostile_refused += st.hostile_refused;
     }
     eprintln!("{seeds} seeds: {total:?}");
     assert!(total.txns > seeds, "the workload must actually write");
@@ -1033,5 +1343,9 @@ fn simulated_clusters_converge_without_losing_or_reordering_anything() {
     if seeds >= 100 {
         assert!(total.crashes > 0 && total.torn > 0, "crash paths must run");
         assert!(total.snapshots_sent > 0, "snapshot catch-up must run");
+        assert!(
+            total.hostile_kinds.iter().all(|n| *n > 0) && total.hostile_refused > 0,
+            "every hostile attack must run"
+        );
     }
 }

@@ -45,8 +45,6 @@ pub struct Held {
     pub header: TxnHeader,
     /// The whole encoded transaction.
     pub bytes: Bytes,
-    /// Its highest `register_lww` timestamp ([`minidote_core::Txn::max_lamport`]).
-    pub lamport: u64,
 }
 
 impl Causal for Held {
@@ -125,8 +123,6 @@ pub struct Received {
 pub struct Room {
     name: Arc<str>,
     clock: VectorClock,
-    /// The sum of the clock's entries: a bound on honest Lamport times.
-    clock_total: u64,
     /// What the store has committed (everything, without a durable store).
     durable: VectorClock,
     /// Log positions up to this one are committed.
@@ -167,7 +163,6 @@ impl Room {
         Self {
             name: name.into(),
             clock: VectorClock::new(),
-            clock_total: 0,
             durable: VectorClock::new(),
             durable_idx: 0,
             stored,
@@ -225,7 +220,6 @@ impl Room {
             }
         }
         room.durable = room.clock.clone();
-        room.clock_total = total(&room.clock);
         room.durable_idx = room.next_idx - 1;
         (room, skipped)
     }
@@ -426,10 +420,6 @@ impl Room {
             self.sender_has(conn, origin, seq);
             got.new += 1;
             if self.deliverable(&t.header) {
-                if !self.lamport_ok(&t) {
-                    got.conflict = Some((origin, seq));
-                    break;
-                }
                 self.deliver(t, store, metrics);
                 any_held |= self.drain_buffer(store, metrics);
             } else {
@@ -453,13 +443,6 @@ impl Room {
         got
     }
 
-    /// A `register_lww` write's Lamport time is at most the number of
-    /// transactions in its causal past (itself included): one beyond it
-    /// would freeze the register for every honest writer.
-    fn lamport_ok(&self, t: &Held) -> bool {
-        t.lamport <= self.clock_total.saturating_add(1)
-    }
-
     fn sender_has(&mut self, conn: u64, origin: ReplicaId, seq: u64) {
         if let Some(p) = self.peer(conn) {
             p.known.raise(origin, seq);
@@ -481,10 +464,6 @@ impl Room {
             if t.header.seq <= self.clock.get(t.header.origin) {
                 continue;
             }
-            if !self.lamport_ok(&t) {
-                Metrics::add(&metrics.integrity_conflicts_total, 1);
-                continue;
-            }
             self.deliver(t, store, metrics);
             any = true;
         }
@@ -496,7 +475,6 @@ impl Room {
         let idx = self.next_idx;
         self.next_idx += 1;
         self.clock.raise(header.origin, header.seq);
-        self.clock_total = self.clock_total.saturating_add(1);
         store(StoreOp::Txn {
             room: self.name.clone(),
             idx,
@@ -592,7 +570,6 @@ impl Room {
         self.install_base(frame.clone(), clock.clone(), store);
         Metrics::add(&metrics.snapshots_stored_total, 1);
         self.clock.merge(&clock);
-        self.clock_total = total(&self.clock);
         self.durable.merge(&clock);
         self.buffer.drop_covered(&self.clock);
         let mut kicked = false;
@@ -701,9 +678,4 @@ fn slow(p: &mut Peer, metrics: &Metrics) {
         error_code::SLOW_CONSUMER,
         "slow consumer: the outgoing queue is full; reconnect to catch up".into(),
     );
-}
-
-/// The saturating sum of a clock's entries.
-fn total(c: &VectorClock) -> u64 {
-    c.iter().fold(0u64, |a, (_, s)| a.saturating_add(s))
 }

@@ -439,24 +439,16 @@ impl Peer {
         let mut txns = Vec::with_capacity(headers.len());
         for (i, (mut header, range)) in headers.into_iter().enumerate() {
             let bytes = frame.slice(range);
-            let lamport = match Txn::decode(&bytes) {
-                Ok(t) => {
-                    let l = t.max_lamport();
-                    header.deps = t.deps;
-                    l
-                }
+            match Txn::decode(&bytes) {
+                Ok(t) => header.deps = t.deps,
                 Err(e) => {
                     return Err(Some((
                         error_code::MALFORMED,
                         format!("transaction #{i} in the frame does not decode: {e}"),
                     )))
                 }
-            };
-            txns.push(Held {
-                header,
-                bytes,
-                lamport,
-            });
+            }
+            txns.push(Held { header, bytes });
         }
         let hub = &self.hub;
         let room = self.room.as_ref().expect("joined");
@@ -468,7 +460,7 @@ impl Peer {
             tracing::warn!(conn = self.conn, replica = %self.replica, %origin, seq, "integrity conflict: a second copy of a transaction with other bytes; the first is kept");
             return Err(Some((
                 error_code::INTEGRITY,
-                format!("integrity conflict: transaction ({origin}, {seq}) arrived again with other bytes (the relay keeps the first copy), or claims a register_lww time beyond its causal past"),
+                format!("integrity conflict: transaction ({origin}, {seq}) arrived again with other bytes (the relay keeps the first copy)"),
             )));
         }
         if got.gap {

@@ -92,9 +92,10 @@ pub struct Store {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The store's layout version. 2: rows hold protocol-2 bytes (packed
-/// clocks); a version-1 file is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The store's layout version, which follows the protocol: rows hold
+/// protocol-3 bytes (register_lww effects name what they overwrite). A file
+/// of an older version is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -486,7 +487,7 @@ mod tests {
         }
         let err = Store::open(&path, Arc::new(Metrics::default()), Box::new(|_| {})).unwrap_err();
         assert!(matches!(err, StoreError::Schema(1)), "{err}");
-        assert!(err.to_string().contains("expected 2"), "{err}");
+        assert!(err.to_string().contains("expected 3"), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -36,7 +36,11 @@ const PAYLOAD: usize = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Target {
+    /// `--memory`.
     Minidote,
+    /// `--data` in a temporary SQLite file: forwarding waits for each
+    /// group commit (durable before forwarded).
+    MinidoteData,
     Node,
 }
 
@@ -44,8 +48,13 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Minidote => "minidote-relay",
+            Target::MinidoteData => "minidote-relay --data",
             Target::Node => "y-websocket (Node)",
         }
+    }
+
+    fn is_minidote(self) -> bool {
+        matches!(self, Target::Minidote | Target::MinidoteData)
     }
 }
 
@@ -64,7 +73,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut a = Args {
-        targets: vec![Target::Minidote, Target::Node],
+        targets: vec![Target::Minidote, Target::MinidoteData, Target::Node],
         clients: 100,
         rates: vec![10, 20, 50, 100, 200, 400],
         step: Duration::from_secs(5),
@@ -82,9 +91,11 @@ fn parse_args() -> Args {
         match argv[i].as_str() {
             "--target" => {
                 a.targets = match v.as_str() {
-                    "minidote" => vec![Target::Minidote],
+                    "minidote" => vec![Target::Minidote, Target::MinidoteData],
+                    "memory" => vec![Target::Minidote],
+                    "data" => vec![Target::MinidoteData],
                     "node" => vec![Target::Node],
-                    _ => vec![Target::Minidote, Target::Node],
+                    _ => vec![Target::Minidote, Target::MinidoteData, Target::Node],
                 }
             }
             "--clients" => a.clients = v.parse().expect("--clients N"),
@@ -124,15 +135,17 @@ struct Server {
 async fn start_server(target: Target, args: &Args) -> Server {
     let port = free_port();
     let mut cmd = match target {
-        Target::Minidote => {
+        Target::Minidote | Target::MinidoteData => {
             let mut c = Command::new(&args.relay_bin);
-            c.args([
-                "--memory",
-                "--no-tcp",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("RUST_LOG", "warn");
+            c.args(["--no-tcp", "--listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "warn");
+            if target == Target::MinidoteData {
+                let file = std::env::temp_dir().join(format!("minidote-relay-load-{port}.db"));
+                let _ = std::fs::remove_file(&file);
+                c.arg("--data").arg(file);
+            } else {
+                c.arg("--memory");
+            }
             c
         }
         Target::Node => {
@@ -207,8 +220,14 @@ fn load_node_messages(path: &std::path::Path) -> NodeMessages {
 fn minidote_frame(id: u64, seq: u64, ts: u64, key: &Key) -> Vec<u8> {
     let mut payload = vec![b'.'; PAYLOAD];
     payload[PAYLOAD - 8..].copy_from_slice(&ts.to_le_bytes());
+    // Each client overwrites its own key: its previous write is observed.
     let effect = Effect::RegisterLww {
         ts: seq,
+        removed: if seq > 1 {
+            vec![minidote_core::Dot::new(ReplicaId(id), seq - 1)]
+        } else {
+            Vec::new()
+        },
         value: Value::Bytes(payload),
     };
     let mut w = Writer::with_capacity(128);
@@ -299,14 +318,14 @@ async fn run_step(
     let mut sockets = Vec::with_capacity(n);
     for c in 0..n {
         let url = match target {
-            Target::Minidote => format!("ws://{}/sync", server.addr),
+            Target::Minidote | Target::MinidoteData => format!("ws://{}/sync", server.addr),
             Target::Node => format!("ws://{}/bench", server.addr),
         };
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("connect");
         let (mut w, r) = ws.split();
-        if target == Target::Minidote {
+        if target.is_minidote() {
             let hello = Frame::Hello(Hello {
                 replica: ReplicaId(c as u64 + 1),
                 room: "bench".into(),
@@ -351,7 +370,7 @@ async fn run_step(
                     continue;
                 };
                 match target {
-                    Target::Minidote => {
+                    Target::Minidote | Target::MinidoteData => {
                         if b.get(1) != Some(&1) {
                             continue;
                         }
@@ -595,7 +614,27 @@ async fn run(args: Args) {
             }
         }
     }
-    if args.targets.len() == 2 {
+    if args.targets.contains(&Target::MinidoteData) && args.targets.contains(&Target::Minidote) {
+        println!();
+        println!("| rate per client | --data delivered/s ÷ --memory | --data p50 ms | --memory p50 ms | --data p99 ms | --memory p99 ms |");
+        println!("|---|---|---|---|---|---|");
+        for &rate in &args.rates {
+            if let (Some(d), Some(m)) = (
+                table.get(&(Target::MinidoteData, rate)),
+                table.get(&(Target::Minidote, rate)),
+            ) {
+                println!(
+                    "| {rate}/s | {:.2}× | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    d.delivered / m.delivered,
+                    d.p50_ms,
+                    m.p50_ms,
+                    d.p99_ms,
+                    m.p99_ms
+                );
+            }
+        }
+    }
+    if args.targets.contains(&Target::Minidote) && args.targets.contains(&Target::Node) {
         println!();
         println!("| rate per client | minidote delivered/s ÷ node | node p99 ÷ minidote p99 |");
         println!("|---|---|---|");

@@ -363,7 +363,12 @@ async fn run_step(
                         if stop_r.load(Ordering::Relaxed) { break } else { continue }
                     }
                 };
-                let Some(Ok(Message::Binary(b))) = msg else {
+                let Some(msg) = msg else {
+                    // The server closed the connection (a slow consumer is
+                    // disconnected): this client receives nothing more.
+                    break;
+                };
+                let Ok(Message::Binary(b)) = msg else {
                     if stop_r.load(Ordering::Relaxed) {
                         break;
                     }

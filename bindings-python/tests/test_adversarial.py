@@ -84,9 +84,10 @@ def test_forwarding_another_replicas_writes_needs_the_forward_scope(mem):
         if reaches:
             wait_until(lambda: value(a) == 7, what="c's write forwarded to a")
         else:
+            # Dropped and counted at a, never applied; b's link stays up.
             wait_until(lambda: a.stats()["refused"] >= 1, what="the forward refused")
             assert value(a) == 0
-            assert "forward" in b.stats()["last_protocol_error"]
+            assert connected(b)
 
 
 @pytest.mark.parametrize("bad", [

@@ -388,6 +388,18 @@ impl State {
         }
     }
 
+    /// How many tokens a whole-object effect (an assign, a flag op) would
+    /// name as observed: what makes such an effect large.
+    pub fn tokens(&self) -> usize {
+        match self {
+            State::RegisterMv(m) => m.len(),
+            State::RegisterLww(m) => m.len(),
+            State::FlagEw(s) => s.len(),
+            State::FlagDw(p) => p.pos.len() + p.neg.len(),
+            _ => 0,
+        }
+    }
+
     /// True for the bottom state; such objects are not stored, so equal
     /// states have equal snapshots.
     pub fn is_bottom(&self) -> bool {
@@ -496,6 +508,7 @@ impl State {
                 for d in removed {
                     m.remove(d);
                 }
+                drop_older_of(m, dot);
                 if let Some(v) = value {
                     m.insert(dot, v.clone());
                 }
@@ -504,6 +517,7 @@ impl State {
                 for d in removed {
                     m.remove(d);
                 }
+                drop_older_of(m, dot);
                 m.insert(dot, (*ts, value.clone()));
             }
             (State::FlagEw(s), Effect::FlagEw { removed, enable }) => {
@@ -1213,4 +1227,19 @@ fn pn_sb_total(m: &BTreeMap<ReplicaId, (u64, u64)>) -> i128 {
 /// write that observed another removed it, whatever the timestamps.
 fn lww_winner(m: &BTreeMap<Dot, (u64, Value)>) -> Option<(&Dot, &(u64, Value))> {
     m.iter().max_by_key(|(d, (ts, _))| (*ts, d.replica, d.seq))
+}
+
+/// Drops the register writes of `dot`'s origin older than `dot`. Under
+/// causal delivery an origin's write always observed its own earlier ones,
+/// so this removes only what an honest effect names anyway; it bounds a
+/// register to one entry per origin even when a hostile writer names
+/// nothing it overwrote (and so keeps every later honest effect small).
+fn drop_older_of<V>(m: &mut BTreeMap<Dot, V>, dot: Dot) {
+    let older: Vec<Dot> = m
+        .range(Dot::new(dot.replica, 0)..dot)
+        .map(|(d, _)| *d)
+        .collect();
+    for d in older {
+        m.remove(&d);
+    }
 }

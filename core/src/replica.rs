@@ -29,6 +29,10 @@ use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
 type FxMap<K, V> = crate::hashing::KeyedMap<K, V>;
 
+/// Objects whose whole-object effects name at least this many observed
+/// tokens are prepared (and measured) before anything is applied.
+const LARGE_OBSERVED: usize = 64;
+
 /// A frame's bytes around one transaction's effects: version, tag, count,
 /// origin, seq, deps (generously) and the blob length.
 const TXN_FRAME_OVERHEAD: usize = 64;
@@ -634,7 +638,7 @@ impl Replica {
         updates: Vec<Update>,
         client_clock: Option<&VectorClock>,
     ) -> Result<UpdateOutcome, UpdateError> {
-        let mut size = TXN_FRAME_OVERHEAD;
+        let mut size = TXN_FRAME_OVERHEAD + self.deps_len();
         for (i, u) in updates.iter().enumerate() {
             u.op.check(u.key.ty, i)?;
             size += u.op.values_len() + u.key.key.len() + u.key.bucket.len();
@@ -657,6 +661,16 @@ impl Replica {
             (None, Some(c)) => UpdateOutcome::Committed(c),
             (None, None) => unreachable!("a memory-only commit always returns its clock"),
         })
+    }
+
+    /// An upper bound on the encoded deps of the next local transaction.
+    fn deps_len(&self) -> usize {
+        let entries = if self.deps_full {
+            self.clock.len()
+        } else {
+            self.changed.len()
+        };
+        2 + 18 * entries
     }
 
     /// Refuses a transaction of `size` bytes that no frame could carry.
@@ -982,23 +996,28 @@ impl Replica {
         slices: &[&[u8]],
         now_ms: u64,
     ) -> Result<(), ProtocolError> {
+        let own: Vec<&[u8]>;
+        let mut slices = slices;
         if let Some(l) = self.links.get(&link) {
             if !l.policy.write {
                 self.stats.refused += slices.len() as u64;
                 return Err(ProtocolError::ReadOnlyLink(l.peer.unwrap_or_default()));
             }
             if !l.policy.forward {
+                // A link speaks for its own id only: other origins' transactions
+                // are dropped (counted, never applied, stored or forwarded).
+                // They are not an error: an honest peer with other links
+                // forwards what it has, and closing its link for that would
+                // only make it flap.
                 let peer = l.peer.unwrap_or_default();
-                // The origin is a transaction's first 8 bytes; the whole
-                // frame is refused before anything in it is applied.
-                if let Some(origin) = slices
-                    .iter()
-                    .map(|t| origin_of(t))
-                    .find(|o| *o != Some(peer))
-                    .map(|o| o.unwrap_or_default())
-                {
-                    self.stats.refused += slices.len() as u64;
-                    return Err(ProtocolError::ForeignOrigin { peer, origin });
+                if slices.iter().any(|t| origin_of(t) != Some(peer)) {
+                    own = slices
+                        .iter()
+                        .copied()
+                        .filter(|t| origin_of(t) == Some(peer))
+                        .collect();
+                    self.stats.refused += (slices.len() - own.len()) as u64;
+                    slices = &own;
                 }
             }
         }
@@ -1373,10 +1392,31 @@ impl Replica {
         let dot = Dot::new(self.id, seq);
         let start = self.log_bytes.len();
         let mut changed_keys = Vec::new();
+        // The one-lookup path applies as it prepares, so it is taken only
+        // when the effect cannot be large: no reset, and an object whose
+        // whole-object ops name few observed tokens.
         if updates.len() == 1 && !updates[0].op.observes_all() {
             // The common case, with one hash lookup and no effect list.
             let Update { key, op } = updates.pop().expect("one update");
+            let deps_len = self.deps_len();
+            let limit = self.config.max_frame_bytes;
             let effect = match self.objects.get_mut(&key) {
+                Some(st) if st.tokens() >= LARGE_OBSERVED => {
+                    // Many observed tokens: measure before applying.
+                    let effect = prepare(key.ty, Some(st), &[(0, &op)], self.id)?;
+                    let mut w = Writer::new();
+                    key.encode(&mut w);
+                    effect.encode(&mut w);
+                    let size = TXN_FRAME_OVERHEAD + deps_len + w.len();
+                    if size > limit {
+                        return Err(UpdateError::TooLarge { size, limit });
+                    }
+                    st.apply(&effect, dot);
+                    if st.is_bottom() {
+                        self.objects.remove(&key);
+                    }
+                    effect
+                }
                 Some(st) => {
                     let effect = prepare_apply(key.ty, st, &[(0, &op)], self.id, dot)?;
                     if st.is_bottom() {
@@ -1486,7 +1526,12 @@ impl Replica {
         // the state (a reset or remove_all names every observed token), so
         // a transaction too large to deliver is refused whole.
         if groups.iter().any(|(k, ops)| {
-            k.ty == CrdtType::CounterPnSb || ops.iter().any(|(_, op)| op.observes_all())
+            k.ty == CrdtType::CounterPnSb
+                || ops.iter().any(|(_, op)| op.observes_all())
+                || self
+                    .objects
+                    .get(*k)
+                    .is_some_and(|st| st.tokens() >= LARGE_OBSERVED)
         }) {
             for (key, ops) in &groups {
                 let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
@@ -1497,7 +1542,7 @@ impl Replica {
                 k.encode(&mut w);
                 e.encode(&mut w);
             }
-            self.check_size(TXN_FRAME_OVERHEAD + w.len())?;
+            self.check_size(TXN_FRAME_OVERHEAD + self.deps_len() + w.len())?;
             self.apply_effects(&effects, dot);
             return Ok(effects);
         }

@@ -564,10 +564,7 @@ fn causal_deps(
             if d.replica == origin {
                 bad |= d.seq >= seq;
             } else if deps.get(d.replica) < d.seq {
-                match extra.iter_mut().find(|(r, _)| *r == d.replica) {
-                    Some((_, s)) => *s = (*s).max(d.seq),
-                    None => extra.push((d.replica, d.seq)),
-                }
+                extra.push((d.replica, d.seq));
             }
         });
     }
@@ -576,9 +573,21 @@ fn causal_deps(
             "an effect observes a dot of its own transaction or a later one of its origin",
         ));
     }
-    for (r, s) in extra {
-        deps.raise(r, s);
+    if extra.is_empty() {
+        return Ok(deps);
     }
+    // Sorted, the highest seq per replica is the last of its run: one merge,
+    // however many replicas the effects observe (a search per dot would be
+    // quadratic, and a hostile frame can name 100,000 of them).
+    extra.sort_unstable();
+    let mut top: Vec<(ReplicaId, u64)> = Vec::with_capacity(extra.len());
+    for (r, s) in extra {
+        match top.last_mut() {
+            Some((lr, ls)) if *lr == r => *ls = s,
+            _ => top.push((r, s)),
+        }
+    }
+    deps.merge(&top.into_iter().collect());
     Ok(deps)
 }
 

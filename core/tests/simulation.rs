@@ -1204,9 +1204,16 @@ impl Sim {
                         Effect::CounterPn(1),
                     )],
                 };
+                let g = self.hostile.as_ref().unwrap().gateway;
+                let before = self.nodes[g].replica.as_ref().unwrap().clock().clone();
                 let frame = minidote_core::wire::txns_frame([&txn.encode()[..]].into_iter());
-                if self.hostile_send(&frame) {
-                    self.fail("a transaction under another replica's id was accepted");
+                // Dropped and counted; the registry check in `transmit`
+                // would catch it if it were ever forwarded.
+                self.hostile_send(&frame);
+                if let Some(r) = self.nodes[g].replica.as_ref() {
+                    if r.clock().get(victim) != before.get(victim) {
+                        self.fail("a transaction under another replica's id was delivered");
+                    }
                 }
             }
             // 4: a forged snapshot that claims an honest replica's future.

@@ -141,6 +141,8 @@ pub struct Room {
     peers: Vec<Peer>,
     next_idx: u64,
     compacting: bool,
+    /// After a failed compaction, the log length at which to try again.
+    compact_retry_at: usize,
 }
 
 /// The part of a room's log to fold into one base (see [`crate::compact`]).
@@ -174,6 +176,7 @@ impl Room {
             peers: Vec::new(),
             next_idx: 1,
             compacting: false,
+            compact_retry_at: 0,
         }
     }
 
@@ -328,7 +331,10 @@ impl Room {
         let i = self.peers.iter().position(|p| p.conn == conn)?;
         let p = &mut self.peers[i];
         let mut out = CatchUp::default();
-        let (from, k, epoch) = match p.pass.take() {
+        // A base installed since the pass began may have pruned entries the
+        // peer still lacks: start over, so that base goes first.
+        let pass = p.pass.take().filter(|(_, _, e)| *e == self.base_epoch);
+        let (from, k, epoch) = match pass {
             Some(pass) => pass,
             None => {
                 if self.durable.leq(&p.known) {
@@ -416,8 +422,12 @@ impl Room {
                 got.conflict = Some((origin, seq));
                 break;
             }
-            // Before delivery, so it is never echoed back to its sender.
-            self.sender_has(conn, origin, seq);
+            // Before delivery, so it is never echoed back to its sender (but
+            // only for origins the room knows: a peer's view must not grow
+            // with origins that never deliver).
+            if self.clock.get(origin) > 0 || seq == 1 {
+                self.sender_has(conn, origin, seq);
+            }
             got.new += 1;
             if self.deliverable(&t.header) {
                 self.deliver(t, store, metrics);
@@ -507,6 +517,12 @@ impl Room {
         }
         let start = self.log.partition_point(|e| e.idx <= self.durable_idx);
         let end = self.log.partition_point(|e| e.idx <= idx);
+        // Bases announce what they cover once they are on disk too.
+        for b in &self.bases {
+            if b.idx > self.durable_idx && b.idx <= idx {
+                self.durable.merge(&b.clock);
+            }
+        }
         self.durable_idx = idx;
         let mut kicked = false;
         let mut delivered = 0;
@@ -568,9 +584,12 @@ impl Room {
             return false;
         }
         self.install_base(frame.clone(), clock.clone(), store);
+        if !self.stored {
+            self.durable.merge(&clock);
+            self.durable_idx = self.next_idx - 1;
+        }
         Metrics::add(&metrics.snapshots_stored_total, 1);
         self.clock.merge(&clock);
-        self.durable.merge(&clock);
         self.buffer.drop_covered(&self.clock);
         let mut kicked = false;
         for p in &mut self.peers {
@@ -640,7 +659,11 @@ impl Room {
     /// is running), the oldest ones, all but the newest `after / 2`, with
     /// every base, to fold into one base. `after == 0` never compacts.
     pub fn compaction_input(&mut self, after: usize) -> Option<CompactionInput> {
-        if self.compacting || after == 0 || self.log.len() <= after {
+        if self.compacting
+            || after == 0
+            || self.log.len() <= after
+            || self.log.len() < self.compact_retry_at
+        {
             return None;
         }
         // Only committed transactions are folded: a base is served at once.
@@ -666,8 +689,10 @@ impl Room {
         store: &mut dyn FnMut(StoreOp),
     ) {
         self.compacting = false;
-        if let Some((frame, clock)) = folded {
-            self.install_base(frame, clock, store);
+        match folded {
+            Some((frame, clock)) => self.install_base(frame, clock, store),
+            // Not on every frame from now on: once the log grew a tenth.
+            None => self.compact_retry_at = self.log.len() + self.log.len() / 10 + 1,
         }
     }
 }

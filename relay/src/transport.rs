@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{BufMut as _, Bytes};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
@@ -125,7 +125,7 @@ struct TcpSource {
     r: BufReader<OwnedReadHalf>,
     head: [u8; 6],
     head_filled: usize,
-    body: Option<(BytesMut, usize)>,
+    body: Option<(Vec<u8>, usize)>,
 }
 
 /// The body buffer grows by at most this much per read.
@@ -176,7 +176,7 @@ impl FrameSource for TcpSource {
             let len = u32::from_be_bytes(self.head[..4].try_into().expect("4")) as usize;
             let got = &self.head[4..self.head_filled];
             limits.check(got, len)?;
-            let mut buf = BytesMut::with_capacity(len.min(GROW));
+            let mut buf = Vec::with_capacity(len.min(GROW));
             buf.extend_from_slice(got);
             self.body = Some((buf, len));
         }
@@ -184,7 +184,10 @@ impl FrameSource for TcpSource {
         while buf.len() < *len {
             let rest = *len - buf.len();
             if buf.capacity() == buf.len() {
-                buf.reserve(rest.min(GROW));
+                // Geometric (so a large frame is copied O(1) times) but
+                // exact and never past the frame's end (a plain reserve
+                // may double, and hold twice the frame).
+                buf.reserve_exact(buf.len().max(GROW).min(rest));
             }
             let room = (buf.capacity() - buf.len()).min(rest);
             let n = self
@@ -198,7 +201,7 @@ impl FrameSource for TcpSource {
         }
         let (buf, _) = self.body.take().expect("set above");
         self.head_filled = 0;
-        Ok(Some(buf.freeze()))
+        Ok(Some(Bytes::from(buf)))
     }
 }
 

@@ -16,6 +16,14 @@ pub struct Proc {
     pub tcp: SocketAddr,
 }
 
+impl Drop for Proc {
+    /// A test that fails half-way must not leave its relay running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn field(line: &str, name: &str) -> Option<SocketAddr> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{name}=")))

@@ -12,6 +12,7 @@
 //! transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 static KEY: [AtomicU64; 2] = [
     AtomicU64::new(0x0706_0504_0302_0100),
@@ -22,6 +23,15 @@ static KEY: [AtomicU64; 2] = [
 /// once with 16 random bytes before they make a replica. Maps that already
 /// exist keep the key they were made with.
 pub fn set_hash_key(key: [u8; 16]) {
+    // foldhash's shared seed is set once, by the first key (bindings call
+    // this once, at start-up, before any map exists).
+    let _ = SHARED.get_or_init(|| {
+        let mut s = [0u8; 8];
+        for (i, x) in key.iter().enumerate() {
+            s[i % 8] ^= x.rotate_left(i as u32);
+        }
+        foldhash::SharedSeed::from_u64(u64::from_le_bytes(s))
+    });
     let (a, b) = key.split_at(8);
     KEY[0].store(
         u64::from_le_bytes(a.try_into().expect("8")),
@@ -66,14 +76,23 @@ impl std::hash::BuildHasher for SipKey {
     }
 }
 
-/// foldhash under the secret seed (object keys, interned strings).
+/// foldhash's shared seed, derived from the first secret key (a fixed one
+/// until then): with a secret per-map seed too, this is foldhash's own
+/// `RandomState`, except that core draws no randomness itself.
+static SHARED: OnceLock<foldhash::SharedSeed> = OnceLock::new();
+
+/// foldhash under the secret seeds (object keys, interned strings).
 #[derive(Clone, Copy, Debug)]
-pub struct Seeded(foldhash::fast::FixedState);
+pub struct Seeded(foldhash::fast::SeedableRandomState);
 
 impl Default for Seeded {
     fn default() -> Self {
         let (a, b) = key();
-        Seeded(foldhash::fast::FixedState::with_seed(a ^ b.rotate_left(32)))
+        let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(a ^ b));
+        Seeded(foldhash::fast::SeedableRandomState::with_seed(
+            a ^ b.rotate_left(32),
+            shared,
+        ))
     }
 }
 
@@ -112,8 +131,9 @@ mod tests {
     #[test]
     fn the_seed_changes_the_hash() {
         let k = Key::new("x", CrdtType::SetAw, "b");
-        let a = Seeded(foldhash::fast::FixedState::with_seed(1)).hash_one(&k);
-        let b = Seeded(foldhash::fast::FixedState::with_seed(2)).hash_one(&k);
+        let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(7));
+        let a = Seeded(foldhash::fast::SeedableRandomState::with_seed(1, shared)).hash_one(&k);
+        let b = Seeded(foldhash::fast::SeedableRandomState::with_seed(2, shared)).hash_one(&k);
         assert_ne!(a, b);
     }
 

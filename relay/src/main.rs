@@ -135,15 +135,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Token(t)) = cli.command {
         let expires = token::now_secs().saturating_add(t.ttl);
-        let pem = match &t.auth_private_key {
-            Some(p) => match std::fs::read(p) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    eprintln!("minidote-relay: cannot read {}: {e}", p.display());
-                    return ExitCode::from(2);
-                }
-            },
-            None => None,
+        let pem = match read_key(t.auth_private_key.as_deref()) {
+            Ok(p) => p,
+            Err(code) => return code,
         };
         let key = match (&pem, &t.auth_secret) {
             (Some(p), _) => token::SigningKey::Ed25519Pem(p),
@@ -173,15 +167,9 @@ fn main() -> ExitCode {
         eprintln!("minidote-relay: --idle-timeout must be at least 0.1 seconds");
         return ExitCode::from(2);
     }
-    let auth_public_key = match &s.auth_public_key {
-        Some(p) => match std::fs::read(p) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("minidote-relay: cannot read {}: {e}", p.display());
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
+    let auth_public_key = match read_key(s.auth_public_key.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let config = Config {
         listen: s.listen,
@@ -223,6 +211,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads a key file named by a flag, or says why it cannot.
+fn read_key(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ExitCode> {
+    let Some(p) = path else { return Ok(None) };
+    std::fs::read(p).map(Some).map_err(|e| {
+        eprintln!("minidote-relay: cannot read {}: {e}", p.display());
+        ExitCode::from(2)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

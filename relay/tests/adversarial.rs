@@ -70,6 +70,18 @@ fn frame_of(txns: &[TxnBytes]) -> Vec<u8> {
     txns_frame(txns.iter().map(|t| &t[..]))
 }
 
+/// Replica 0xa's real first transaction (adds "real"), and a spoof of it
+/// under the same dot (adds "spoofed").
+fn victim_and_spoof() -> (Replica, Replica) {
+    let make = |v: &str| {
+        let mut r = Replica::new(ReplicaId(0xa), core_config("r"));
+        r.update_objects(vec![Update::new(set(), Op::Add(v.into()))], None)
+            .unwrap();
+        r
+    };
+    (make("real"), make("spoofed"))
+}
+
 /// A reader that joins with `token` and waits for `want` at `key`.
 async fn reader_sees(relay: &TestRelay, id: u64, token: &str, key: &Key, want: Value) -> Peer {
     let mut r = Peer::new(id, core_config("r"));
@@ -131,14 +143,7 @@ async fn a_write_token_cannot_inject_transactions_of_another_replica() {
     let relay = start(secured()).await;
     // The victim's real first transaction, and a spoof of it made while
     // the victim is offline.
-    let mut victim = Replica::new(ReplicaId(0xa), core_config("r"));
-    victim
-        .update_objects(vec![Update::new(set(), Op::Add("real".into()))], None)
-        .unwrap();
-    let mut spoofer = Replica::new(ReplicaId(0xa), core_config("r"));
-    spoofer
-        .update_objects(vec![Update::new(set(), Op::Add("spoofed".into()))], None)
-        .unwrap();
+    let (victim, spoofer) = victim_and_spoof();
     let mut evil = raw(&relay, 0x66, Some(&tok(Scope::Write, None))).await;
     evil.send(&frame_of(&log_of(&spoofer))).await;
     // Dropped and counted, never stored or forwarded (the link stays: an
@@ -175,14 +180,7 @@ async fn a_token_bound_to_a_replica_admits_no_other_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_copy_of_a_dot_with_other_bytes_is_refused_and_the_first_kept() {
     let relay = start(secured()).await;
-    let mut victim = Replica::new(ReplicaId(0xa), core_config("r"));
-    victim
-        .update_objects(vec![Update::new(set(), Op::Add("real".into()))], None)
-        .unwrap();
-    let mut spoofer = Replica::new(ReplicaId(0xa), core_config("r"));
-    spoofer
-        .update_objects(vec![Update::new(set(), Op::Add("spoofed".into()))], None)
-        .unwrap();
+    let (victim, spoofer) = victim_and_spoof();
     let mut a = raw(&relay, 0xa, Some(&tok(Scope::Write, Some(0xa)))).await;
     a.send(&frame_of(&log_of(&victim))).await;
     pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == 1).await;

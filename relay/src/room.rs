@@ -208,16 +208,7 @@ impl Room {
             match TxnHeader::parse(&bytes) {
                 Ok(h) => {
                     room.clock.raise(h.origin, h.seq);
-                    room.by_origin
-                        .entry(h.origin)
-                        .or_default()
-                        .push_back((h.seq, bytes.clone()));
-                    room.log.push(Entry {
-                        idx,
-                        origin: h.origin,
-                        seq: h.seq,
-                        bytes,
-                    });
+                    room.log_push(idx, h.origin, h.seq, bytes);
                 }
                 Err(_) => skipped += 1,
             }
@@ -311,6 +302,20 @@ impl Room {
             .iter()
             .filter(|(r, _)| self.clock.get(*r) > 0)
             .collect()
+    }
+
+    /// Appends a transaction to the log and its origin's index.
+    fn log_push(&mut self, idx: u64, origin: ReplicaId, seq: u64, bytes: Bytes) {
+        self.by_origin
+            .entry(origin)
+            .or_default()
+            .push_back((seq, bytes.clone()));
+        self.log.push(Entry {
+            idx,
+            origin,
+            seq,
+            bytes,
+        });
     }
 
     /// The logged copy of `(origin, seq)`, if the log still holds it.
@@ -491,16 +496,7 @@ impl Room {
             bytes: bytes.clone(),
         });
         Metrics::add(&metrics.txns_stored_total, 1);
-        self.by_origin
-            .entry(header.origin)
-            .or_default()
-            .push_back((header.seq, bytes.clone()));
-        self.log.push(Entry {
-            idx,
-            origin: header.origin,
-            seq: header.seq,
-            bytes,
-        });
+        self.log_push(idx, header.origin, header.seq, bytes);
         if !self.stored {
             self.committed(idx, metrics);
         }

@@ -43,18 +43,27 @@ fn tok_ttl(scope: Scope, replica: Option<u64>, ttl: u64) -> String {
     .unwrap()
 }
 
-fn counter() -> Key {
-    Key::new("likes", CrdtType::CounterPn, "b")
-}
-
-fn set() -> Key {
-    Key::new("tags", CrdtType::SetAw, "b")
-}
-
-fn write(p: &mut Peer, k: &Key, op: Op) {
-    p.replica
-        .update_objects(vec![Update::new(k.clone(), op)], None)
-        .expect("valid update");
+/// A memory replica `id` that wrote `n` registers `{prefix}0..` of `size`
+/// bytes each (register i holds bytes of value i).
+fn registers(
+    id: ReplicaId,
+    config: minidote_core::Config,
+    prefix: &str,
+    n: usize,
+    size: usize,
+) -> Replica {
+    let mut w = Replica::new(id, config);
+    for i in 0..n {
+        w.update_objects(
+            vec![Update::new(
+                Key::new(format!("{prefix}{i}"), CrdtType::RegisterLww, "b"),
+                Op::Assign(Value::Bytes(vec![i as u8; size])),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    w
 }
 
 /// Every transaction of a memory replica, in log order.
@@ -388,17 +397,7 @@ async fn a_reader_stuck_in_catch_up_is_closed_and_frees_its_slot() {
     })
     .await;
     // A log of ~24 MB.
-    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
-    for i in 0..24 {
-        w.update_objects(
-            vec![Update::new(
-                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
-                Op::Assign(Value::Bytes(vec![i as u8; 1000 << 10])),
-            )],
-            None,
-        )
-        .unwrap();
-    }
+    let w = registers(ReplicaId(0xa), core_config("r"), "k", 24, 1000 << 10);
     let mut cw = raw(&relay, 0xa, None).await;
     for t in log_of(&w) {
         assert!(cw.send(&frame_of(&[t])).await);
@@ -442,17 +441,7 @@ async fn what_the_relay_forwarded_survives_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay.db");
     let mut p = spawn(&data);
-    let mut w = Replica::new(ReplicaId(0xa), core_config("r"));
-    for i in 0..300 {
-        w.update_objects(
-            vec![Update::new(
-                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
-                Op::Assign(Value::Bytes(vec![1; 60_000])),
-            )],
-            None,
-        )
-        .unwrap();
-    }
+    let w = registers(ReplicaId(0xa), core_config("r"), "k", 300, 60_000);
     let mut reader = Client::tcp(p.tcp).await;
     reader.send(&hello(0xb, "r", None)).await;
     let mut cw = Client::tcp(p.tcp).await;
@@ -552,18 +541,8 @@ async fn memory_probes_stay_bounded() {
         max_frame_bytes: 2 << 20,
         ..core_config("r")
     };
-    let mut w = Replica::new(ReplicaId(0xa), big());
+    let w = registers(ReplicaId(0xa), big(), "k", 151, 1 << 20);
     let mut txns = Vec::new();
-    for i in 0..151 {
-        w.update_objects(
-            vec![Update::new(
-                Key::new(format!("k{i}"), CrdtType::RegisterLww, "b"),
-                Op::Assign(Value::Bytes(vec![i as u8; 1 << 20])),
-            )],
-            None,
-        )
-        .unwrap();
-    }
     txns.extend(log_of(&w));
     let mut cw = Client::tcp(p.tcp).await;
     cw.send(&hello(0xa, "r", None)).await;
@@ -591,17 +570,7 @@ async fn memory_probes_stay_bounded() {
 
     // 4. A 48 MB log and 8 readers that stop reading (was 408 MB).
     drop(cw);
-    let mut b = Replica::new(ReplicaId(0xb), big());
-    for i in 0..48 {
-        b.update_objects(
-            vec![Update::new(
-                Key::new(format!("b{i}"), CrdtType::RegisterLww, "b"),
-                Op::Assign(Value::Bytes(vec![i as u8; 1 << 20])),
-            )],
-            None,
-        )
-        .unwrap();
-    }
+    let b = registers(ReplicaId(0xb), big(), "b", 48, 1 << 20);
     let mut cb = Client::tcp(p.tcp).await;
     cb.send(&hello(0xb, "r", None)).await;
     for t in log_of(&b) {

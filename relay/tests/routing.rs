@@ -6,21 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use minidote_core::{CrdtType, Key, Op, Update, Value};
-
-fn counter() -> Key {
-    Key::new("likes", CrdtType::CounterPn, "b")
-}
-
-fn set() -> Key {
-    Key::new("tags", CrdtType::SetAw, "b")
-}
-
-fn write(p: &mut Peer, k: &Key, op: Op) {
-    p.replica
-        .update_objects(vec![Update::new(k.clone(), op)], None)
-        .expect("valid update");
-}
+use minidote_core::{Op, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 

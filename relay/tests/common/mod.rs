@@ -79,6 +79,23 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+/// The counter most tests write.
+pub fn counter() -> minidote_core::Key {
+    minidote_core::Key::new("likes", minidote_core::CrdtType::CounterPn, "b")
+}
+
+/// The set most tests write.
+pub fn set() -> minidote_core::Key {
+    minidote_core::Key::new("tags", minidote_core::CrdtType::SetAw, "b")
+}
+
+/// Runs one update on a peer's replica.
+pub fn write(p: &mut Peer, k: &minidote_core::Key, op: minidote_core::Op) {
+    p.replica
+        .update_objects(vec![minidote_core::Update::new(k.clone(), op)], None)
+        .expect("valid update");
+}
+
 /// A plain HTTP/1.1 GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -30,18 +30,18 @@ fn field(line: &str, name: &str) -> Option<SocketAddr> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The relay binary on free ports.
+fn on_free_ports() -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1");
+    c
+}
+
 /// The relay binary on free ports with its room log at `data`.
 pub fn relay_on(data: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--tcp-listen",
-        "127.0.0.1:0",
-        "--data",
-    ])
-    .arg(data)
-    .env("NO_COLOR", "1");
+    let mut c = on_free_ports();
+    c.arg("--data").arg(data);
     c
 }
 
@@ -52,16 +52,8 @@ pub fn spawn(data: &Path) -> Proc {
 
 /// The binary on free ports, in memory, with `args` added.
 pub fn spawn_memory(args: &[&str]) -> Proc {
-    let mut c = Command::new(BIN);
-    c.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--tcp-listen",
-        "127.0.0.1:0",
-        "--memory",
-    ])
-    .args(args)
-    .env("NO_COLOR", "1");
+    let mut c = on_free_ports();
+    c.arg("--memory").args(args);
     spawn_cmd(c)
 }
 

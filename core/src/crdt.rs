@@ -1093,6 +1093,36 @@ impl Effect {
         }
     }
 
+    /// Renames every observed dot through `f`, keeping each list sorted
+    /// (re-issuing a transaction under a new replica id, see
+    /// [`crate::Replica::repair`]).
+    pub fn map_observed(&mut self, mut f: impl FnMut(Dot) -> Dot) {
+        let mut map_vec = |v: &mut Vec<Dot>| {
+            for d in v.iter_mut() {
+                *d = f(*d);
+            }
+            v.sort_unstable();
+            v.dedup();
+        };
+        match self {
+            Effect::SetAw(es) | Effect::SetRw(es) => {
+                for e in es {
+                    let mut v = std::mem::take(&mut e.removed).into_vec();
+                    map_vec(&mut v);
+                    e.removed = DotSet::from_sorted(v);
+                }
+            }
+            Effect::RegisterMv { removed, .. }
+            | Effect::RegisterLww { removed, .. }
+            | Effect::FlagEw { removed, .. }
+            | Effect::FlagDw { removed, .. } => map_vec(removed),
+            Effect::CounterPn(_)
+            | Effect::CounterPnSb { .. }
+            | Effect::SetGo(_)
+            | Effect::Set2p { .. } => {}
+        }
+    }
+
     /// Appends the effect's body (the key, with the type, is written first by
     /// the caller).
     pub fn encode(&self, w: &mut Writer) {

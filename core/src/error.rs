@@ -213,6 +213,13 @@ pub enum ProtocolError {
         /// This replica's last durable seq.
         durable: u64,
     },
+    /// A trusted peer holds a transaction of this replica's own id with
+    /// other bytes than this replica's copy: this replica was restored from
+    /// an older copy of its file and reused seqs. Links stay closed until
+    /// the binding calls [`crate::Replica::repair`], which re-issues this
+    /// replica's writes from that seq on under a new replica id.
+    #[error("transaction {0:?} of this replica exists elsewhere with other bytes: this replica was restored from an older copy of its file; its writes from that seq on are re-issued under a new replica id")]
+    RestoredBackup(crate::Dot),
 }
 
 impl ProtocolError {
@@ -236,4 +243,29 @@ impl ProtocolError {
             _ => false,
         }
     }
+}
+
+/// Why [`crate::Replica::repair`] could not re-issue a restored replica's
+/// writes. Nothing changed; the replica stays offline (its links are
+/// refused) until the cause is fixed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepairError {
+    /// No repair is pending.
+    #[error("no repair is pending")]
+    NotNeeded,
+    /// A local transaction is not stored yet: store the pending records,
+    /// call `persisted`, and try again.
+    #[error("local transactions are not stored yet; store the pending records and try again")]
+    NotDurable,
+    /// The snapshot given is not the replica's latest stored one.
+    #[error("the snapshot given is not this replica's latest stored snapshot")]
+    BaseMismatch,
+    /// The snapshot given does not decode.
+    #[error("the snapshot given is corrupt: {0}")]
+    Decode(#[from] DecodeError),
+    /// The writes to re-issue are no longer separable from the rest of the
+    /// state.
+    #[error("cannot re-issue this replica's writes: {0}")]
+    Unrepairable(String),
 }

@@ -18,12 +18,12 @@ pub mod wire;
 pub use buffer::{Causal, CausalBuffer, MissingRange, Offer};
 pub use clock::{Dot, ReplicaId, VectorClock};
 pub use crdt::{Effect, Op, State, Update};
-pub use error::{DecodeError, ProtocolError, UpdateError};
+pub use error::{DecodeError, ProtocolError, RepairError, UpdateError};
 pub use hashing::set_hash_key;
 pub use key::{CrdtType, Key};
 pub use replica::{
     CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ReadOutcome, Record,
-    RecoveryReport, Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+    RecoveryReport, Repaired, Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
 };
 pub use value::Value;
 pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

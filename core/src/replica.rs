@@ -22,7 +22,7 @@ use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
 use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::Writer;
 use crate::crdt::{prepare, prepare_apply, Effect, Op, State, Update};
-use crate::error::{DecodeError, ProtocolError, UpdateError};
+use crate::error::{DecodeError, ProtocolError, RepairError, UpdateError};
 use crate::key::{CrdtType, Key};
 use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
@@ -169,13 +169,30 @@ pub enum Record {
         /// The encoded [`Snapshot`].
         bytes: Vec<u8>,
     },
+    /// [`Replica::repair`] re-issued this replica's writes under a new id.
+    /// Store all of it in one atomic step: the new replica id (open the
+    /// store with it from now on), the snapshot at `lsn` (covering every
+    /// earlier record, which may be deleted), then `txns` as local
+    /// transaction records at `lsn + 1`, `lsn + 2`, ...
+    Reissue {
+        /// The snapshot's lsn.
+        lsn: u64,
+        /// The replica's new id.
+        id: ReplicaId,
+        /// The encoded [`Snapshot`] of everything but the re-issued writes.
+        snapshot: Vec<u8>,
+        /// The re-issued transactions, in order.
+        txns: Vec<TxnBytes>,
+    },
 }
 
 impl Record {
-    /// The record's lsn.
+    /// The record's lsn: the highest one it uses, which is what
+    /// [`Replica::persisted`] is called with once it is stored.
     pub fn lsn(&self) -> u64 {
         match self {
             Record::Txn { lsn, .. } | Record::Snapshot { lsn, .. } => *lsn,
+            Record::Reissue { lsn, txns, .. } => *lsn + txns.len() as u64,
         }
     }
 }
@@ -224,6 +241,14 @@ pub enum Event {
         /// The peer's id.
         peer: ReplicaId,
     },
+    /// A trusted peer holds one of this replica's own transactions with
+    /// other bytes: the replica was restored from an older copy of its
+    /// file. Its links are closed and refused until the binding calls
+    /// [`Replica::repair`] with the latest stored snapshot.
+    RepairNeeded {
+        /// The first own transaction known to differ.
+        conflict: Dot,
+    },
     /// A link must be closed: send its queued frames, then close it.
     LinkFailed {
         /// The link.
@@ -261,6 +286,19 @@ pub struct ImportStatus {
     pub dropped: usize,
     /// What this replica must fetch for the buffer to drain.
     pub missing: Vec<MissingRange>,
+}
+
+/// What [`Replica::repair`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Repaired {
+    /// The id the replica had (its seqs from `from_seq` on were used twice).
+    pub old_id: ReplicaId,
+    /// The id it has now: store it, and announce it on every link.
+    pub new_id: ReplicaId,
+    /// The first own seq a peer held with other bytes.
+    pub from_seq: u64,
+    /// Own transactions re-issued under the new id.
+    pub reissued: u64,
 }
 
 /// What [`Replica::restore`] did.
@@ -343,6 +381,13 @@ pub struct Stats {
     pub last_recovery_records: u64,
     /// Duration of the last restore, as reported by the binding.
     pub last_recovery_ms: Option<u64>,
+    /// Times this replica found it was restored from an older copy and
+    /// re-issued its writes under a new id ([`Replica::repair`]).
+    pub restores: u64,
+    /// Transactions re-issued by those repairs.
+    pub reissued: u64,
+    /// True while a repair waits for [`Replica::repair`].
+    pub repair_pending: bool,
     /// Links.
     pub peers: Vec<PeerStats>,
 }
@@ -402,6 +447,12 @@ struct Link {
     last_need_ms: u64,
     next_round_ms: u64,
     ping_nonce: u64,
+    /// Nonzero while the peer has own seqs above [`Replica::confirmed`] up
+    /// to this one that are not compared yet: own transactions above
+    /// `confirmed` are not sent on the link until they are.
+    hold: u64,
+    /// The highest own seq sent on this link.
+    sent_own: u64,
 }
 
 /// A Minidote replica: state, clock, log, causal buffer, pending requests
@@ -436,6 +487,14 @@ pub struct Replica {
     next_lsn: u64,
     records_since_snapshot: u64,
     durable_seq: u64,
+    /// Own seqs known to match a trusted peer's copy, byte for byte (or
+    /// folded into our own snapshot, where they can no longer be compared).
+    /// Above it, own transactions are pushed to a peer that already has
+    /// some of them only once they are compared (a restored backup).
+    confirmed: u64,
+    /// The first own seq a peer holds with other bytes, while a repair
+    /// waits for the binding.
+    repair_from: Option<u64>,
     unacked: VecDeque<Unacked>,
     links: BTreeMap<LinkId, Link>,
     transmits: VecDeque<Transmit>,
@@ -468,6 +527,8 @@ impl Replica {
             next_lsn: 1,
             records_since_snapshot: 0,
             durable_seq: 0,
+            confirmed: 0,
+            repair_from: None,
             unacked: VecDeque::new(),
             links: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -527,6 +588,7 @@ impl Replica {
             r.records_since_snapshot += 1;
         }
         r.durable_seq = r.clock.get(id);
+        r.confirmed = r.log_base.get(id);
         r.stats.last_recovery_records = report.replayed;
         Ok((r, report))
     }
@@ -598,6 +660,7 @@ impl Replica {
         s.pending_requests =
             self.pending.len() + self.unacked.iter().filter(|u| u.ack.is_some()).count();
         s.log_len = self.log.len();
+        s.repair_pending = self.repair_from.is_some();
         s.log_records = self.records_since_snapshot;
         s.peers = self
             .links
@@ -717,6 +780,10 @@ impl Replica {
     /// Takes a snapshot now: emits a snapshot record (if persistent) and
     /// prunes the log.
     pub fn snapshot(&mut self) {
+        if self.repair_from.is_some() {
+            // The log must keep every own write the repair re-issues.
+            return;
+        }
         if self.config.persistent {
             let bytes = self.state_snapshot().encode();
             let lsn = self.lsn();
@@ -726,6 +793,9 @@ impl Replica {
         self.log_bytes.clear();
         self.log_index.clear();
         self.log_base = self.clock.clone();
+        // Own writes folded into the snapshot can no longer be compared
+        // with a peer's copies (SECURITY.md, restored backups).
+        self.confirmed = self.confirmed.max(self.log_base.get(self.id));
         self.records_since_snapshot = 0;
         self.stats.snapshots += 1;
     }
@@ -774,8 +844,167 @@ impl Replica {
         }
         // Our state now includes transactions no record holds: persist it.
         self.snapshot();
+        self.release_holds();
         self.drain_buffer();
         self.run_pending();
+    }
+
+    /// Re-issues this replica's writes after it found it was restored from
+    /// an older copy of its file ([`Event::RepairNeeded`]): a trusted peer
+    /// holds its seq `from` (and maybe later ones) with other bytes, so
+    /// seqs were used twice. `base` is the latest stored snapshot (`None`
+    /// if the store has none).
+    ///
+    /// The state is rebuilt from `base` and the log without our writes
+    /// from `from` on; those are re-issued, in order, under a new replica
+    /// id (observed dots and dependencies renamed), and the peers'
+    /// transactions under the old seqs are taken like any others. Nothing
+    /// written on either side is lost, and no seq is used twice from then
+    /// on. The result is one [`Record::Reissue`]; links were closed and
+    /// must be opened again (they announce the new id).
+    ///
+    /// The new id is derived from the re-issued transactions, so two copies
+    /// that wrote the same thing re-issue the same transactions.
+    pub fn repair(&mut self, base: Option<&[u8]>) -> Result<Repaired, RepairError> {
+        let Some(from) = self.repair_from else {
+            return Err(RepairError::NotNeeded);
+        };
+        if !self.all_local_durable() {
+            return Err(RepairError::NotDurable);
+        }
+        let snap = match base {
+            Some(b) => Snapshot::decode(b)?,
+            None => Snapshot {
+                clock: VectorClock::new(),
+                objects: Vec::new(),
+            },
+        };
+        if snap.clock != self.log_base {
+            return Err(RepairError::BaseMismatch);
+        }
+        let old = self.id;
+        if self.log_base.get(old) >= from {
+            return Err(RepairError::Unrepairable(format!(
+                "this replica's writes from seq {from} on were already folded into its snapshot"
+            )));
+        }
+        let (mut keep, mut mine) = (Vec::new(), Vec::new());
+        for e in &self.log {
+            let bytes = &self.log_bytes[e.start..e.start + e.len];
+            if e.origin == old && e.seq >= from {
+                mine.push(bytes);
+            } else {
+                keep.push(bytes);
+            }
+        }
+        let new = reissue_id(old, from, &mine, &self.clock);
+        // Everything but our re-issued writes, from the base.
+        let mut scratch = Replica::new(new, self.config.clone());
+        scratch.load_snapshot(snap);
+        for bytes in keep {
+            let txn = Txn::decode(bytes)?;
+            if !scratch.deliverable(&txn) {
+                return Err(RepairError::Unrepairable(format!(
+                    "transaction {:?} depends on one of this replica's writes from seq {from} on",
+                    Dot::new(txn.origin, txn.seq)
+                )));
+            }
+            scratch.apply_txn(&txn, bytes);
+        }
+        let base_bytes = scratch.state_snapshot().encode();
+        // Our writes, renamed: (old, s) for s >= from becomes (new, s - from + 1).
+        let rename = |d: Dot| {
+            if d.replica == old && d.seq >= from {
+                Dot::new(new, d.seq - from + 1)
+            } else {
+                d
+            }
+        };
+        let mut txns = Vec::with_capacity(mine.len());
+        for bytes in mine {
+            let txn = Txn::decode(bytes)?;
+            let seq = txn.seq - from + 1;
+            let mut deps: VectorClock = txn.deps.iter().filter(|(r, _)| *r != old).collect();
+            // The old seqs before `from` were implied by the own-origin chain.
+            deps.raise(old, from - 1);
+            let mut effects = txn.effects;
+            for (k, e) in effects.iter_mut() {
+                e.map_observed(rename);
+                if let Effect::CounterPnSb { p, n } = e {
+                    // Totals are per origin: the new id's start from zero.
+                    if let Some(State::CounterPnSb(m)) = scratch.objects.get(k) {
+                        if let Some((bp, bn)) = m.get(&old) {
+                            *p = p.saturating_sub(*bp);
+                            *n = n.saturating_sub(*bn);
+                        }
+                    }
+                }
+            }
+            let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
+            let mut w = Writer::new();
+            crate::wire::encode_txn(&mut w, new, seq, &deps, &refs);
+            let bytes = w.into_vec();
+            let txn = Txn::decode(&bytes)?;
+            if !scratch.deliverable(&txn) {
+                return Err(RepairError::Unrepairable(format!(
+                    "re-issued transaction {:?} is not deliverable",
+                    Dot::new(new, seq)
+                )));
+            }
+            scratch.apply_txn(&txn, &bytes);
+            txns.push(TxnBytes::from(bytes));
+        }
+        // Take the rebuilt state.
+        let reissued = txns.len() as u64;
+        self.id = new;
+        self.objects = std::mem::take(&mut scratch.objects);
+        self.clock = std::mem::take(&mut scratch.clock);
+        self.log = std::mem::take(&mut scratch.log);
+        self.log_bytes = std::mem::take(&mut scratch.log_bytes);
+        self.log_index = std::mem::take(&mut scratch.log_index);
+        self.changed.clear();
+        self.deps_full = true;
+        self.durable_seq = 0;
+        self.confirmed = 0;
+        self.repair_from = None;
+        self.records_since_snapshot = reissued;
+        let lsn = self.lsn();
+        for (i, bytes) in txns.iter().enumerate() {
+            let seq = i as u64 + 1;
+            self.unacked.push_back(Unacked {
+                seq,
+                lsn: lsn + seq,
+                bytes: bytes.clone(),
+                ack: None,
+            });
+        }
+        self.next_lsn += reissued;
+        self.records.push_back(Record::Reissue {
+            lsn,
+            id: new,
+            snapshot: base_bytes,
+            txns,
+        });
+        self.buffer.drop_covered(&self.clock);
+        self.stats.restores += 1;
+        self.stats.reissued += reissued;
+        // Links opened meanwhile announced the old id.
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for l in links {
+            self.fail_link(l, ProtocolError::RestoredBackup(Dot::new(old, from)));
+        }
+        if self.config.emit_changes {
+            let keys: Vec<Key> = self.objects.keys().cloned().collect();
+            self.events.push_back(Event::Changed(keys));
+        }
+        self.drain_buffer();
+        self.run_pending();
+        Ok(Repaired {
+            old_id: old,
+            new_id: new,
+            from_seq: from,
+            reissued,
+        })
     }
 
     // ----- links -----
@@ -811,12 +1040,14 @@ impl Replica {
                 last_need_ms: 0,
                 next_round_ms: now_ms.saturating_add(self.config.anti_entropy_ms),
                 ping_nonce: 0,
+                hold: 0,
+                sent_own: 0,
             },
         );
         let hello = Frame::Hello(Hello {
             replica: self.id,
             room: self.config.room.clone(),
-            clock: self.advertised_clock(),
+            clock: self.verifying_clock(),
             token,
         });
         self.send(link, &hello);
@@ -869,9 +1100,9 @@ impl Replica {
                 Some(error_code::FORBIDDEN)
             }
             ProtocolError::ReadOnlyLink(_) => Some(error_code::READ_ONLY),
-            ProtocolError::IntegrityConflict(_) | ProtocolError::ForgedSnapshot { .. } => {
-                Some(error_code::INTEGRITY)
-            }
+            ProtocolError::IntegrityConflict(_)
+            | ProtocolError::ForgedSnapshot { .. }
+            | ProtocolError::RestoredBackup(_) => Some(error_code::INTEGRITY),
             ProtocolError::Remote { .. } | ProtocolError::UnknownLink => None,
         };
         if let (Some(code), true) = (code, self.links.contains_key(&link)) {
@@ -920,7 +1151,24 @@ impl Replica {
                 if h.replica == self.id {
                     return Err(ProtocolError::SameReplicaId(h.replica));
                 }
+                if let Some(seq) = self.repair_from {
+                    return Err(ProtocolError::RestoredBackup(Dot::new(self.id, seq)));
+                }
+                // The peer has own seqs we have not compared with our copies:
+                // it echoes them (our Hello announced only `confirmed`), and
+                // our later ones wait until they match (a restored backup
+                // must not build on another lineage's seqs).
+                let theirs_own = h.clock.get(self.id);
+                let hold = if self.config.persistent
+                    && theirs_own > self.confirmed
+                    && self.clock.get(self.id) > self.confirmed
+                {
+                    theirs_own.min(self.clock.get(self.id))
+                } else {
+                    0
+                };
                 let l = self.links.get_mut(&link).expect("checked above");
+                l.hold = hold;
                 if let Some(was) = l.peer.filter(|p| *p != h.replica) {
                     return Err(ProtocolError::PeerChanged {
                         was,
@@ -948,6 +1196,7 @@ impl Replica {
                 if let Some(l) = self.links.get_mut(&link) {
                     merge_known(&mut l.peer_clock, &clock, &self.clock);
                 }
+                self.confirm_sent(link, clock.get(self.id));
                 self.serve(link, &clock);
                 if !clock.leq(&self.clock) {
                     self.request(link, now_ms);
@@ -979,6 +1228,7 @@ impl Replica {
                 if let Some(l) = self.links.get_mut(&link) {
                     merge_known(&mut l.stored, &clock, &self.clock);
                 }
+                self.confirm_sent(link, clock.get(self.id));
                 Ok(())
             }
             Frame::Ping(n) => {
@@ -1039,7 +1289,7 @@ impl Replica {
             return;
         }
         l.last_need_ms = now_ms.max(1);
-        let f = Frame::Need(self.advertised_clock());
+        let f = Frame::Need(self.need_clock(link));
         self.send(link, &f);
     }
 
@@ -1092,10 +1342,17 @@ impl Replica {
                 return;
             }
         };
+        let (own, confirmed) = (self.id, self.confirmed);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         for (origin, seq, bytes) in entries {
+            if origin == own {
+                if l.hold > 0 && seq > confirmed {
+                    continue;
+                }
+                l.sent_own = l.sent_own.max(seq);
+            }
             l.peer_clock.raise(origin, seq);
             l.out.push(bytes);
         }
@@ -1179,10 +1436,26 @@ impl Replica {
                 l.peer_clock.raise(origin, seq);
             }
             if self.clock.get(origin) >= seq {
-                if self.logged(origin, seq).is_some_and(|b| b != bytes) {
-                    self.stats.integrity_conflicts += 1;
-                    failed = Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
-                    break;
+                match self.logged(origin, seq) {
+                    Some(b) if b != bytes => {
+                        let trusted =
+                            from.is_none_or(|f| self.links.get(&f).is_some_and(|l| l.policy.forward));
+                        if origin == self.id && self.config.persistent && trusted {
+                            // Our own seq with other bytes, from a peer trusted
+                            // with the room: we were restored from an older copy.
+                            self.begin_repair(seq, from);
+                            failed = Some(ProtocolError::RestoredBackup(Dot::new(origin, seq)));
+                        } else {
+                            self.stats.integrity_conflicts += 1;
+                            failed =
+                                Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
+                        }
+                        break;
+                    }
+                    Some(_) if origin == self.id && seq == self.confirmed + 1 => {
+                        self.confirmed = seq;
+                    }
+                    _ => {}
                 }
                 status.duplicates += 1;
                 self.stats.duplicates += 1;
@@ -1226,6 +1499,7 @@ impl Replica {
             }
         }
         self.strings = strings;
+        self.release_holds();
         status.buffered = status.buffered.min(self.buffer.len());
         if !self.buffer.is_empty() {
             status.missing = self.buffer.missing(&self.clock);
@@ -1262,7 +1536,7 @@ impl Replica {
                 let established = l.peer.is_some();
                 if established {
                     l.last_need_ms = now_ms.max(1);
-                    let f = Frame::Need(self.advertised_clock());
+                    let f = Frame::Need(self.need_clock(id));
                     self.send(id, &f);
                 }
                 self.send(id, &Frame::Ping(nonce));
@@ -1303,6 +1577,7 @@ impl Replica {
             }
             forward(
                 &mut self.links,
+                self.id,
                 self.id,
                 u.seq,
                 None,
@@ -1358,6 +1633,76 @@ impl Replica {
 
     fn all_local_durable(&self) -> bool {
         self.durable_seq >= self.clock.get(self.id)
+    }
+
+    /// Our clock as a link's `Hello` announces it: our own entry only up to
+    /// what was compared with a peer's copies, so a peer that has more of
+    /// our seqs sends them back to be compared (a restored backup is found
+    /// before it builds on another lineage's seqs).
+    fn verifying_clock(&self) -> VectorClock {
+        let mut c = self.advertised_clock();
+        if self.config.persistent && self.confirmed < c.get(self.id) {
+            c = c.iter().filter(|(r, _)| *r != self.id).collect();
+            c.raise(self.id, self.confirmed);
+        }
+        c
+    }
+
+    /// The clock a `Need` on `link` announces: while the link holds our
+    /// writes, the verifying one.
+    fn need_clock(&self, link: LinkId) -> VectorClock {
+        match self.links.get(&link) {
+            Some(l) if l.hold > 0 => self.verifying_clock(),
+            _ => self.advertised_clock(),
+        }
+    }
+
+    /// The peer on `link`, which we are not holding, announced our seq
+    /// `theirs`: what it has of ours up to what we sent it on this link is
+    /// our copy (a copy with other bytes would have been refused).
+    fn confirm_sent(&mut self, link: LinkId, theirs: u64) {
+        if let Some(l) = self.links.get(&link) {
+            if l.hold == 0 && l.peer.is_some() {
+                self.confirmed = self.confirmed.max(theirs.min(l.sent_own));
+            }
+        }
+    }
+
+    /// Links whose peer's copies of our seqs are now all compared get our
+    /// later writes.
+    fn release_holds(&mut self) {
+        let ready: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.hold > 0 && l.hold <= self.confirmed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            let Some(l) = self.links.get_mut(&id) else {
+                continue;
+            };
+            l.hold = 0;
+            let theirs = l.peer_clock.clone();
+            self.serve(id, &theirs);
+        }
+    }
+
+    /// A trusted peer holds our seq `seq` with other bytes: every link is
+    /// closed and refused until the binding calls [`Replica::repair`].
+    fn begin_repair(&mut self, seq: u64, from: Option<LinkId>) {
+        let first = self.repair_from.map_or(seq, |r| r.min(seq));
+        self.repair_from = Some(first);
+        let dot = Dot::new(self.id, first);
+        self.events.push_back(Event::RepairNeeded { conflict: dot });
+        let others: Vec<LinkId> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|l| Some(*l) != from)
+            .collect();
+        for l in others {
+            self.fail_link(l, ProtocolError::RestoredBackup(dot));
+        }
     }
 
     /// Our clock as we announce it: without local transactions that are
@@ -1482,7 +1827,7 @@ impl Replica {
         } else {
             self.durable_seq = seq;
             let bytes = &self.log_bytes[start..start + len];
-            forward(&mut self.links, self.id, seq, None, bytes, &mut None);
+            forward(&mut self.links, self.id, self.id, seq, None, bytes, &mut None);
             self.after_record();
             Ok(Some(ack_clock))
         }
@@ -1636,6 +1981,9 @@ impl Replica {
             // Our own transaction, coming back (e.g. after restoring an old
             // copy): it is durable somewhere, so never reuse its seq.
             self.durable_seq = self.durable_seq.max(txn.seq);
+            if txn.seq == self.confirmed + 1 {
+                self.confirmed = txn.seq;
+            }
         }
         self.stats.txns_remote += 1;
         if self.config.emit_changes {
@@ -1654,6 +2002,7 @@ impl Replica {
         }
         forward(
             &mut self.links,
+            self.id,
             txn.origin,
             txn.seq,
             from,
@@ -1775,6 +2124,31 @@ fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<s
     a
 }
 
+/// The id a restored replica re-issues its writes under: a hash of the old
+/// id, the first reused seq and the re-issued transactions (so two copies
+/// that made the same writes pick the same id and the same transactions),
+/// never 0, the old id or an id the clock knows.
+fn reissue_id(old: ReplicaId, from: u64, txns: &[&[u8]], clock: &VectorClock) -> ReplicaId {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6d69_6e69_646f_7465, 0x7265_6973_7375_6521);
+    h.write_u64(old.0);
+    h.write_u64(from);
+    for t in txns {
+        h.write_usize(t.len());
+        h.write(t);
+    }
+    let mut n = 0u64;
+    loop {
+        let mut g = h.clone();
+        g.write_u64(n);
+        let id = ReplicaId(g.finish());
+        if id.0 != 0 && id != old && clock.get(id) == 0 {
+            return id;
+        }
+        n += 1;
+    }
+}
+
 /// The origin of an encoded transaction (its first 8 bytes).
 fn origin_of(txn: &[u8]) -> Option<ReplicaId> {
     let b: [u8; 8] = txn.get(..8)?.try_into().ok()?;
@@ -1814,6 +2188,7 @@ fn current_deps(
 /// once, and only if some link needs them.
 fn forward(
     links: &mut BTreeMap<LinkId, Link>,
+    own: ReplicaId,
     origin: ReplicaId,
     seq: u64,
     from: Option<LinkId>,
@@ -1823,6 +2198,13 @@ fn forward(
     for (id, l) in links.iter_mut() {
         if Some(*id) == from || l.peer.is_none() || l.peer_clock.get(origin) >= seq {
             continue;
+        }
+        if origin == own {
+            // Held until the peer's copies of our earlier seqs are compared.
+            if l.hold > 0 {
+                continue;
+            }
+            l.sent_own = l.sent_own.max(seq);
         }
         l.out
             .push(shared.get_or_insert_with(|| Arc::from(bytes)).clone());

@@ -35,6 +35,7 @@ impl Store {
                     self.txns.retain(|(l, _)| *l > lsn);
                     self.snapshot = Some((lsn, bytes));
                 }
+                Record::Reissue { .. } => panic!("nothing here is restored from a backup"),
             }
         }
         top

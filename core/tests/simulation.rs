@@ -573,6 +573,12 @@ impl Sim {
             Event::UpdateFailed { ticket, error } => {
                 self.fail(&format!("{ticket:?} failed: {error}"))
             }
+            // No replica here is restored from an older copy of its file
+            // (core/tests/restored.rs covers that), and no peer may make
+            // one believe it was.
+            Event::RepairNeeded { conflict } => {
+                self.fail(&format!("replica {i} asked for a repair at {conflict:?}"))
+            }
             Event::LinkFailed { link, .. } if link_peer(link).0 == HOSTILE => {
                 if let Some(h) = self.hostile.as_mut() {
                     h.epoch = None;
@@ -882,6 +888,7 @@ impl Sim {
                     snapshot: true,
                     bytes,
                 },
+                Record::Reissue { lsn, .. } => self.fail(&format!("unexpected re-issue at {lsn}")),
             };
             self.nodes[i].unsynced.push(stored);
         }

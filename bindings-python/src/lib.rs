@@ -250,10 +250,16 @@ impl Replica {
         })
     }
 
-    /// The replica id: 16 hex digits, stable across reopening the same path.
+    /// The replica id: 16 hex digits, stable across reopening the same path
+    /// (it changes only when the replica finds it was restored from an
+    /// older copy of its file and re-issues its writes under a new id).
     #[getter]
-    fn id(&self) -> &str {
-        &self.id
+    fn id(&self) -> String {
+        let g = self.node.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            Some(n) => n.shared.lock().replica.id().to_string(),
+            None => self.id.clone(),
+        }
     }
 
     #[getter]
@@ -448,6 +454,9 @@ impl Replica {
         d.set_item("txns_remote", s.txns_remote)?;
         d.set_item("duplicates", s.duplicates)?;
         d.set_item("integrity_conflicts", s.integrity_conflicts)?;
+        d.set_item("restores", s.restores)?;
+        d.set_item("reissued", s.reissued)?;
+        d.set_item("repair_pending", s.repair_pending)?;
         d.set_item("refused", s.refused)?;
         d.set_item("buffer_dropped", s.buffer_dropped)?;
         d.set_item("bytes_sent", s.bytes_sent)?;

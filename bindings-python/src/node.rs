@@ -94,7 +94,7 @@ pub struct Inner {
     links: HashMap<LinkId, LinkEntry>,
     outgoing: HashMap<String, Outgoing>,
     next_link: u64,
-    writer: Option<mpsc::Sender<Record>>,
+    writer: Option<mpsc::Sender<Job>>,
     last_record_lsn: u64,
     durable_lsn: u64,
     pub storage_error: Option<String>,
@@ -153,7 +153,7 @@ impl Inner {
             self.last_record_lsn = r.lsn();
             match &self.writer {
                 Some(w) => {
-                    if w.send(r).is_err() && self.storage_error.is_none() {
+                    if w.send(Job::Store(r)).is_err() && self.storage_error.is_none() {
                         self.storage_error = Some("the storage writer stopped".into());
                         wake = true;
                     }
@@ -232,6 +232,16 @@ impl Inner {
                     // queued Error frame, then close the socket.
                     self.links.remove(&link);
                 }
+                Event::RepairNeeded { conflict } => {
+                    self.note_protocol_error(format!(
+                        "minidote: a peer holds this replica's transaction {conflict:?} with other bytes: it was restored from an older copy of its file; re-issuing its writes from there under a new replica id"
+                    ));
+                    // The writer rebuilds from the latest snapshot once the
+                    // records before this point are stored.
+                    if let Some(w) = &self.writer {
+                        let _ = w.send(Job::Repair);
+                    }
+                }
                 Event::LinkUp { .. } | Event::Changed(_) => {}
             }
         }
@@ -271,7 +281,7 @@ impl Node {
             .build()?;
         let (writer_tx, writer_rx) = match store {
             Some(_) => {
-                let (tx, rx) = mpsc::channel::<Record>();
+                let (tx, rx) = mpsc::channel::<Job>();
                 (Some(tx), Some(rx))
             }
             None => (None, None),
@@ -568,32 +578,92 @@ impl Drop for Node {
     }
 }
 
-fn writer_loop(mut store: Store, rx: mpsc::Receiver<Record>, shared: Arc<Shared>) {
+/// What the writer thread is asked to do, in order.
+pub enum Job {
+    /// Store a record (records queued together share one commit).
+    Store(Record),
+    /// Re-issue a restored replica's writes (`Replica::repair`) from the
+    /// latest stored snapshot, once every record queued before is stored.
+    Repair,
+}
+
+fn writer_loop(mut store: Store, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
     while let Ok(first) = rx.recv() {
         // Group commit: everything queued while the last fsync ran.
-        let mut batch = vec![first];
-        while batch.len() < 50_000 {
+        let mut batch = Vec::new();
+        let mut repair = false;
+        match first {
+            Job::Store(r) => batch.push(r),
+            Job::Repair => repair = true,
+        }
+        while !repair && batch.len() < 50_000 {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(Job::Store(r)) => batch.push(r),
+                Ok(Job::Repair) => repair = true,
                 Err(_) => break,
             }
         }
-        let top = batch.last().map(Record::lsn).unwrap_or(0);
-        let result = store.append(&batch);
-        let mut g = shared.lock();
-        match result {
-            Ok(()) => {
-                g.storage_commits += 1;
-                g.durable_lsn = top;
-                g.replica.persisted(top);
-                g.drain(&shared.cond);
-                shared.cond.notify_all();
+        if !batch.is_empty() && !commit(&mut store, &batch, &shared) {
+            return;
+        }
+        if repair {
+            run_repair(&mut store, &shared);
+        }
+    }
+}
+
+/// Rebuilds a restored replica from the latest stored snapshot. The
+/// re-issue record it emits is queued behind this job and stored next.
+fn run_repair(store: &mut Store, shared: &Arc<Shared>) {
+    let base = store.latest_snapshot();
+    let mut g = shared.lock();
+    let base = match base {
+        Ok(b) => b,
+        Err(e) => {
+            g.note_protocol_error(format!("minidote: cannot repair: {}", e.0));
+            return;
+        }
+    };
+    match g.replica.repair(base.as_deref()) {
+        Ok(done) => {
+            g.note_protocol_error(format!(
+                "minidote: re-issued {} writes of replica {} (from seq {}) as replica {}",
+                done.reissued, done.old_id, done.from_seq, done.new_id
+            ));
+        }
+        // A local write is still on its way to the disk: once it is
+        // stored, try again.
+        Err(minidote_core::RepairError::NotDurable) => {
+            if let Some(w) = &g.writer {
+                let _ = w.send(Job::Repair);
             }
-            Err(e) => {
-                g.storage_error = Some(format!("writing to SQLite failed: {}", e.0));
-                shared.cond.notify_all();
-                return;
-            }
+        }
+        Err(minidote_core::RepairError::NotNeeded) => {}
+        Err(e) => g.note_protocol_error(format!("minidote: cannot repair: {e}")),
+    }
+    g.drain(&shared.cond);
+    shared.cond.notify_all();
+}
+
+/// Stores one group of records and reports them persisted; false once
+/// storage failed (the writer stops).
+fn commit(store: &mut Store, batch: &[Record], shared: &Arc<Shared>) -> bool {
+    let top = batch.last().map(Record::lsn).unwrap_or(0);
+    let result = store.append(batch);
+    let mut g = shared.lock();
+    match result {
+        Ok(()) => {
+            g.storage_commits += 1;
+            g.durable_lsn = top;
+            g.replica.persisted(top);
+            g.drain(&shared.cond);
+            shared.cond.notify_all();
+            true
+        }
+        Err(e) => {
+            g.storage_error = Some(format!("writing to SQLite failed: {}", e.0));
+            shared.cond.notify_all();
+            false
         }
     }
 }

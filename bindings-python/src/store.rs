@@ -224,6 +224,26 @@ impl Store {
         Ok(())
     }
 
+    /// The latest stored snapshot (what a repair rebuilds from).
+    pub fn latest_snapshot(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT lsn, body, checksum FROM log WHERE kind = ?1 ORDER BY lsn DESC LIMIT 1",
+        )?;
+        let mut rows = st.query(params![KIND_SNAPSHOT])?;
+        match rows.next()? {
+            Some(r) => {
+                let lsn: i64 = r.get(0)?;
+                let body: Vec<u8> = r.get(1)?;
+                let sum: i64 = r.get(2)?;
+                if checksum(&body) != sum {
+                    return Err(StoreError(format!("the snapshot at lsn {lsn} is corrupt")));
+                }
+                Ok(Some(body))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Writes a group of records in one SQLite transaction (one fsync).
     pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
         let tx = self
@@ -241,11 +261,34 @@ impl Store {
                     Record::Snapshot { lsn, bytes } => {
                         ins.execute(params![*lsn as i64, KIND_SNAPSHOT, bytes, checksum(bytes)])?;
                     }
+                    Record::Reissue {
+                        lsn,
+                        id,
+                        snapshot,
+                        txns,
+                    } => {
+                        // One SQLite transaction: the new id, the rebuilt
+                        // snapshot and the re-issued writes, or none of them.
+                        tx.execute(
+                            "UPDATE meta SET value = ?1 WHERE key = 'replica_id'",
+                            params![id.0.to_le_bytes().to_vec()],
+                        )?;
+                        ins.execute(params![
+                            *lsn as i64,
+                            KIND_SNAPSHOT,
+                            snapshot,
+                            checksum(snapshot)
+                        ])?;
+                        for (i, t) in txns.iter().enumerate() {
+                            let l = *lsn + 1 + i as u64;
+                            ins.execute(params![l as i64, KIND_TXN, &t[..], checksum(t)])?;
+                        }
+                    }
                 }
             }
         }
         if let Some(lsn) = records.iter().rev().find_map(|r| match r {
-            Record::Snapshot { lsn, .. } => Some(*lsn),
+            Record::Snapshot { lsn, .. } | Record::Reissue { lsn, .. } => Some(*lsn),
             _ => None,
         }) {
             tx.execute("DELETE FROM log WHERE lsn < ?1", params![lsn as i64])?;

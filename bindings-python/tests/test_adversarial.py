@@ -113,3 +113,67 @@ def test_a_relay_takes_pyjwt_tokens_and_refuses_another_replicas_binding(mem, re
     c.connect(relay["tcp"], token=token("write", replica=a.id))
     wait_until(lambda: c.stats()["last_protocol_error"], what="a refusal")
     assert "replica" in c.stats()["last_protocol_error"]
+
+
+def test_a_replica_restored_from_an_older_copy_loses_nothing(tmp_path, mem, relay):  # noqa: F811
+    """Copy a replica's file, write, restore the copy, write offline and
+    reconnect (SECURITY.md, restored backups): the restored replica finds
+    its reused seqs at the relay, re-issues its offline writes under a new
+    id, and every write from both lineages is everywhere."""
+    import shutil
+
+    notes, n = ("notes", "set_aw", "b"), ("n", "counter_pn", "b")
+    path, backup = tmp_path / "a.db", tmp_path / "backup.db"
+    reader = mem()
+    reader.connect(relay["tcp"], token=token("read"))
+
+    def seen():
+        return reader.read_objects([notes, n])[0]
+
+    a = minidote.Replica(str(path))
+    a.connect(relay["tcp"], token=token("write"))
+    a.update_objects([(notes, "add", "before the backup"), (n, "increment", 1)])
+    wait_until(lambda: seen()[1] == 1, what="the first write at the reader")
+    a.close()
+    shutil.copy(path, backup)
+
+    a = minidote.Replica(str(path))
+    a.connect(relay["tcp"], token=token("write"))
+    for i in range(2):
+        a.update_objects([(notes, "add", f"after the backup {i}"), (n, "increment", 10)])
+    wait_until(lambda: seen()[1] == 21, what="the later writes at the reader")
+    old_id = a.id
+    a.close()
+
+    # The backup comes back; the replica writes offline, reusing seqs.
+    for suffix in ["", "-wal", "-shm"]:
+        p = tmp_path / f"a.db{suffix}"
+        if p.exists():
+            p.unlink()
+    shutil.copy(backup, path)
+    a = minidote.Replica(str(path))
+    assert a.id == old_id
+    for i in range(3):
+        a.update_objects([(notes, "add", f"offline {i}"), (n, "increment", 100)])
+    a.connect(relay["tcp"], token=token("write"))
+    everything = sorted(["before the backup", "after the backup 0", "after the backup 1",
+                         "offline 0", "offline 1", "offline 2"])
+    wait_until(lambda: seen() == [everything, 321], what="both lineages at the reader")
+    wait_until(lambda: a.read_objects([notes, n])[0] == [everything, 321],
+               what="both lineages at the restored replica")
+    s = a.stats()
+    assert (s["restores"], s["reissued"], s["repair_pending"]) == (1, 3, False)
+    assert a.id != old_id
+    new_id = a.id
+    assert "restored from an older copy" in (s["last_protocol_error"] or "") or s["protocol_errors"] >= 1
+
+    # The repair is stored: reopened, it is the new replica, with everything.
+    a.close()
+    a = minidote.Replica(str(path))
+    assert a.id == new_id
+    assert a.read_objects([notes, n])[0] == [everything, 321]
+    a.update_objects([(n, "increment", 1000)])
+    a.connect(relay["tcp"], token=token("write"))
+    wait_until(lambda: seen()[1] == 1321, what="a write under the new id")
+    assert a.stats()["restores"] == 0
+    a.close()

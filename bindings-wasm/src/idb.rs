@@ -155,19 +155,18 @@ impl Idb {
     /// Writes a batch of records in one IndexedDB transaction; resolves once
     /// it has committed.
     pub async fn write(&self, records: &[Record]) -> Result<(), String> {
+        // A re-issue also changes the replica id: same transaction.
+        let reissue = records.iter().any(|r| matches!(r, Record::Reissue { .. }));
+        let stores: &[&str] = if reissue { &[LOG, META] } else { &[LOG] };
         let tx = self
             .db
-            .transaction(LOG)
+            .transaction(stores)
             .with_mode(TransactionMode::Readwrite)
             .build()
             .map_err(err)?;
         let log = tx.object_store(LOG).map_err(err)?;
-        for r in records {
-            let (kind, body): (u8, &[u8]) = match r {
-                Record::Txn { bytes, .. } => (KIND_TXN, bytes),
-                Record::Snapshot { bytes, .. } => (KIND_SNAPSHOT, bytes),
-            };
-            let lsn = r.lsn() as f64;
+        let put = |kind: u8, body: &[u8], lsn: u64| -> Result<(), String> {
+            let lsn = lsn as f64;
             if kind == KIND_SNAPSHOT {
                 // Everything before the snapshot is covered by it.
                 log.delete::<f64, _>(..lsn).primitive().map_err(err)?;
@@ -179,9 +178,56 @@ impl Idb {
                 .with_key(lsn)
                 .primitive()
                 .map_err(err)?;
+            Ok(())
+        };
+        for r in records {
+            match r {
+                Record::Txn { bytes, lsn, .. } => put(KIND_TXN, bytes, *lsn)?,
+                Record::Snapshot { bytes, lsn } => put(KIND_SNAPSHOT, bytes, *lsn)?,
+                Record::Reissue {
+                    lsn,
+                    id,
+                    snapshot,
+                    txns,
+                } => {
+                    let meta = tx.object_store(META).map_err(err)?;
+                    meta.put(id.to_string())
+                        .with_key("id")
+                        .primitive()
+                        .map_err(err)?;
+                    put(KIND_SNAPSHOT, snapshot, *lsn)?;
+                    for (i, t) in txns.iter().enumerate() {
+                        put(KIND_TXN, t, *lsn + 1 + i as u64)?;
+                    }
+                }
+            }
         }
         drop(log);
         tx.commit().await.map_err(err)
+    }
+
+    /// The newest stored snapshot (what a repair rebuilds from).
+    pub async fn latest_snapshot(&self) -> Result<Option<Vec<u8>>, String> {
+        let tx = self.db.transaction(LOG).build().map_err(err)?;
+        let log = tx.object_store(LOG).map_err(err)?;
+        let values = log
+            .get_all::<JsValue>()
+            .primitive()
+            .map_err(err)?
+            .await
+            .map_err(err)?
+            .collect::<Result<Vec<JsValue>, _>>()
+            .map_err(err)?;
+        let mut snap = None;
+        for v in values {
+            if let Ok(a) = v.dyn_into::<js_sys::Uint8Array>() {
+                let bytes = a.to_vec();
+                if bytes.first() == Some(&KIND_SNAPSHOT) {
+                    snap = Some(bytes[1..].to_vec());
+                }
+            }
+        }
+        Ok(snap)
     }
 
     /// Closes the connection.

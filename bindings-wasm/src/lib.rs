@@ -154,6 +154,49 @@ struct Link {
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
+/// Re-issues a restored replica's writes ([`Replica::repair`]) from the
+/// newest stored snapshot, once nothing is waiting to be stored.
+async fn repair(me: Weak<RefCell<Node>>) {
+    for _ in 0..200 {
+        let Some(n) = me.upgrade() else { return };
+        let idb = n.borrow().idb.clone();
+        let Some(idb) = idb else { return };
+        let idle = |n: &Node| !n.writing && n.unsaved.is_empty();
+        if idle(&n.borrow()) {
+            let base = idb.latest_snapshot().await;
+            let mut b = n.borrow_mut();
+            if idle(&b) {
+                let result = match base {
+                    Ok(base) => b.replica.repair(base.as_deref()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(done) => {
+                        console_warn(&format!(
+                            "minidote: re-issued {} writes of replica {} (from seq {}) as replica {}",
+                            done.reissued, done.old_id, done.from_seq, done.new_id
+                        ));
+                        b.drain();
+                        return;
+                    }
+                    Err(e) if e == minidote_core::RepairError::NotDurable.to_string() => {}
+                    Err(e) if e == minidote_core::RepairError::NotNeeded.to_string() => return,
+                    Err(e) => {
+                        console_warn(&format!("minidote: cannot repair: {e}"));
+                        b.last_protocol_error = Some(format!("cannot repair: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        drop(n);
+        let wait = js_sys::Promise::new(&mut |resolve, _| {
+            set_timeout(&resolve, 50.0);
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(wait).await;
+    }
+}
+
 struct Node {
     replica: Replica,
     start: f64,
@@ -258,6 +301,14 @@ impl Node {
                             }
                         });
                     }
+                }
+                Event::RepairNeeded { conflict } => {
+                    let msg = format!(
+                        "a peer holds this replica's transaction {conflict:?} with other bytes: it was restored from an older copy of its database; re-issuing its writes from there under a new replica id"
+                    );
+                    console_warn(&format!("minidote: {msg}"));
+                    self.last_protocol_error = Some(msg);
+                    wasm_bindgen_futures::spawn_local(repair(self.me.clone()));
                 }
                 Event::LinkUp { .. } => {
                     if let Some(l) = &mut self.link {

@@ -1438,8 +1438,8 @@ impl Replica {
             if self.clock.get(origin) >= seq {
                 match self.logged(origin, seq) {
                     Some(b) if b != bytes => {
-                        let trusted =
-                            from.is_none_or(|f| self.links.get(&f).is_some_and(|l| l.policy.forward));
+                        let trusted = from
+                            .is_none_or(|f| self.links.get(&f).is_some_and(|l| l.policy.forward));
                         if origin == self.id && self.config.persistent && trusted {
                             // Our own seq with other bytes, from a peer trusted
                             // with the room: we were restored from an older copy.
@@ -1447,8 +1447,7 @@ impl Replica {
                             failed = Some(ProtocolError::RestoredBackup(Dot::new(origin, seq)));
                         } else {
                             self.stats.integrity_conflicts += 1;
-                            failed =
-                                Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
+                            failed = Some(ProtocolError::IntegrityConflict(Dot::new(origin, seq)));
                         }
                         break;
                     }
@@ -1827,7 +1826,15 @@ impl Replica {
         } else {
             self.durable_seq = seq;
             let bytes = &self.log_bytes[start..start + len];
-            forward(&mut self.links, self.id, self.id, seq, None, bytes, &mut None);
+            forward(
+                &mut self.links,
+                self.id,
+                self.id,
+                seq,
+                None,
+                bytes,
+                &mut None,
+            );
             self.after_record();
             Ok(Some(ack_clock))
         }
@@ -2130,7 +2137,8 @@ fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<s
 /// never 0, the old id or an id the clock knows.
 fn reissue_id(old: ReplicaId, from: u64, txns: &[&[u8]], clock: &VectorClock) -> ReplicaId {
     use std::hash::Hasher;
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6d69_6e69_646f_7465, 0x7265_6973_7375_6521);
+    let mut h =
+        siphasher::sip::SipHasher13::new_with_keys(0x6d69_6e69_646f_7465, 0x7265_6973_7375_6521);
     h.write_u64(old.0);
     h.write_u64(from);
     for t in txns {
@@ -2139,7 +2147,7 @@ fn reissue_id(old: ReplicaId, from: u64, txns: &[&[u8]], clock: &VectorClock) ->
     }
     let mut n = 0u64;
     loop {
-        let mut g = h.clone();
+        let mut g = h;
         g.write_u64(n);
         let id = ReplicaId(g.finish());
         if id.0 != 0 && id != old && clock.get(id) == 0 {

@@ -96,7 +96,7 @@ impl Node {
             r: Replica::new(ReplicaId(id), Config::default()),
             store: None,
             events: Vec::new(),
-        parked: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -105,7 +105,7 @@ impl Node {
             r: Replica::new(ReplicaId(id), persistent()),
             store: Some(Store::default()),
             events: Vec::new(),
-        parked: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -173,10 +173,10 @@ fn pump(nodes: &mut [Node], a: usize, b: usize, l: LinkId) -> bool {
             });
             for f in frames {
                 moved = true;
-                if nodes[to].r.link_established(l) || up {
-                    if nodes[to].r.handle_frame(l, &f, 1).is_err() {
-                        up = false;
-                    }
+                if (nodes[to].r.link_established(l) || up)
+                    && nodes[to].r.handle_frame(l, &f, 1).is_err()
+                {
+                    up = false;
                 }
             }
             nodes[to].settle();
@@ -296,7 +296,13 @@ fn a_restored_replica_reissues_its_offline_writes_and_takes_the_originals() {
         nodes[A].r.repair(Some(&other)),
         Err(RepairError::BaseMismatch)
     );
-    let base = nodes[A].store.as_ref().unwrap().snapshot.clone().map(|s| s.1);
+    let base = nodes[A]
+        .store
+        .as_ref()
+        .unwrap()
+        .snapshot
+        .clone()
+        .map(|s| s.1);
     let done = nodes[A].r.repair(base.as_deref()).expect("repair");
     nodes[A].settle();
     assert_eq!(done.old_id, ReplicaId(1));
@@ -320,7 +326,10 @@ fn a_restored_replica_reissues_its_offline_writes_and_takes_the_originals() {
     // concurrent (each observed a1), then c1 saw only the original
     // lineage and the hub's copy of it.
     let reg = nodes[A].read(&k.reg);
-    assert!(matches!(&reg, Value::List(v) if v.contains(&Value::from("b4"))), "{reg:?}");
+    assert!(
+        matches!(&reg, Value::List(v) if v.contains(&Value::from("b4"))),
+        "{reg:?}"
+    );
     // The old id's seqs stay the originals'; the new id continues.
     assert_eq!(nodes[A].r.clock().get(ReplicaId(1)), 3);
     assert_eq!(nodes[A].r.clock().get(done.new_id), 3);
@@ -370,7 +379,13 @@ fn a_restored_replica_with_fewer_offline_writes_is_still_found() {
     write(&mut nodes[A], &k, "b2", 1);
     assert!(!connect(&mut nodes, A, HUB, 1));
     assert_eq!(nodes[A].repairs_needed(), 1);
-    let base = nodes[A].store.as_ref().unwrap().snapshot.clone().map(|s| s.1);
+    let base = nodes[A]
+        .store
+        .as_ref()
+        .unwrap()
+        .snapshot
+        .clone()
+        .map(|s| s.1);
     let done = nodes[A].r.repair(base.as_deref()).unwrap();
     nodes[A].settle();
     assert_eq!((done.from_seq, done.reissued), (2, 1));
@@ -454,7 +469,7 @@ fn a_peer_that_only_speaks_for_itself_cannot_trigger_a_repair() {
     // On a link with the write scope only, our own origin is foreign: the
     // copy is dropped before any comparison.
     let k = keys();
-    let mut nodes = vec![Node::memory(100), Node::stored(1)];
+    let mut nodes = [Node::memory(100), Node::stored(1)];
     write(&mut nodes[A], &k, "a1", 1);
     let mut other = Node::memory(1);
     write(&mut other, &k, "forged", 1);

@@ -84,6 +84,16 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         Frame::Stored(VectorClock::from_entries([(a, 7)])).encode(),
     ));
     out.push((
+        "snapshot_part",
+        Frame::SnapshotPart {
+            id: 0x0102_0304_0506_0708,
+            total: 300,
+            offset: 200,
+            bytes: vec![0xab; 3],
+        }
+        .encode(),
+    ));
+    out.push((
         "hello",
         Frame::Hello(Hello {
             replica: a,

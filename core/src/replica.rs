@@ -60,8 +60,12 @@ pub struct Config {
     pub anti_entropy_ms: u64,
     /// A link with no frame for this long is reported dead.
     pub idle_timeout_ms: u64,
-    /// Largest frame this replica builds (transaction batches are split).
+    /// Largest frame this replica builds (transaction batches are split;
+    /// larger snapshots are sent as `SnapshotPart` frames).
     pub max_frame_bytes: usize,
+    /// Largest snapshot taken from a peer in `SnapshotPart` frames (the
+    /// whole encoding; pieces are buffered as they arrive).
+    pub max_snapshot_bytes: usize,
     /// Emit [`Event::Changed`] for every applied transaction.
     pub emit_changes: bool,
 }
@@ -77,6 +81,7 @@ impl Default for Config {
             anti_entropy_ms: 2_000,
             idle_timeout_ms: 30_000,
             max_frame_bytes: 1 << 20,
+            max_snapshot_bytes: 1 << 30,
             emit_changes: false,
         }
     }
@@ -453,6 +458,8 @@ struct Link {
     hold: u64,
     /// The highest own seq sent on this link.
     sent_own: u64,
+    /// A snapshot arriving in pieces.
+    parts: crate::wire::SnapshotAssembler,
 }
 
 /// A Minidote replica: state, clock, log, causal buffer, pending requests
@@ -1042,6 +1049,7 @@ impl Replica {
                 ping_nonce: 0,
                 hold: 0,
                 sent_own: 0,
+                parts: Default::default(),
             },
         );
         let hello = Frame::Hello(Hello {
@@ -1203,26 +1211,23 @@ impl Replica {
                 }
                 Ok(())
             }
-            Frame::Snapshot(bytes) => {
-                let l = self.links.get(&link).expect("checked above");
+            Frame::Snapshot(bytes) => self.on_snapshot(link, &bytes),
+            Frame::SnapshotPart {
+                id,
+                total,
+                offset,
+                bytes,
+            } => {
+                let limit = self.config.max_snapshot_bytes;
+                let l = self.links.get_mut(&link).expect("checked above");
                 if !l.policy.snapshots {
                     self.stats.refused += 1;
                     return Err(ProtocolError::SnapshotForbidden(l.peer.unwrap_or_default()));
                 }
-                let snap = Snapshot::decode(&bytes)?;
-                let claimed = snap.clock.get(self.id);
-                if claimed > self.durable_seq {
-                    self.stats.refused += 1;
-                    return Err(ProtocolError::ForgedSnapshot {
-                        claimed,
-                        durable: self.durable_seq,
-                    });
+                match l.parts.push(id, total, offset, &bytes, limit)? {
+                    Some(whole) => self.on_snapshot(link, &whole),
+                    None => Ok(()),
                 }
-                if let Some(l) = self.links.get_mut(&link) {
-                    merge_known(&mut l.peer_clock, &snap.clock, &snap.clock);
-                }
-                self.merge_snapshot(&snap);
-                Ok(())
             }
             Frame::Stored(clock) => {
                 if let Some(l) = self.links.get_mut(&link) {
@@ -1237,6 +1242,37 @@ impl Replica {
             }
             Frame::Pong(_) => Ok(()),
         }
+    }
+
+    /// A whole snapshot from `link` (in one frame or put together from
+    /// pieces).
+    fn on_snapshot(&mut self, link: LinkId, bytes: &[u8]) -> Result<(), ProtocolError> {
+        let Some(l) = self.links.get(&link) else {
+            return Err(ProtocolError::UnknownLink);
+        };
+        if !l.policy.snapshots {
+            self.stats.refused += 1;
+            return Err(ProtocolError::SnapshotForbidden(l.peer.unwrap_or_default()));
+        }
+        let snap = Snapshot::decode(bytes)?;
+        let claimed = snap.clock.get(self.id);
+        if claimed > self.durable_seq {
+            self.stats.refused += 1;
+            return Err(ProtocolError::ForgedSnapshot {
+                claimed,
+                durable: self.durable_seq,
+            });
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            merge_known(&mut l.peer_clock, &snap.clock, &snap.clock);
+        }
+        // The peer folded our seqs up to `claimed` into its state: they can
+        // no longer be compared with its copies (SECURITY.md, restored
+        // backups), so they count as confirmed.
+        self.confirmed = self.confirmed.max(claimed);
+        self.merge_snapshot(&snap);
+        self.release_holds();
+        Ok(())
     }
 
     /// Applies a batch received on `link`, asking for what it still lacks.
@@ -1367,7 +1403,10 @@ impl Replica {
             // Transactions queued before the snapshot are covered by it.
             l.out.clear();
         }
-        self.send(link, &Frame::Snapshot(bytes));
+        // A snapshot larger than a frame goes in pieces.
+        for frame in crate::wire::snapshot_frames(&bytes, self.config.max_frame_bytes) {
+            self.transmits.push_back(Transmit { link, frame });
+        }
     }
 
     /// Handles a batch of encoded remote transactions (from a link, or from

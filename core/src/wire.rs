@@ -43,6 +43,7 @@ mod tag {
     pub const PING: u8 = 5;
     pub const PONG: u8 = 6;
     pub const STORED: u8 = 7;
+    pub const SNAPSHOT_PART: u8 = 8;
 }
 
 /// Error codes carried by [`Frame::Error`].
@@ -122,6 +123,22 @@ pub enum Frame {
     /// relay with a durable log sends it after each group commit, so a
     /// writer knows which of its transactions are safe there.
     Stored(VectorClock),
+    /// One piece of a [`Snapshot`] encoding too large for one frame: bytes
+    /// `offset..offset + bytes.len()` of `total`. The receiver decodes the
+    /// snapshot once it has every byte ([`SnapshotAssembler`]); pieces may
+    /// arrive in any order, more than once, and across resends of the same
+    /// snapshot, so an unordered or lossy transport works too.
+    SnapshotPart {
+        /// Names the snapshot ([`snapshot_id`]): pieces of one snapshot
+        /// only are put together.
+        id: u64,
+        /// Size of the whole snapshot encoding.
+        total: u64,
+        /// Where these bytes start in it.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 impl Frame {
@@ -136,6 +153,7 @@ impl Frame {
             Frame::Ping(_) => "Ping",
             Frame::Pong(_) => "Pong",
             Frame::Stored(_) => "Stored",
+            Frame::SnapshotPart { .. } => "SnapshotPart",
         }
     }
 
@@ -188,6 +206,18 @@ impl Frame {
             Frame::Stored(c) => {
                 w.u8(tag::STORED);
                 c.encode(&mut w);
+            }
+            Frame::SnapshotPart {
+                id,
+                total,
+                offset,
+                bytes,
+            } => {
+                w.u8(tag::SNAPSHOT_PART);
+                w.u64_le(*id);
+                w.varint(*total);
+                w.varint(*offset);
+                w.raw(bytes);
             }
         }
         w.into_vec()
@@ -249,6 +279,27 @@ impl Frame {
             tag::PING => Frame::Ping(r.varint()?),
             tag::PONG => Frame::Pong(r.varint()?),
             tag::STORED => Frame::Stored(VectorClock::decode(&mut r)?),
+            tag::SNAPSHOT_PART => {
+                let id = r.u64_le()?;
+                let total = r.varint()?;
+                let offset = r.varint()?;
+                let bytes = r.take(r.remaining())?.to_vec();
+                if bytes.is_empty()
+                    || offset
+                        .checked_add(bytes.len() as u64)
+                        .is_none_or(|e| e > total)
+                {
+                    return Err(DecodeError::NonCanonical(
+                        "snapshot part outside its snapshot",
+                    ));
+                }
+                Frame::SnapshotPart {
+                    id,
+                    total,
+                    offset,
+                    bytes,
+                }
+            }
             tag => return Err(DecodeError::InvalidTag { what: "frame", tag }),
         };
         r.finish()?;
@@ -318,6 +369,7 @@ pub fn frame_name(t: u8) -> &'static str {
         tag::PING => "Ping",
         tag::PONG => "Pong",
         tag::STORED => "Stored",
+        tag::SNAPSHOT_PART => "SnapshotPart",
         _ => "an unknown frame",
     }
 }
@@ -424,6 +476,147 @@ pub const HELLO_TAG: u8 = tag::HELLO;
 
 /// The tag byte of a `Snapshot` frame (after the version byte).
 pub const SNAPSHOT_TAG: u8 = tag::SNAPSHOT;
+
+/// The tag byte of a `SnapshotPart` frame (after the version byte).
+pub const SNAPSHOT_PART_TAG: u8 = tag::SNAPSHOT_PART;
+
+/// Bytes of a `SnapshotPart` frame besides its piece: version, tag, id and
+/// two varints.
+pub const SNAPSHOT_PART_OVERHEAD: usize = 2 + 8 + 10 + 10;
+
+/// The frames that carry the [`Snapshot`] encoding `state` with none larger
+/// than `max_frame` bytes: one `Snapshot` frame if it fits, else
+/// `SnapshotPart` frames.
+pub fn snapshot_frames(state: &[u8], max_frame: usize) -> Vec<Vec<u8>> {
+    if state.len() + 2 <= max_frame {
+        let mut f = Vec::with_capacity(state.len() + 2);
+        f.push(crate::PROTOCOL_VERSION);
+        f.push(tag::SNAPSHOT);
+        f.extend_from_slice(state);
+        return vec![f];
+    }
+    let id = snapshot_id(state);
+    snapshot_parts(state.len(), max_frame)
+        .map(|(offset, end)| snapshot_part_frame(id, state.len(), offset, &state[offset..end]))
+        .collect()
+}
+
+/// The name of a snapshot encoding in its `SnapshotPart` frames: a hash of
+/// its size and its clock. A replica's state is a function of the
+/// transactions it delivered, so two snapshots with one clock are one
+/// state, and resending it names it the same (pieces of both resends can
+/// complete it).
+pub fn snapshot_id(state: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut r = Reader::new(state);
+    let clock_end = match r.u8().and_then(|_| VectorClock::skip(&mut r)) {
+        Ok(()) => r.position(),
+        Err(_) => state.len(),
+    };
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x736e_6170, 0x7368_6f74);
+    h.write_usize(state.len());
+    h.write(&state[..clock_end]);
+    h.finish()
+}
+
+/// The `(start, end)` ranges of a `total`-byte snapshot's pieces, each of
+/// which fits a frame of `max_frame` bytes.
+pub fn snapshot_parts(total: usize, max_frame: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = max_frame.saturating_sub(SNAPSHOT_PART_OVERHEAD).max(1);
+    (0..total)
+        .step_by(step)
+        .map(move |o| (o, (o + step).min(total)))
+}
+
+/// One `SnapshotPart` frame: `piece` starts at `offset` of `total` bytes of
+/// snapshot `id`.
+pub fn snapshot_part_frame(id: u64, total: usize, offset: usize, piece: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(piece.len() + SNAPSHOT_PART_OVERHEAD);
+    w.u8(crate::PROTOCOL_VERSION);
+    w.u8(tag::SNAPSHOT_PART);
+    w.u64_le(id);
+    w.varint(total as u64);
+    w.varint(offset as u64);
+    w.raw(piece);
+    w.into_vec()
+}
+
+/// Puts a snapshot sent in `SnapshotPart` frames back together as its
+/// pieces arrive, in any order and with duplicates, up to a limit on the
+/// whole: what it holds grows with the bytes received, never by what a peer
+/// declares. One snapshot at a time: a piece of another one starts over.
+#[derive(Debug, Default)]
+pub struct SnapshotAssembler {
+    id: u64,
+    total: u64,
+    held: u64,
+    pieces: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl SnapshotAssembler {
+    /// Adds one piece; returns the whole snapshot encoding once every byte
+    /// arrived. A `total` over `limit`, or a piece that overlaps another of
+    /// the same snapshot without being a copy of it, is an error.
+    pub fn push(
+        &mut self,
+        id: u64,
+        total: u64,
+        offset: u64,
+        bytes: &[u8],
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, DecodeError> {
+        if total > limit as u64 {
+            return Err(DecodeError::LengthOutOfRange {
+                len: total,
+                limit: limit as u64,
+            });
+        }
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|e| *e <= total && !bytes.is_empty())
+            .ok_or(DecodeError::NonCanonical(
+                "snapshot part outside its snapshot",
+            ))?;
+        if self.pieces.is_empty() || id != self.id || total != self.total {
+            *self = SnapshotAssembler {
+                id,
+                total,
+                ..Default::default()
+            };
+        }
+        if let Some(p) = self.pieces.get(&offset) {
+            if p[..] == bytes[..] {
+                return Ok(None);
+            }
+            return Err(DecodeError::NonCanonical(
+                "snapshot part differs from an earlier copy",
+            ));
+        }
+        let before = self.pieces.range(..offset).next_back();
+        let after = self.pieces.range(offset..).next();
+        if before.is_some_and(|(o, p)| o + p.len() as u64 > offset)
+            || after.is_some_and(|(o, _)| *o < end)
+        {
+            return Err(DecodeError::NonCanonical("snapshot parts overlap"));
+        }
+        self.pieces.insert(offset, bytes.to_vec());
+        self.held += bytes.len() as u64;
+        if self.held < self.total {
+            return Ok(None);
+        }
+        let mut whole = Vec::with_capacity(self.total as usize);
+        for p in std::mem::take(&mut self.pieces).into_values() {
+            whole.extend_from_slice(&p);
+        }
+        *self = SnapshotAssembler::default();
+        Ok(Some(whole))
+    }
+
+    /// Bytes held for a snapshot not yet complete.
+    pub fn held(&self) -> usize {
+        self.held as usize
+    }
+}
 
 /// A transaction's header: enough to route, deduplicate, order and store it
 /// without understanding any CRDT.

@@ -398,3 +398,132 @@ fn writes_that_name_nothing_they_overwrite_cannot_grow_a_register() {
         assert!(mine.len() < 100, "{ty}: {} bytes", mine.len());
     }
 }
+
+/// Runs frames between two replicas linked as `LinkId(1)` on both sides
+/// until both are quiet; returns the largest frame that went either way.
+fn pump_pair(a: &mut Replica, b: &mut Replica) -> usize {
+    let mut largest = 0;
+    for _ in 0..10_000 {
+        let mut moved = false;
+        for flip in [false, true] {
+            let (from, to) = if flip {
+                (&mut *b, &mut *a)
+            } else {
+                (&mut *a, &mut *b)
+            };
+            let frames: Vec<Vec<u8>> = std::iter::from_fn(|| from.poll_transmit())
+                .map(|t| t.frame)
+                .collect();
+            for f in frames {
+                moved = true;
+                largest = largest.max(f.len());
+                let _ = to.handle_frame(LinkId(1), &f, 1);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    largest
+}
+
+#[test]
+fn a_snapshot_larger_than_a_frame_goes_in_pieces() {
+    let small = minidote_core::Config {
+        max_frame_bytes: 16 << 10,
+        ..Default::default()
+    };
+    let mut a = Replica::new(ReplicaId(1), small.clone());
+    let k = |i: usize| key(&format!("k{i}"), CrdtType::RegisterLww);
+    for i in 0..20 {
+        op(
+            &mut a,
+            &k(i),
+            Op::Assign(Value::Bytes(vec![i as u8; 10_000])),
+        );
+    }
+    // Pruned: a newcomer can only get the whole state (about 200 KB).
+    a.snapshot();
+    let mut b = Replica::new(ReplicaId(2), small);
+    a.link_open(LinkId(1), None, 0);
+    b.link_open(LinkId(1), None, 0);
+    let largest = pump_pair(&mut a, &mut b);
+    assert!(largest <= 16 << 10, "a frame of {largest} bytes");
+    assert_eq!(b.clock(), a.clock());
+    assert_eq!(b.stats().snapshots_merged, 1);
+    assert_eq!(read(&mut b, &k(19)), Value::Bytes(vec![19; 10_000]));
+
+    // Over a transport that reorders, loses and repeats frames, the pieces
+    // of two sends of the same snapshot still make it whole.
+    let state = a.state_snapshot().encode();
+    let mut pieces = minidote_core::wire::snapshot_frames(&state, 16 << 10);
+    assert!(pieces.len() > 10);
+    let second = pieces.clone();
+    pieces.reverse();
+    pieces.remove(3); // lost the first time
+    pieces.push(pieces[0].clone()); // and one repeated
+    let mut c = Replica::new(ReplicaId(3), Default::default());
+    linked(&mut c, 1, 1, LinkPolicy::TRUSTED);
+    for f in pieces.iter().chain(second.iter().skip(5).step_by(7)) {
+        c.handle_frame(LinkId(1), f, 1).unwrap();
+    }
+    assert_eq!(c.stats().snapshots_merged, 0, "one piece is still missing");
+    for f in &second {
+        c.handle_frame(LinkId(1), f, 1).unwrap();
+        if c.stats().snapshots_merged == 1 {
+            break;
+        }
+    }
+    assert_eq!(c.clock(), a.clock());
+    assert_eq!(read(&mut c, &k(7)), Value::Bytes(vec![7; 10_000]));
+}
+
+#[test]
+fn snapshot_pieces_are_checked_as_they_arrive() {
+    use minidote_core::wire::snapshot_part_frame;
+    let mut r = Replica::new(
+        ReplicaId(9),
+        minidote_core::Config {
+            max_snapshot_bytes: 1000,
+            ..Default::default()
+        },
+    );
+    // Over the limit: refused on the first piece's declared total, before
+    // anything is held.
+    linked(&mut r, 1, 2, LinkPolicy::TRUSTED);
+    let err = r
+        .handle_frame(LinkId(1), &snapshot_part_frame(7, 5000, 0, b"x"), 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProtocolError::Decode(DecodeError::LengthOutOfRange { .. })
+        ),
+        "{err}"
+    );
+    // A piece that overlaps another one of the same snapshot.
+    linked(&mut r, 2, 3, LinkPolicy::TRUSTED);
+    r.handle_frame(LinkId(2), &snapshot_part_frame(7, 10, 0, b"abc"), 1)
+        .unwrap();
+    let err = r
+        .handle_frame(LinkId(2), &snapshot_part_frame(7, 10, 2, b"de"), 1)
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
+    // A piece past its declared end does not even decode.
+    assert!(Frame::decode(&snapshot_part_frame(7, 4, 2, b"xyz")).is_err());
+    // Whole but garbage: a typed decode error, nothing merged.
+    linked(&mut r, 3, 4, LinkPolicy::TRUSTED);
+    r.handle_frame(LinkId(3), &snapshot_part_frame(7, 6, 0, b"abc"), 1)
+        .unwrap();
+    let err = r
+        .handle_frame(LinkId(3), &snapshot_part_frame(7, 6, 3, b"def"), 1)
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
+    assert_eq!(r.stats().snapshots_merged, 0);
+    // A link that may not send snapshots may not send pieces either.
+    linked(&mut r, 4, 5, LinkPolicy::OWN);
+    let err = r
+        .handle_frame(LinkId(4), &snapshot_part_frame(7, 6, 0, b"abc"), 1)
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::SnapshotForbidden(_)), "{err}");
+}

@@ -185,6 +185,7 @@ impl Sim {
             anti_entropy_ms: 200,
             idle_timeout_ms: 5_000,
             max_frame_bytes: *rng.pick(&[600, 1 << 20]),
+            max_snapshot_bytes: 1 << 30,
             emit_changes: false,
         };
         let mut keys = Vec::new();

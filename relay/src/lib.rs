@@ -103,6 +103,11 @@ pub struct Config {
     /// When a room's log holds more transactions than this, the oldest are
     /// folded into one snapshot base (keeping the newest half). 0: never.
     pub compact_after: usize,
+    /// With a durable store, a room no peer has joined for this long is
+    /// dropped from memory (everything it holds is on disk) and read again
+    /// when a peer joins. `None`: rooms stay. Rooms of a memory-only relay
+    /// always stay (their memory is all they have).
+    pub room_evict_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -127,6 +132,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             buffer_capacity: 100_000,
             compact_after: 100_000,
+            room_evict_after: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -207,9 +213,10 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The room named `name`, created empty if new; `Err` with the reason
-    /// when the name is too long or `max_rooms` are held.
-    pub fn room(&self, name: &str) -> Result<Arc<Mutex<Room>>, String> {
+    /// The room named `name`: in memory, else read from the store, else
+    /// created empty; `Err` with the reason when the name is too long,
+    /// `max_rooms` are held, or the store cannot read it.
+    pub async fn room(&self, name: &str) -> Result<Arc<Mutex<Room>>, String> {
         if name.len() > self.config.max_room_name_bytes {
             Metrics::add(&self.metrics.rooms_refused_total, 1);
             return Err(format!(
@@ -218,8 +225,28 @@ impl Hub {
                 self.config.max_room_name_bytes
             ));
         }
+        if let Some(r) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(r.clone());
+        }
+        // Not in memory: the store has it if anyone wrote to it before.
+        // The load runs after every change queued before it is committed,
+        // and no change to this room can be queued meanwhile (only its
+        // in-memory room makes changes).
+        let wait = self
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .load(name.into());
+        let loaded = match wait {
+            Some(w) => Some(
+                w.await
+                    .map_err(|_| "the relay store stopped".to_string())??,
+            ),
+            None => None,
+        };
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(name) {
+            // Another peer loaded it meanwhile: the same bytes.
             return Ok(r.clone());
         }
         if rooms.len() >= self.config.max_rooms {
@@ -229,17 +256,72 @@ impl Hub {
                 self.config.max_rooms
             ));
         }
-        let r = Arc::new(Mutex::new(Room::new(
-            name,
-            self.config.buffer_capacity,
-            self.config.buffer_bytes,
-            self.config.data.is_some(),
-        )));
+        let room = match loaded {
+            Some(l) if !l.bases.is_empty() || !l.txns.is_empty() => {
+                let (room, skipped) =
+                    Room::restore(l, self.config.buffer_capacity, self.config.buffer_bytes);
+                if skipped > 0 {
+                    tracing::warn!(room = %name, skipped, "relay store: unreadable rows skipped");
+                }
+                tracing::debug!(room = %name, txns = room.log_len(), bases = room.bases_len(), "room loaded");
+                Metrics::add(&self.metrics.rooms_loaded_total, 1);
+                room
+            }
+            _ => Room::new(
+                name,
+                self.config.buffer_capacity,
+                self.config.buffer_bytes,
+                self.config.data.is_some(),
+            ),
+        };
+        let r = Arc::new(Mutex::new(room));
         rooms.insert(name.into(), r.clone());
         self.metrics
             .rooms
             .store(rooms.len() as u64, Ordering::Relaxed);
         Ok(r)
+    }
+
+    /// The last peer left `room`: unless one joins within
+    /// `room_evict_after`, it is dropped from memory once everything it
+    /// holds is committed (held transactions waiting for dependencies are
+    /// dropped with it; their senders push them again).
+    pub fn evict_later(self: &Arc<Self>, room: Arc<Mutex<Room>>) {
+        let Some(after) = self.config.room_evict_after else {
+            return;
+        };
+        if self.config.data.is_none() {
+            return;
+        }
+        let hub = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => {}
+                    _ = hub.shutdown.cancelled() => return,
+                }
+                let mut rooms = hub.rooms.lock().unwrap_or_else(|p| p.into_inner());
+                let mut r = room.lock().unwrap_or_else(|p| p.into_inner());
+                if r.is_evicted() || r.peer_count() > 0 {
+                    return;
+                }
+                if !r.evictable() {
+                    // A commit or a compaction is still running.
+                    continue;
+                }
+                r.evict();
+                let name = r.name().clone();
+                if rooms.get(&name).is_some_and(|x| Arc::ptr_eq(x, &room)) {
+                    rooms.remove(&name);
+                }
+                Metrics::add(&hub.metrics.rooms_evicted_total, 1);
+                hub.metrics
+                    .rooms
+                    .store(rooms.len() as u64, Ordering::Relaxed);
+                tracing::debug!(room = %name, "room evicted from memory");
+                return;
+            }
+        });
     }
 
     /// Reports a group commit to the rooms it touched.
@@ -339,16 +421,8 @@ impl Relay {
                         let _ = commit_tx.send(high);
                     }),
                 )?;
-                for l in loaded {
-                    let name: Arc<str> = l.name.as_str().into();
-                    let (room, skipped) =
-                        Room::restore(l, config.buffer_capacity, config.buffer_bytes);
-                    if skipped > 0 {
-                        tracing::warn!(room = %name, skipped, "relay store: unreadable rows skipped");
-                    }
-                    tracing::info!(room = %name, txns = room.log_len(), bases = room.bases_len(), "room restored");
-                    rooms.insert(name, Arc::new(Mutex::new(room)));
-                }
+                // Rooms are read when a peer joins them.
+                tracing::info!(rooms = loaded, "relay store opened");
                 store
             }
             None => Store::memory(),

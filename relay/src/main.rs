@@ -99,6 +99,9 @@ struct Serve {
     /// Fold a room's oldest transactions into one snapshot once its log holds more than this many (0: never).
     #[arg(long, env = "MINIDOTE_RELAY_COMPACT_AFTER", default_value_t = 100_000)]
     compact_after: usize,
+    /// With --data: seconds a room with no peers stays in memory before it is dropped (it is read again from the store when a peer joins). 0: rooms stay in memory.
+    #[arg(long, env = "MINIDOTE_RELAY_ROOM_EVICT_SECS", default_value_t = 60.0)]
+    room_evict_secs: f64,
     /// Seconds without a frame before a peer is disconnected (the relay pings every third of it).
     #[arg(long, env = "MINIDOTE_RELAY_IDLE_TIMEOUT", default_value_t = 30.0)]
     idle_timeout: f64,
@@ -190,6 +193,9 @@ fn main() -> ExitCode {
         queue_bytes: s.queue_bytes,
         idle_timeout: Duration::from_secs_f64(s.idle_timeout),
         compact_after: s.compact_after,
+        room_evict_after: Duration::try_from_secs_f64(s.room_evict_secs)
+            .ok()
+            .filter(|d| !d.is_zero()),
         ..Config::default()
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

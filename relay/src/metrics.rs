@@ -118,8 +118,11 @@ metrics! {
     tokens_expired_total: "counter",
     /// Joins refused by --max-rooms or --max-room-name-bytes.
     rooms_refused_total: "counter",
-    /// Rooms with no peers evicted from memory (reloaded on demand).
+    /// Rooms with no peers evicted from memory (--room-evict-secs; read
+    /// again from the store when a peer joins).
     rooms_evicted_total: "counter",
+    /// Rooms read from the store because a peer joined one not in memory.
+    rooms_loaded_total: "counter",
     /// Links closed as slow consumers during catch-up (no progress for the
     /// idle timeout).
     catch_up_stalls_total: "counter",

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use minidote_core::wire::{txns_frame, Frame};
+use minidote_core::wire::{
+    snapshot_id, snapshot_part_frame, snapshot_parts, txns_frame, Frame, SNAPSHOT_TAG,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -242,6 +244,19 @@ async fn send_items<S: FrameSink>(
                     sent += r.len() as u64;
                     frames += 1;
                     sink.feed(r).await?;
+                }
+                if f.len() > max_frame_bytes && f.get(1) == Some(&SNAPSHOT_TAG) {
+                    // A base larger than a frame goes in pieces, each copied
+                    // out of the shared bytes only as it is sent.
+                    let state = f.slice(2..);
+                    let id = snapshot_id(&state);
+                    for (start, end) in snapshot_parts(state.len(), max_frame_bytes) {
+                        let part = snapshot_part_frame(id, state.len(), start, &state[start..end]);
+                        sent += part.len() as u64;
+                        frames += 1;
+                        sink.feed(Bytes::from(part)).await?;
+                    }
+                    continue;
                 }
                 sent += f.len() as u64;
                 frames += 1;

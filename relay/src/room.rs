@@ -143,6 +143,9 @@ pub struct Room {
     compacting: bool,
     /// After a failed compaction, the log length at which to try again.
     compact_retry_at: usize,
+    /// Dropped from the relay's rooms: a peer that still finds this object
+    /// must look the room up again.
+    evicted: bool,
 }
 
 /// The part of a room's log to fold into one base (see [`crate::compact`]).
@@ -177,7 +180,24 @@ impl Room {
             next_idx: 1,
             compacting: false,
             compact_retry_at: 0,
+            evicted: false,
         }
+    }
+
+    /// True once the room was dropped from memory ([`Room::evict`]).
+    pub fn is_evicted(&self) -> bool {
+        self.evicted
+    }
+
+    /// Whether the room can leave memory without losing anything: no
+    /// peers, no compaction running, and every change committed.
+    pub fn evictable(&self) -> bool {
+        self.peers.is_empty() && !self.compacting && self.stored && self.durable_idx + 1 >= self.next_idx
+    }
+
+    /// Marks the room dropped from memory.
+    pub fn evict(&mut self) {
+        self.evicted = true;
     }
 
     /// A room rebuilt from the store. Rows that do not parse are skipped

@@ -123,13 +123,19 @@ pub(crate) async fn session<R: FrameSource, S: FrameSink + 'static>(
         replica: ReplicaId(0),
         expires: None,
         nonce: 0,
+        parts: Default::default(),
     };
     let end = tokio::select! {
         end = peer.run(&mut source) => end,
         _ = hub.shutdown.cancelled() => None,
     };
     if let Some(room) = &peer.room {
-        lock(room).leave(conn);
+        let mut r = lock(room);
+        r.leave(conn);
+        if r.peer_count() == 0 {
+            drop(r);
+            hub.evict_later(room.clone());
+        }
     }
     match end {
         Some((code, message)) => {
@@ -160,6 +166,8 @@ struct Peer {
     /// When the token expires (Unix seconds), if there is one.
     expires: Option<u64>,
     nonce: u64,
+    /// A snapshot arriving in pieces (snapshot scope only).
+    parts: minidote_core::wire::SnapshotAssembler,
 }
 
 impl Peer {
@@ -316,14 +324,21 @@ impl Peer {
             )));
         }
         self.replica = hello.replica;
-        let room = self
-            .hub
-            .room(&hello.room)
-            .map_err(|why| Some((error_code::LIMIT, why)))?;
-        let clock = {
+        let (room, clock) = loop {
+            let room = self
+                .hub
+                .room(&hello.room)
+                .await
+                .map_err(|why| Some((error_code::LIMIT, why)))?;
             let mut r = lock(&room);
-            r.join(self.conn, hello.replica, hello.clock, self.out.clone());
-            r.durable().clone()
+            // Evicted between the lookup and now: look it up again.
+            if r.is_evicted() {
+                continue;
+            }
+            r.join(self.conn, hello.replica, hello.clock.clone(), self.out.clone());
+            let clock = r.durable().clone();
+            drop(r);
+            break (room, clock);
         };
         self.room = Some(room);
         Metrics::add(&self.hub.metrics.peers_joined_total, 1);
@@ -396,6 +411,35 @@ impl Peer {
             ))),
             Ok(Frame::Need(clock)) => self.on_need(clock).await,
             Ok(Frame::Snapshot(state)) => self.on_snapshot(frame, &state),
+            Ok(Frame::SnapshotPart {
+                id,
+                total,
+                offset,
+                bytes,
+            }) => {
+                match self.may_snapshot() {
+                    Ok(()) => {}
+                    Err(None) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+                let limit = self.hub.config.max_snapshot_bytes;
+                match self.parts.push(id, total, offset, &bytes, limit) {
+                    Err(e) => Err(Some((
+                        error_code::MALFORMED,
+                        format!("snapshot part refused: {e}"),
+                    ))),
+                    Ok(None) => Ok(()),
+                    Ok(Some(state)) => {
+                        let mut f = Vec::with_capacity(state.len() + 2);
+                        f.extend_from_slice(&[PROTOCOL_VERSION, SNAPSHOT_TAG]);
+                        f.extend_from_slice(&state);
+                        drop(state);
+                        let frame = Bytes::from(f);
+                        let state = frame.slice(2..);
+                        self.on_snapshot(frame, &state)
+                    }
+                }
+            }
             Ok(Frame::Ping(n)) => {
                 self.send(Frame::Pong(n));
                 Ok(())
@@ -499,10 +543,11 @@ impl Peer {
         Ok(())
     }
 
-    fn on_snapshot(&mut self, frame: Bytes, state: &[u8]) -> Result<(), End> {
+    /// Whether this link may send snapshots (whole or in pieces).
+    fn may_snapshot(&self) -> Result<(), End> {
         if !self.scope.can_write() {
             self.refuse_read_only("snapshot", 0);
-            return Ok(());
+            return Err(None);
         }
         // A snapshot speaks for every origin its clock covers, and merging
         // it removes what it claims to have seen: only a token with the
@@ -513,6 +558,17 @@ impl Peer {
                 error_code::FORBIDDEN,
                 "snapshot refused: sending snapshots needs a token with the snapshot scope".into(),
             )));
+        }
+        Ok(())
+    }
+
+    fn on_snapshot(&mut self, frame: Bytes, state: &[u8]) -> Result<(), End> {
+        match self.may_snapshot() {
+            Ok(()) => {}
+            // A read-only link's snapshot is refused with an Error and the
+            // link stays (as for its transactions).
+            Err(None) => return Ok(()),
+            Err(e) => return Err(e),
         }
         let snap = Snapshot::decode(state).map_err(|e| {
             Some((

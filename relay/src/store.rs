@@ -56,6 +56,15 @@ pub enum StoreOp {
     },
     /// Commit everything before this, then answer.
     Flush(mpsc::Sender<()>),
+    /// Once everything before this is committed, read one room (a room
+    /// that was evicted from memory, or not loaded since the relay
+    /// started).
+    Load {
+        /// The room.
+        room: Arc<str>,
+        /// Where the room goes.
+        reply: tokio::sync::oneshot::Sender<Result<LoadedRoom, String>>,
+    },
 }
 
 /// A room as loaded from disk.
@@ -116,14 +125,17 @@ impl Store {
         }
     }
 
-    /// Opens (or creates) the SQLite file at `path`, loads every room, and
-    /// starts the writer thread. A second relay on the same file fails here
-    /// (the file is opened with an exclusive lock).
+    /// Opens (or creates) the SQLite file at `path` and starts the writer
+    /// thread; returns how many rooms the file holds. Rooms are read when a
+    /// peer first joins them ([`Store::load`]), not here, so what a relay
+    /// holds in memory follows its live rooms, not its history. A second
+    /// relay on the same file fails here (the file is opened with an
+    /// exclusive lock).
     pub fn open(
         path: &Path,
         metrics: Arc<Metrics>,
         committed: Committed,
-    ) -> Result<(Self, Vec<LoadedRoom>), StoreError> {
+    ) -> Result<(Self, u64), StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::ZERO)?;
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -143,7 +155,12 @@ impl Store {
             Some(SCHEMA_VERSION) => {}
             Some(v) => return Err(StoreError::Schema(v)),
         }
-        let rooms = load(&conn)?;
+        let rooms: i64 = conn.query_row(
+            "SELECT count(*) FROM (SELECT room FROM txns UNION SELECT room FROM bases)",
+            [],
+            |r| r.get(0),
+        )?;
+        let rooms = rooms as u64;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("minidote-relay-store".into())
@@ -163,6 +180,18 @@ impl Store {
         if let Some(tx) = &self.tx {
             let _ = tx.send(op);
         }
+    }
+
+    /// Reads `room` once every change queued before is committed; `None`
+    /// in memory mode.
+    pub fn load(
+        &self,
+        room: Arc<str>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<LoadedRoom, String>>> {
+        let tx = self.tx.as_ref()?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        tx.send(StoreOp::Load { room, reply }).ok()?;
+        Some(wait)
     }
 
     /// Whether changes are kept at all.
@@ -195,55 +224,24 @@ impl Drop for Store {
     }
 }
 
-fn load(conn: &Connection) -> Result<Vec<LoadedRoom>, rusqlite::Error> {
-    let mut rooms: Vec<LoadedRoom> = Vec::new();
-    load_rows(
-        conn,
-        "SELECT room, idx, frame FROM bases ORDER BY room, idx",
-        &mut rooms,
-        |r| &mut r.bases,
-    )?;
-    load_rows(
-        conn,
-        "SELECT room, idx, bytes FROM txns ORDER BY room, idx",
-        &mut rooms,
-        |r| &mut r.txns,
-    )?;
-    Ok(rooms)
-}
-
-/// Reads `(room, idx, blob)` rows, ordered by room, into `rooms` (adding
-/// rooms as they appear), through `list` to pick the field.
-fn load_rows(
-    conn: &Connection,
-    sql: &str,
-    rooms: &mut Vec<LoadedRoom>,
-    list: fn(&mut LoadedRoom) -> &mut Vec<(u64, Bytes)>,
-) -> Result<(), rusqlite::Error> {
-    let mut q = conn.prepare(sql)?;
-    let mut rows = q.query([])?;
-    let mut last: Option<(String, usize)> = None;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let i = match &last {
-            Some((n, i)) if *n == name => *i,
-            _ => match rooms.iter().position(|r| r.name == name) {
-                Some(i) => i,
-                None => {
-                    rooms.push(LoadedRoom {
-                        name: name.clone(),
-                        ..LoadedRoom::default()
-                    });
-                    rooms.len() - 1
-                }
-            },
-        };
-        last = Some((name, i));
-        let idx: i64 = row.get(1)?;
-        let blob: Vec<u8> = row.get(2)?;
-        list(&mut rooms[i]).push((idx as u64, Bytes::from(blob)));
-    }
-    Ok(())
+/// Reads one room's bases and transactions, in position order.
+fn load_room(conn: &Connection, name: &str) -> Result<LoadedRoom, rusqlite::Error> {
+    let rows = |sql: &str| -> Result<Vec<(u64, Bytes)>, rusqlite::Error> {
+        let mut q = conn.prepare_cached(sql)?;
+        let mut rows = q.query(params![name])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let idx: i64 = row.get(0)?;
+            let blob: Vec<u8> = row.get(1)?;
+            out.push((idx as u64, Bytes::from(blob)));
+        }
+        Ok(out)
+    };
+    Ok(LoadedRoom {
+        name: name.to_owned(),
+        bases: rows("SELECT idx, frame FROM bases WHERE room = ?1 ORDER BY idx")?,
+        txns: rows("SELECT idx, bytes FROM txns WHERE room = ?1 ORDER BY idx")?,
+    })
 }
 
 /// Upper bound of changes per SQLite transaction.
@@ -286,6 +284,16 @@ fn writer(
             }
             if !high.is_empty() {
                 committed(high);
+            }
+        }
+        for op in group {
+            if let StoreOp::Load { room, reply } = op {
+                let loaded = if done {
+                    load_room(&conn, &room).map_err(|e| format!("relay store: {e}"))
+                } else {
+                    Err("relay store: the changes before this load are not on disk".into())
+                };
+                let _ = reply.send(loaded);
             }
         }
         if !open && backlog.is_empty() {
@@ -389,7 +397,7 @@ fn commit(conn: &mut Connection, ops: &[StoreOp]) -> Result<u64, rusqlite::Error
                         del_base.execute(params![&**room, *i as i64])?;
                     }
                 }
-                StoreOp::Flush(_) => {}
+                StoreOp::Flush(_) | StoreOp::Load { .. } => {}
             }
         }
     }

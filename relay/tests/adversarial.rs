@@ -663,3 +663,99 @@ async fn only_allowed_origins_may_open_sync() {
     assert!(c.recv(WAIT).await.is_some());
     relay.stop().await;
 }
+
+/// Frames of 64 KiB, so a state of a few hundred KiB is "larger than any
+/// frame" without a test that moves 64 MiB.
+const SMALL_FRAME: usize = 64 << 10;
+
+fn small_frames() -> minidote_core::Config {
+    minidote_core::Config {
+        max_frame_bytes: SMALL_FRAME,
+        ..core_config("r")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_larger_than_a_frame_reaches_a_newcomer_in_pieces() {
+    let relay = start(Config {
+        max_frame_bytes: SMALL_FRAME,
+        compact_after: 10,
+        ..config()
+    })
+    .await;
+    let mut w = Peer::new(1, small_frames());
+    w.replica = registers(ReplicaId(1), small_frames(), "k", 24, 20_000);
+    w.attach(Client::ws(relay.http).await, None);
+    let last = Key::new("k23", CrdtType::RegisterLww, "b");
+    let want = Value::Bytes(vec![23; 20_000]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("compactions_total") == 0 {
+        w.pump().await;
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The base (about 480 KB) is far over the frame limit: a newcomer gets
+    // it in SnapshotPart frames, none over the limit, and has everything.
+    let mut r = Peer::new(2, small_frames());
+    r.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut r], WAIT, |ps| ps[0].replica.value(&last) == want).await;
+    assert!(
+        r.replica.stats().snapshots_merged >= 1,
+        "the base was taken"
+    );
+    assert!(r.largest_frame <= SMALL_FRAME, "{} bytes", r.largest_frame);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(relay.metric("snapshots_sent_total") >= 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_peer_sends_a_snapshot_larger_than_a_frame_in_pieces() {
+    let relay = start(Config {
+        max_frame_bytes: SMALL_FRAME,
+        ..secured()
+    })
+    .await;
+    // A snapshot-scope peer that pruned its log: it can only send its
+    // state, which no single frame could carry.
+    let mut s = Peer::new(1, small_frames());
+    s.replica = registers(ReplicaId(1), small_frames(), "k", 24, 20_000);
+    s.replica.snapshot();
+    s.attach(
+        Client::ws(relay.http).await,
+        Some(&tok(Scope::Snapshot, Some(1))),
+    );
+    let last = Key::new("k23", CrdtType::RegisterLww, "b");
+    let want = Value::Bytes(vec![23; 20_000]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("snapshots_stored_total") == 0 {
+        s.pump().await;
+        assert!(std::time::Instant::now() < deadline, "no snapshot stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut r = Peer::new(2, small_frames());
+    r.attach(Client::ws(relay.http).await, Some(&tok(Scope::Read, None)));
+    pump_until(&mut [&mut r], WAIT, |ps| ps[0].replica.value(&last) == want).await;
+    assert!(r.largest_frame <= SMALL_FRAME, "{} bytes", r.largest_frame);
+    // Pieces that overlap are refused, typed.
+    let mut c = raw(&relay, 3, Some(&tok(Scope::Snapshot, Some(3)))).await;
+    c.send(&minidote_core::wire::snapshot_part_frame(
+        7, 100, 0, b"first",
+    ))
+    .await;
+    c.send(&minidote_core::wire::snapshot_part_frame(
+        7, 100, 2, b"late",
+    ))
+    .await;
+    let (code, msg) = c.expect_error().await;
+    assert_eq!(code, error_code::MALFORMED, "{msg}");
+    // And a write-scope peer may not even start one.
+    let mut c = raw(&relay, 4, Some(&tok(Scope::Write, Some(4)))).await;
+    c.send(&minidote_core::wire::snapshot_part_frame(
+        7, 100, 0, b"first",
+    ))
+    .await;
+    let (code, _) = c.expect_error().await;
+    assert_eq!(code, error_code::FORBIDDEN);
+    relay.stop().await;
+}

@@ -329,3 +329,82 @@ async fn a_snapshot_larger_than_the_frame_limit_is_still_taken() {
     assert!(b.errors.is_empty(), "{:?}", b.errors);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_no_peers_leaves_memory_and_comes_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(minidote_relay::Config {
+        data: Some(dir.path().join("relay.db")),
+        room_evict_after: Some(Duration::from_millis(100)),
+        ..config()
+    })
+    .await;
+    let gauge = |r: &TestRelay| r.metric("rooms");
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    for i in 0..50 {
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+    }
+    let want = Value::List((0..50).map(Value::Int).collect());
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut a, &mut b], WAIT, |ps| {
+        ps[1].replica.value(&set()) == want
+    })
+    .await;
+    assert_eq!(gauge(&relay), 1);
+    // Everyone leaves: after the grace period the room is dropped.
+    a.detach();
+    b.detach();
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("rooms_evicted_total") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the room stayed in memory");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge(&relay), 0);
+    // A newcomer joins: the room is read back from the store, whole.
+    let mut c = Peer::new(3, core_config("r"));
+    c.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut c], WAIT, |ps| ps[0].replica.value(&set()) == want).await;
+    assert_eq!(relay.metric("rooms_loaded_total"), 1);
+    assert_eq!(gauge(&relay), 1);
+    // And the old writer continues where it was; its seqs still line up.
+    a.attach(Client::ws(relay.http).await, None);
+    write(&mut a, &set(), Op::Add(Value::Int(50)));
+    let want = Value::List((0..51).map(Value::Int).collect());
+    pump_until(&mut [&mut a, &mut c], WAIT, |ps| {
+        ps[1].replica.value(&set()) == want
+    })
+    .await;
+    assert!(a.errors.is_empty() && c.errors.is_empty(), "{:?} {:?}", a.errors, c.errors);
+    // A peer that comes back within the grace period keeps the room.
+    let evicted = relay.metric("rooms_evicted_total");
+    c.detach();
+    a.detach();
+    a.attach(Client::ws(relay.http).await, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pump_until(&mut [&mut a], WAIT, |_| true).await;
+    assert_eq!(relay.metric("rooms_evicted_total"), evicted);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_only_relay_never_evicts_what_it_cannot_reload() {
+    let relay = start(minidote_relay::Config {
+        room_evict_after: Some(Duration::from_millis(50)),
+        ..config()
+    })
+    .await;
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    write(&mut a, &set(), Op::Add(Value::Int(1)));
+    pump_until(&mut [&mut a], WAIT, |_| relay.metric("txns_received_total") >= 1).await;
+    a.detach();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(relay.metric("rooms_evicted_total"), 0);
+    let mut b = Peer::new(2, core_config("r"));
+    b.attach(Client::ws(relay.http).await, None);
+    let want = Value::List(vec![Value::Int(1)]);
+    pump_until(&mut [&mut b], WAIT, |ps| ps[0].replica.value(&set()) == want).await;
+    relay.stop().await;
+}

@@ -301,6 +301,8 @@ pub struct Peer {
     link: u64,
     start: Instant,
     pub errors: Vec<String>,
+    /// The largest frame received.
+    pub largest_frame: usize,
 }
 
 pub fn core_config(room: &str) -> CoreConfig {
@@ -319,6 +321,7 @@ impl Peer {
             link: 0,
             start: Instant::now(),
             errors: Vec::new(),
+            largest_frame: 0,
         }
     }
 
@@ -354,6 +357,7 @@ impl Peer {
                 }
             }
             while let Some(f) = c.recv(Duration::from_millis(1)).await {
+                self.largest_frame = self.largest_frame.max(f.len());
                 let now = self.start.elapsed().as_millis() as u64;
                 if let Err(e) = self.replica.handle_frame(LinkId(self.link), &f, now) {
                     self.errors.push(e.to_string());

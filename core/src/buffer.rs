@@ -71,7 +71,9 @@ pub struct MissingRange {
 /// Bounded buffer of undeliverable transactions, indexed by origin and seq.
 #[derive(Debug)]
 pub struct CausalBuffer<T> {
-    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, T>>,
+    by_origin: BTreeMap<ReplicaId, BTreeMap<u64, Held<T>>>,
+    /// Bytes held per origin (as [`Causal::size`] counts them).
+    origin_bytes: BTreeMap<ReplicaId, usize>,
     /// The highest dependency on each replica of any transaction offered
     /// since the buffer was last empty, so [`CausalBuffer::missing`] costs
     /// O(replicas), not O(held transactions): it runs after every batch.
@@ -82,6 +84,19 @@ pub struct CausalBuffer<T> {
     capacity: usize,
     bytes: usize,
     max_bytes: usize,
+    /// Most transactions and bytes one origin may hold, so one sender
+    /// cannot fill the buffer for everyone.
+    origin_capacity: usize,
+    origin_max_bytes: usize,
+    /// The time [`CausalBuffer::offer`] stamps entries with.
+    now: u64,
+}
+
+/// A held entry with the time it arrived.
+#[derive(Debug)]
+struct Held<T> {
+    item: T,
+    since: u64,
 }
 
 /// What happened to a transaction offered to the buffer.
@@ -107,17 +122,63 @@ impl<T: Causal> CausalBuffer<T> {
     }
 
     /// An empty buffer that holds at most `capacity` transactions and
-    /// `max_bytes` bytes (as [`Causal::size`] counts them). One transaction
-    /// is always accepted, whatever its size, so a large one can wait.
+    /// `max_bytes` bytes (as [`Causal::size`] counts them), and one origin
+    /// at most a quarter of each. One transaction is always accepted,
+    /// whatever its size, so a large one can wait.
     pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
             by_origin: BTreeMap::new(),
+            origin_bytes: BTreeMap::new(),
             deps_max: BTreeMap::new(),
             len: 0,
-            capacity: capacity.max(1),
+            capacity,
             bytes: 0,
             max_bytes,
+            origin_capacity: (capacity / 4).max(1),
+            origin_max_bytes: max_bytes / 4,
+            now: 0,
         }
+    }
+
+    /// Sets the time that entries offered from now on are stamped with
+    /// (any monotonic unit: the caller's milliseconds).
+    pub fn set_now(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    /// Drops entries held since before `cutoff` (their dependencies never
+    /// came; they are fetched again when they can be delivered). Returns
+    /// how many were dropped.
+    pub fn expire(&mut self, cutoff: u64) -> usize {
+        let mut dropped = 0;
+        let mut freed = 0;
+        let origin_bytes = &mut self.origin_bytes;
+        self.by_origin.retain(|origin, m| {
+            let before = m.len();
+            m.retain(|_, h| {
+                let keep = h.since >= cutoff;
+                if !keep {
+                    let s = h.item.size();
+                    freed += s;
+                    if let Some(b) = origin_bytes.get_mut(origin) {
+                        *b -= s;
+                    }
+                }
+                keep
+            });
+            dropped += before - m.len();
+            if m.is_empty() {
+                origin_bytes.remove(origin);
+            }
+            !m.is_empty()
+        });
+        self.bytes -= freed;
+        self.len -= dropped;
+        if self.len == 0 {
+            self.deps_max.clear();
+        }
+        dropped
     }
 
     /// The bytes held, as [`Causal::size`] counts them.
@@ -151,11 +212,20 @@ impl<T: Causal> CausalBuffer<T> {
         }
         let mut evicted = false;
         let size = w.size();
-        // Over a limit, the newest entries of this origin make room, as
-        // long as they are newer than `w`; otherwise `w` is dropped.
-        while self.len > 0
-            && (self.len >= self.capacity || self.bytes.saturating_add(size) > self.max_bytes)
-        {
+        // Over a limit (the buffer's or this origin's share), the newest
+        // entries of this origin make room, as long as they are newer than
+        // `w`; otherwise `w` is dropped.
+        loop {
+            let held = self.by_origin.get(&origin).map_or(0, BTreeMap::len);
+            let held_bytes = self.origin_bytes.get(&origin).copied().unwrap_or(0);
+            let full = self.len > 0
+                && (self.len >= self.capacity || self.bytes.saturating_add(size) > self.max_bytes);
+            let over_share = held > 0
+                && (held >= self.origin_capacity
+                    || held_bytes.saturating_add(size) > self.origin_max_bytes);
+            if !full && !over_share {
+                break;
+            }
             let Some(m) = self.by_origin.get_mut(&origin) else {
                 return Offer::Dropped;
             };
@@ -169,7 +239,14 @@ impl<T: Causal> CausalBuffer<T> {
             if m.is_empty() {
                 self.by_origin.remove(&origin);
             }
-            self.bytes -= gone.size();
+            let s = gone.item.size();
+            self.bytes -= s;
+            if let Some(b) = self.origin_bytes.get_mut(&origin) {
+                *b -= s;
+                if *b == 0 && !self.by_origin.contains_key(&origin) {
+                    self.origin_bytes.remove(&origin);
+                }
+            }
             self.len -= 1;
             evicted = true;
         }
@@ -179,7 +256,12 @@ impl<T: Causal> CausalBuffer<T> {
                 *e = (*e).max(s);
             }
         }
-        self.by_origin.entry(origin).or_default().insert(seq, w);
+        let since = self.now;
+        self.by_origin
+            .entry(origin)
+            .or_default()
+            .insert(seq, Held { item: w, since });
+        *self.origin_bytes.entry(origin).or_default() += size;
         self.len += 1;
         self.bytes += size;
         Offer::Held { evicted }
@@ -187,7 +269,7 @@ impl<T: Causal> CausalBuffer<T> {
 
     /// The held transaction `(origin, seq)`, if any.
     pub fn get(&self, origin: ReplicaId, seq: u64) -> Option<&T> {
-        self.by_origin.get(&origin)?.get(&seq)
+        self.by_origin.get(&origin)?.get(&seq).map(|h| &h.item)
     }
 
     /// Removes and returns one transaction deliverable at `clock`, if any:
@@ -198,7 +280,7 @@ impl<T: Causal> CausalBuffer<T> {
             let Some(next) = clock.get(*origin).checked_add(1) else {
                 continue;
             };
-            if let Some(w) = m.get(&next) {
+            if let Some(w) = m.get(&next).map(|h| &h.item) {
                 if w.deps()
                     .iter()
                     .all(|(r, s)| r == *origin || clock.get(r) >= s)
@@ -210,12 +292,19 @@ impl<T: Causal> CausalBuffer<T> {
         }
         let (origin, seq) = found?;
         let m = self.by_origin.get_mut(&origin)?;
-        let w = m.remove(&seq)?;
+        let w = m.remove(&seq)?.item;
         if m.is_empty() {
             self.by_origin.remove(&origin);
         }
         self.len -= 1;
-        self.bytes -= w.size();
+        let s = w.size();
+        self.bytes -= s;
+        if let Some(b) = self.origin_bytes.get_mut(&origin) {
+            *b -= s;
+            if !self.by_origin.contains_key(&origin) {
+                self.origin_bytes.remove(&origin);
+            }
+        }
         if self.len == 0 {
             self.deps_max.clear();
         }
@@ -226,17 +315,25 @@ impl<T: Causal> CausalBuffer<T> {
     pub fn drop_covered(&mut self, clock: &VectorClock) -> usize {
         let mut dropped = 0;
         let mut freed = 0;
+        let origin_bytes = &mut self.origin_bytes;
         self.by_origin.retain(|origin, m| {
             let have = clock.get(*origin);
             let before = m.len();
-            m.retain(|seq, w| {
+            m.retain(|seq, h| {
                 let keep = *seq > have;
                 if !keep {
-                    freed += w.size();
+                    let s = h.item.size();
+                    freed += s;
+                    if let Some(b) = origin_bytes.get_mut(origin) {
+                        *b -= s;
+                    }
                 }
                 keep
             });
             dropped += before - m.len();
+            if m.is_empty() {
+                origin_bytes.remove(origin);
+            }
             !m.is_empty()
         });
         self.bytes -= freed;

@@ -54,8 +54,12 @@ pub struct Config {
     /// Most transactions held in the causal buffer.
     pub buffer_capacity: usize,
     /// Most bytes held in the causal buffer (encoded size, twice over for
-    /// the decoded effects).
+    /// the decoded effects). One origin holds at most a quarter of this
+    /// and of `buffer_capacity`.
     pub buffer_bytes: usize,
+    /// A transaction held this long without its dependencies is dropped
+    /// (and fetched again once it can be delivered). 0: never.
+    pub buffer_hold_ms: u64,
     /// Interval between anti-entropy rounds on each link.
     pub anti_entropy_ms: u64,
     /// A link with no frame for this long is reported dead.
@@ -78,6 +82,7 @@ impl Default for Config {
             snapshot_every: 10_000,
             buffer_capacity: 100_000,
             buffer_bytes: 64 << 20,
+            buffer_hold_ms: 300_000,
             anti_entropy_ms: 2_000,
             idle_timeout_ms: 30_000,
             max_frame_bytes: 1 << 20,
@@ -1083,6 +1088,7 @@ impl Replica {
         now_ms: u64,
     ) -> Result<(), ProtocolError> {
         self.now_ms = self.now_ms.max(now_ms);
+        self.buffer.set_now(self.now_ms);
         self.stats.bytes_received += bytes.len() as u64;
         match self.handle_frame_inner(link, bytes, now_ms) {
             Ok(()) => Ok(()),
@@ -1557,6 +1563,12 @@ impl Replica {
     /// that stayed silent past the idle timeout.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.buffer.set_now(self.now_ms);
+        let hold = self.config.buffer_hold_ms;
+        if hold > 0 && !self.buffer.is_empty() {
+            let dropped = self.buffer.expire(self.now_ms.saturating_sub(hold));
+            self.stats.buffer_dropped += dropped as u64;
+        }
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
             let Some(l) = self.links.get_mut(&id) else {

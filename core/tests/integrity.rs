@@ -527,3 +527,85 @@ fn snapshot_pieces_are_checked_as_they_arrive() {
         .unwrap_err();
     assert!(matches!(err, ProtocolError::SnapshotForbidden(_)), "{err}");
 }
+
+/// A held item of a given size, for buffer tests.
+struct Sized(ReplicaId, u64, VectorClock, usize);
+
+impl minidote_core::Causal for Sized {
+    fn origin(&self) -> ReplicaId {
+        self.0
+    }
+    fn seq(&self) -> u64 {
+        self.1
+    }
+    fn deps(&self) -> &VectorClock {
+        &self.2
+    }
+    fn size(&self) -> usize {
+        self.3
+    }
+}
+
+#[test]
+fn one_origin_cannot_fill_the_causal_buffer_for_everyone() {
+    use minidote_core::{CausalBuffer, Offer};
+    let never = VectorClock::from_entries([(ReplicaId(99), 1)]);
+    let mut b = CausalBuffer::with_limits(100, 1 << 20);
+    for s in 2..200 {
+        b.offer(Sized(ReplicaId(1), s, never.clone(), 10));
+    }
+    assert_eq!(b.len(), 25, "a quarter of the count");
+    for s in 2..20 {
+        assert!(matches!(
+            b.offer(Sized(ReplicaId(2), s, never.clone(), 10)),
+            Offer::Held { .. }
+        ));
+    }
+    let mut b = CausalBuffer::with_limits(1000, 4000);
+    for s in 2..100 {
+        b.offer(Sized(ReplicaId(1), s, never.clone(), 100));
+    }
+    assert_eq!(b.bytes(), 1000, "a quarter of the bytes");
+    // Lower seqs still displace higher ones of the same origin.
+    assert!(matches!(
+        b.offer(Sized(ReplicaId(1), 1, never.clone(), 100)),
+        Offer::Held { evicted: true }
+    ));
+    assert!(b.get(ReplicaId(1), 1).is_some());
+}
+
+#[test]
+fn held_transactions_expire() {
+    use minidote_core::CausalBuffer;
+    let never = VectorClock::from_entries([(ReplicaId(99), 1)]);
+    let mut b = CausalBuffer::with_limits(100, 1 << 20);
+    b.set_now(10);
+    for s in 2..5 {
+        b.offer(Sized(ReplicaId(1), s, never.clone(), 10));
+    }
+    b.set_now(1_000);
+    b.offer(Sized(ReplicaId(2), 2, never.clone(), 10));
+    assert_eq!(b.expire(500), 3);
+    assert_eq!((b.len(), b.bytes()), (1, 10));
+    assert!(b.get(ReplicaId(2), 2).is_some());
+    // And a replica drops them on its timer.
+    let mut r = Replica::new(
+        ReplicaId(5),
+        minidote_core::Config {
+            buffer_hold_ms: 1_000,
+            ..Default::default()
+        },
+    );
+    let mut a = replica(1);
+    let k = key("n", CrdtType::CounterPn);
+    op(&mut a, &k, Op::Increment(1));
+    op(&mut a, &k, Op::Increment(1));
+    let second = txns_of(&a, &VectorClock::new()).remove(1);
+    r.handle_timeout(100);
+    assert_eq!(r.handle_txns(None, vec![second]).unwrap().buffered, 1);
+    r.handle_timeout(900);
+    assert_eq!(r.stats().buffered, 1);
+    r.handle_timeout(1_200);
+    assert_eq!(r.stats().buffered, 0);
+    assert_eq!(r.stats().buffer_dropped, 1);
+}

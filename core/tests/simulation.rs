@@ -182,6 +182,7 @@ impl Sim {
             snapshot_every: *rng.pick(&[3, 8, 25, 1000]),
             buffer_capacity: *rng.pick(&[2, 5, 1000]),
             buffer_bytes: *rng.pick(&[300, 1 << 20]),
+            buffer_hold_ms: *rng.pick(&[0, 3_000, 300_000]),
             anti_entropy_ms: 200,
             idle_timeout_ms: 5_000,
             max_frame_bytes: *rng.pick(&[600, 1 << 20]),

@@ -79,8 +79,11 @@ pub struct Config {
     pub max_rooms: usize,
     /// Longest room name, in bytes.
     pub max_room_name_bytes: usize,
-    /// Most bytes a room's causal buffer holds.
+    /// Most bytes a room's causal buffer holds (one origin: a quarter).
     pub buffer_bytes: usize,
+    /// A transaction held this long for its dependencies is dropped.
+    /// `None`: never.
+    pub buffer_hold: Option<Duration>,
     /// Browser origins (e.g. `https://app.example`) allowed to open `/sync`;
     /// `None` allows any. Requests without an `Origin` header (native
     /// clients) are always allowed: browsers always send one.
@@ -123,6 +126,7 @@ impl Default for Config {
             max_rooms: 100_000,
             max_room_name_bytes: 256,
             buffer_bytes: 64 << 20,
+            buffer_hold: Some(Duration::from_secs(300)),
             allowed_origins: None,
             max_frame_bytes: 1 << 20,
             max_snapshot_bytes: 64 << 20,
@@ -225,7 +229,12 @@ impl Hub {
                 self.config.max_room_name_bytes
             ));
         }
-        if let Some(r) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+        if let Some(r) = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
             return Ok(r.clone());
         }
         // Not in memory: the store has it if anyone wrote to it before.
@@ -274,6 +283,8 @@ impl Hub {
                 self.config.data.is_some(),
             ),
         };
+        let mut room = room;
+        room.set_buffer_hold(self.config.buffer_hold);
         let r = Arc::new(Mutex::new(room));
         rooms.insert(name.into(), r.clone());
         self.metrics
@@ -366,7 +377,12 @@ impl Hub {
                 Err(_) => None,
             };
             let mut r = room.lock().unwrap_or_else(|p| p.into_inner());
+            let folded_ok = folded.is_some();
             r.finish_compaction(folded, &mut |op| hub.store(op));
+            // A base that arrived meanwhile is folded in next.
+            if folded_ok {
+                hub.maybe_compact(&room, &mut r);
+            }
         });
     }
 
@@ -408,7 +424,7 @@ impl Relay {
         )
         .map_err(RelayError::Config)?;
         let metrics = Arc::new(Metrics::default());
-        let mut rooms = HashMap::new();
+        let rooms = HashMap::new();
         // Group commits are reported on a channel, read by a task that
         // releases the rooms' forwarding (see `Relay::run`).
         let (commit_tx, commit_rx) = tokio::sync::mpsc::unbounded_channel();

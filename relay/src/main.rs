@@ -81,6 +81,9 @@ struct Serve {
     /// Most bytes of transactions a room holds while their dependencies are missing (newest dropped first, fetched again later).
     #[arg(long, env = "MINIDOTE_RELAY_BUFFER_BYTES", default_value_t = 64 << 20)]
     buffer_bytes: usize,
+    /// Seconds a transaction is held for its missing dependencies before it is dropped (fetched again later). 0: never.
+    #[arg(long, env = "MINIDOTE_RELAY_BUFFER_HOLD_SECS", default_value_t = 300.0)]
+    buffer_hold_secs: f64,
     /// Largest frame accepted or sent, in bytes. Larger frames close the link with Error{too large}.
     #[arg(long, env = "MINIDOTE_RELAY_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
     max_frame_bytes: usize,
@@ -185,6 +188,9 @@ fn main() -> ExitCode {
         max_rooms: s.max_rooms,
         max_room_name_bytes: s.max_room_name_bytes,
         buffer_bytes: s.buffer_bytes,
+        buffer_hold: Duration::try_from_secs_f64(s.buffer_hold_secs)
+            .ok()
+            .filter(|d| !d.is_zero()),
         allowed_origins: s.allowed_origins,
         max_frame_bytes: s.max_frame_bytes,
         max_snapshot_bytes: s.max_snapshot_bytes,

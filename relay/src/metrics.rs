@@ -114,6 +114,9 @@ metrics! {
     /// Held transactions dropped because a room's causal buffer was full
     /// (--buffer-bytes, or 100,000 transactions).
     buffer_dropped_total: "counter",
+    /// Held transactions dropped after waiting --buffer-hold-secs for their
+    /// dependencies (fetched again when they can be delivered).
+    buffer_expired_total: "counter",
     /// Links closed because their token expired while they were open.
     tokens_expired_total: "counter",
     /// Joins refused by --max-rooms or --max-room-name-bytes.

@@ -146,6 +146,12 @@ pub struct Room {
     /// Dropped from the relay's rooms: a peer that still finds this object
     /// must look the room up again.
     evicted: bool,
+    /// Held transactions older than this (ms) are dropped; 0: never.
+    hold_ms: u64,
+    /// When the held transactions are next checked for age (ms since
+    /// `born`).
+    next_expiry_ms: u64,
+    born: std::time::Instant,
 }
 
 /// The part of a room's log to fold into one base (see [`crate::compact`]).
@@ -181,7 +187,17 @@ impl Room {
             compacting: false,
             compact_retry_at: 0,
             evicted: false,
+            hold_ms: 0,
+            next_expiry_ms: 0,
+            born: std::time::Instant::now(),
         }
+    }
+
+    /// Held transactions waiting longer than `hold` for their dependencies
+    /// are dropped (checked at most once a second, as batches arrive); their
+    /// senders push them again when asked.
+    pub fn set_buffer_hold(&mut self, hold: Option<std::time::Duration>) {
+        self.hold_ms = hold.map_or(0, |d| d.as_millis().max(1) as u64);
     }
 
     /// True once the room was dropped from memory ([`Room::evict`]).
@@ -192,7 +208,10 @@ impl Room {
     /// Whether the room can leave memory without losing anything: no
     /// peers, no compaction running, and every change committed.
     pub fn evictable(&self) -> bool {
-        self.peers.is_empty() && !self.compacting && self.stored && self.durable_idx + 1 >= self.next_idx
+        self.peers.is_empty()
+            && !self.compacting
+            && self.stored
+            && self.durable_idx + 1 >= self.next_idx
     }
 
     /// Marks the room dropped from memory.
@@ -427,6 +446,13 @@ impl Room {
     ) -> Received {
         let mut got = Received::default();
         Metrics::add(&metrics.txns_received_total, txns.len() as u64);
+        let now = self.born.elapsed().as_millis() as u64;
+        self.buffer.set_now(now);
+        if self.hold_ms > 0 && now >= self.next_expiry_ms && !self.buffer.is_empty() {
+            self.next_expiry_ms = now + 1000;
+            let n = self.buffer.expire(now.saturating_sub(self.hold_ms));
+            Metrics::add(&metrics.buffer_expired_total, n as u64);
+        }
         let mut any_held = false;
         for t in txns {
             let (origin, seq) = (t.header.origin, t.header.seq);
@@ -674,18 +700,25 @@ impl Room {
     /// When the log holds more than `after` transactions (and no compaction
     /// is running), the oldest ones, all but the newest `after / 2`, with
     /// every base, to fold into one base. `after == 0` never compacts.
+    /// Bases whose clocks are incomparable (from snapshot-scope peers) are
+    /// folded into one as soon as there are two, so a newcomer is sent one
+    /// base, not one per peer that ever sent a snapshot.
     pub fn compaction_input(&mut self, after: usize) -> Option<CompactionInput> {
+        let merge_bases = self.bases.len() > 1;
         if self.compacting
             || after == 0
-            || self.log.len() <= after
-            || self.log.len() < self.compact_retry_at
+            || (!merge_bases && (self.log.len() <= after || self.log.len() < self.compact_retry_at))
         {
             return None;
         }
         // Only committed transactions are folded: a base is served at once.
-        let cut = (self.log.len() - after / 2)
-            .min(self.log.partition_point(|e| e.idx <= self.durable_idx));
-        if cut == 0 {
+        let cut = if self.log.len() > after {
+            (self.log.len() - after / 2)
+                .min(self.log.partition_point(|e| e.idx <= self.durable_idx))
+        } else {
+            0
+        };
+        if cut == 0 && !merge_bases {
             return None;
         }
         self.compacting = true;

@@ -335,7 +335,12 @@ impl Peer {
             if r.is_evicted() {
                 continue;
             }
-            r.join(self.conn, hello.replica, hello.clock.clone(), self.out.clone());
+            r.join(
+                self.conn,
+                hello.replica,
+                hello.clock.clone(),
+                self.out.clone(),
+            );
             let clock = r.durable().clone();
             drop(r);
             break (room, clock);
@@ -577,13 +582,18 @@ impl Peer {
             ))
         })?;
         let hub = &self.hub;
-        let kept = lock(self.room()).receive_snapshot(
+        let room = self.room.as_ref().expect("joined");
+        let mut r = lock(room);
+        let kept = r.receive_snapshot(
             self.conn,
             frame,
             snap.clock,
             &mut |op| hub.store(op),
             &hub.metrics,
         );
+        // Incomparable bases are folded into one.
+        hub.maybe_compact(room, &mut r);
+        drop(r);
         tracing::debug!(conn = self.conn, kept, "snapshot received");
         Ok(())
     }

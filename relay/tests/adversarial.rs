@@ -759,3 +759,93 @@ async fn a_pruned_peer_sends_a_snapshot_larger_than_a_frame_in_pieces() {
     assert_eq!(code, error_code::FORBIDDEN);
     relay.stop().await;
 }
+
+/// Replica `id`'s first `n` transactions (each adds one to the counter).
+fn increments(id: u64, n: usize) -> Vec<TxnBytes> {
+    let mut r = Replica::new(ReplicaId(id), core_config("r"));
+    for _ in 0..n {
+        r.update_objects(vec![Update::new(counter(), Op::Increment(1))], None)
+            .unwrap();
+    }
+    log_of(&r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_cannot_fill_the_held_buffer_for_everyone_and_held_writes_expire() {
+    let relay = start(Config {
+        buffer_capacity: 40,
+        buffer_hold: Some(Duration::from_millis(200)),
+        ..config()
+    })
+    .await;
+    // A writer whose first transaction never comes: everything it sends
+    // is held, but only up to its share (a quarter of the buffer).
+    let hostile = increments(0xbad, 60);
+    let mut h = raw(&relay, 0xbad, None).await;
+    h.send(&frame_of(&hostile[1..])).await;
+    // An honest writer's transaction that arrives before its predecessor
+    // is still held, not dropped, and delivered once the gap closes.
+    let honest = increments(0xc, 2);
+    let mut c = raw(&relay, 0xc, None).await;
+    c.send(&frame_of(&honest[1..])).await;
+    c.send(&frame_of(&honest[..1])).await;
+    let mut r = Peer::new(0xe, core_config("r"));
+    r.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut r], WAIT, |ps| {
+        ps[0].replica.clock().get(ReplicaId(0xc)) == 2
+    })
+    .await;
+    assert!(relay.metric("buffer_dropped_total") >= 59 - 10);
+    // After the hold time, the next batch drops what still waits.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let more = increments(0xd, 1);
+    let mut d = raw(&relay, 0xd, None).await;
+    d.send(&frame_of(&more)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("buffer_expired_total") < 10 {
+        assert!(std::time::Instant::now() < deadline, "nothing expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((h, c, d));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomparable_bases_are_folded_into_one() {
+    let relay = start(secured()).await;
+    // Five pruned peers, each with writes no one else has: their
+    // snapshots' clocks are pairwise incomparable.
+    for id in 1..=5u64 {
+        let mut p = Peer::new(id, core_config("r"));
+        write(&mut p, &set(), Op::Add(Value::Int(id as i64)));
+        p.replica.snapshot();
+        p.attach(
+            Client::ws(relay.http).await,
+            Some(&tok(Scope::Snapshot, Some(id))),
+        );
+        let deadline = std::time::Instant::now() + WAIT;
+        while relay.metric("snapshots_stored_total") < id {
+            p.pump().await;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "snapshot {id} not stored"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.metric("compactions_total") < 4 {
+        assert!(std::time::Instant::now() < deadline, "bases not folded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A newcomer is sent one base holding everything, not five.
+    let mut r = Peer::new(9, core_config("r"));
+    r.attach(Client::ws(relay.http).await, Some(&tok(Scope::Read, None)));
+    let want = Value::List((1..=5).map(Value::Int).collect());
+    pump_until(&mut [&mut r], WAIT, |ps| {
+        ps[0].replica.value(&set()) == want
+    })
+    .await;
+    assert_eq!(r.replica.stats().snapshots_merged, 1);
+    relay.stop().await;
+}

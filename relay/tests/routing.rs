@@ -358,14 +358,20 @@ async fn a_room_with_no_peers_leaves_memory_and_comes_back_whole() {
     b.detach();
     let deadline = std::time::Instant::now() + WAIT;
     while relay.metric("rooms_evicted_total") == 0 {
-        assert!(std::time::Instant::now() < deadline, "the room stayed in memory");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room stayed in memory"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(gauge(&relay), 0);
     // A newcomer joins: the room is read back from the store, whole.
     let mut c = Peer::new(3, core_config("r"));
     c.attach(Client::ws(relay.http).await, None);
-    pump_until(&mut [&mut c], WAIT, |ps| ps[0].replica.value(&set()) == want).await;
+    pump_until(&mut [&mut c], WAIT, |ps| {
+        ps[0].replica.value(&set()) == want
+    })
+    .await;
     assert_eq!(relay.metric("rooms_loaded_total"), 1);
     assert_eq!(gauge(&relay), 1);
     // And the old writer continues where it was; its seqs still line up.
@@ -376,14 +382,22 @@ async fn a_room_with_no_peers_leaves_memory_and_comes_back_whole() {
         ps[1].replica.value(&set()) == want
     })
     .await;
-    assert!(a.errors.is_empty() && c.errors.is_empty(), "{:?} {:?}", a.errors, c.errors);
+    assert!(
+        a.errors.is_empty() && c.errors.is_empty(),
+        "{:?} {:?}",
+        a.errors,
+        c.errors
+    );
     // A peer that comes back within the grace period keeps the room.
     let evicted = relay.metric("rooms_evicted_total");
     c.detach();
     a.detach();
     a.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut a], WAIT, |ps| {
+        ps[0].replica.stats().peers.iter().any(|p| p.connected)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pump_until(&mut [&mut a], WAIT, |_| true).await;
     assert_eq!(relay.metric("rooms_evicted_total"), evicted);
     relay.stop().await;
 }
@@ -398,13 +412,19 @@ async fn a_memory_only_relay_never_evicts_what_it_cannot_reload() {
     let mut a = Peer::new(1, core_config("r"));
     a.attach(Client::ws(relay.http).await, None);
     write(&mut a, &set(), Op::Add(Value::Int(1)));
-    pump_until(&mut [&mut a], WAIT, |_| relay.metric("txns_received_total") >= 1).await;
+    pump_until(&mut [&mut a], WAIT, |_| {
+        relay.metric("txns_received_total") >= 1
+    })
+    .await;
     a.detach();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(relay.metric("rooms_evicted_total"), 0);
     let mut b = Peer::new(2, core_config("r"));
     b.attach(Client::ws(relay.http).await, None);
     let want = Value::List(vec![Value::Int(1)]);
-    pump_until(&mut [&mut b], WAIT, |ps| ps[0].replica.value(&set()) == want).await;
+    pump_until(&mut [&mut b], WAIT, |ps| {
+        ps[0].replica.value(&set()) == want
+    })
+    .await;
     relay.stop().await;
 }

@@ -101,6 +101,9 @@ pub struct Config {
     pub queue_bytes: usize,
     /// A peer silent for this long is disconnected.
     pub idle_timeout: Duration,
+    /// Most bytes of frames built for all links together and not yet
+    /// written to their sockets (catch-up of many slow readers).
+    pub send_budget_bytes: usize,
     /// Most transactions a room holds while their dependencies are missing.
     pub buffer_capacity: usize,
     /// When a room's log holds more transactions than this, the oldest are
@@ -134,6 +137,7 @@ impl Default for Config {
             queue_frames: 16_384,
             queue_bytes: 64 << 20,
             idle_timeout: Duration::from_secs(30),
+            send_budget_bytes: 256 << 20,
             buffer_capacity: 100_000,
             compact_after: 100_000,
             room_evict_after: Some(Duration::from_secs(60)),
@@ -178,6 +182,7 @@ pub(crate) struct Hub {
     pub id: ReplicaId,
     pub metrics: Arc<Metrics>,
     pub store: Mutex<Store>,
+    pub send_budget: Arc<outbox::SendBudget>,
     rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
     active: AtomicUsize,
     next_conn: AtomicU64,
@@ -460,12 +465,16 @@ impl Relay {
         if getrandom::fill(&mut key).is_ok() {
             minidote_core::set_hash_key(key);
         }
+        let send_budget = Arc::new(outbox::SendBudget::new(
+            config.send_budget_bytes.max(config.max_frame_bytes + 1024),
+        ));
         let hub = Arc::new(Hub {
             config,
             verifier,
             id,
             metrics,
             store: Mutex::new(store),
+            send_budget,
             rooms: Mutex::new(rooms),
             active: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),

@@ -96,6 +96,9 @@ struct Serve {
     /// Most items queued to one peer; a peer that falls further behind is disconnected as a slow consumer.
     #[arg(long, env = "MINIDOTE_RELAY_QUEUE_FRAMES", default_value_t = 16_384)]
     queue_frames: usize,
+    /// Most bytes of frames built for all links together and not yet written to their sockets; a link's writer waits for room (slow readers cannot together hold more).
+    #[arg(long, env = "MINIDOTE_RELAY_SEND_BUDGET_BYTES", default_value_t = 256 << 20)]
+    send_budget_bytes: usize,
     /// Most bytes queued to one peer before it is disconnected as a slow consumer.
     #[arg(long, env = "MINIDOTE_RELAY_QUEUE_BYTES", default_value_t = 64 << 20)]
     queue_bytes: usize,
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
         max_connections: s.max_connections,
         queue_frames: s.queue_frames,
         queue_bytes: s.queue_bytes,
+        send_budget_bytes: s.send_budget_bytes,
         idle_timeout: Duration::from_secs_f64(s.idle_timeout),
         compact_after: s.compact_after,
         room_evict_after: Duration::try_from_secs_f64(s.room_evict_secs)

@@ -117,6 +117,9 @@ metrics! {
     /// Held transactions dropped after waiting --buffer-hold-secs for their
     /// dependencies (fetched again when they can be delivered).
     buffer_expired_total: "counter",
+    /// Times a link's writer waited for the relay-wide send budget
+    /// (--send-budget-bytes): frames in flight to slow readers hold it.
+    send_budget_waits_total: "counter",
     /// Links closed because their token expired while they were open.
     tokens_expired_total: "counter",
     /// Joins refused by --max-rooms or --max-room-name-bytes.

@@ -174,6 +174,7 @@ pub async fn write_loop<S: FrameSink>(
     mut inbox: Inbox,
     max_frame_bytes: usize,
     metrics: Arc<Metrics>,
+    budget: Arc<SendBudget>,
 ) {
     let shared = inbox.shared.clone();
     let mut items = Vec::with_capacity(64);
@@ -190,7 +191,7 @@ pub async fn write_loop<S: FrameSink>(
         let bytes: usize = items.iter().map(Out::len).sum();
         shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         shared.drained.notify_waiters();
-        if send_items(&mut sink, &mut items, max_frame_bytes, &metrics)
+        if send_items(&mut sink, &mut items, max_frame_bytes, &metrics, &budget)
             .await
             .is_err()
         {
@@ -216,34 +217,118 @@ pub async fn write_loop<S: FrameSink>(
     }
 }
 
+/// The relay-wide budget for bytes of frames built but not yet on their
+/// sockets: a frame is built (copied out of the shared log bytes) only once
+/// its bytes fit, and they count until the sink flushed it, so readers that
+/// stop reading cannot together hold more than the budget, however many
+/// there are. Counted in KiB.
+#[derive(Debug)]
+pub struct SendBudget {
+    kib: tokio::sync::Semaphore,
+    total_kib: u32,
+}
+
+impl SendBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS as u32);
+        Self {
+            kib: tokio::sync::Semaphore::new(kib as usize),
+            total_kib: kib,
+        }
+    }
+
+    fn kib_of(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib)
+    }
+}
+
+/// Feeds frames to a sink under the budget. Before it waits for budget it
+/// flushes what it fed and gives that budget back, so a writer never holds
+/// budget while it waits for more.
+struct Feeder<'a, S> {
+    sink: &'a mut S,
+    budget: &'a SendBudget,
+    metrics: &'a Metrics,
+    held: Vec<tokio::sync::SemaphorePermit<'a>>,
+    frames: u64,
+    sent: u64,
+}
+
+impl<'a, S: FrameSink> Feeder<'a, S> {
+    /// Waits until a frame of about `len` bytes fits the budget.
+    async fn reserve(&mut self, len: usize) -> std::io::Result<()> {
+        let want = self.budget.kib_of(len);
+        let permit = match self.budget.kib.try_acquire_many(want) {
+            Ok(p) => p,
+            Err(_) => {
+                self.sink.flush().await?;
+                self.held.clear();
+                Metrics::add(&self.metrics.send_budget_waits_total, 1);
+                self.budget
+                    .kib
+                    .acquire_many(want)
+                    .await
+                    .expect("the budget is never closed")
+            }
+        };
+        self.held.push(permit);
+        Ok(())
+    }
+
+    /// Feeds a frame whose bytes were reserved.
+    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
+        self.sent += frame.len() as u64;
+        self.frames += 1;
+        self.sink.feed(frame).await
+    }
+
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.sink.flush().await?;
+        self.held.clear();
+        Metrics::add(&self.metrics.frames_sent_total, self.frames);
+        Metrics::add(&self.metrics.bytes_sent_total, self.sent);
+        Ok(())
+    }
+}
+
 async fn send_items<S: FrameSink>(
     sink: &mut S,
     items: &mut Vec<Out>,
     max_frame_bytes: usize,
     metrics: &Metrics,
+    budget: &SendBudget,
 ) -> std::io::Result<()> {
-    let mut frames = 0u64;
-    let mut sent = 0u64;
+    let mut out = Feeder {
+        sink,
+        budget,
+        metrics,
+        held: Vec::new(),
+        frames: 0,
+        sent: 0,
+    };
     let mut run: Vec<Bytes> = Vec::new();
     let mut run_len = 0usize;
     for item in items.drain(..) {
         match item {
             Out::Txn(t) => {
                 if !run.is_empty() && run_len + t.len() + 16 > max_frame_bytes {
+                    out.reserve(run_len + 16).await?;
                     let f = flush_run(&mut run, &mut run_len);
-                    sent += f.len() as u64;
-                    frames += 1;
-                    sink.feed(f).await?;
+                    out.feed(f).await?;
                 }
                 run_len += t.len();
                 run.push(t);
             }
             Out::Frame(f) => {
                 if !run.is_empty() {
+                    out.reserve(run_len + 16).await?;
                     let r = flush_run(&mut run, &mut run_len);
-                    sent += r.len() as u64;
-                    frames += 1;
-                    sink.feed(r).await?;
+                    out.feed(r).await?;
                 }
                 if f.len() > max_frame_bytes && f.get(1) == Some(&SNAPSHOT_TAG) {
                     // A base larger than a frame goes in pieces, each copied
@@ -251,29 +336,25 @@ async fn send_items<S: FrameSink>(
                     let state = f.slice(2..);
                     let id = snapshot_id(&state);
                     for (start, end) in snapshot_parts(state.len(), max_frame_bytes) {
+                        out.reserve(end - start + 32).await?;
                         let part = snapshot_part_frame(id, state.len(), start, &state[start..end]);
-                        sent += part.len() as u64;
-                        frames += 1;
-                        sink.feed(Bytes::from(part)).await?;
+                        out.feed(Bytes::from(part)).await?;
                     }
                     continue;
                 }
-                sent += f.len() as u64;
-                frames += 1;
-                sink.feed(f).await?;
+                // Shared here, but the WebSocket layer copies it into its
+                // write buffer until the flush.
+                out.reserve(f.len()).await?;
+                out.feed(f).await?;
             }
         }
     }
     if !run.is_empty() {
+        out.reserve(run_len + 16).await?;
         let r = flush_run(&mut run, &mut run_len);
-        sent += r.len() as u64;
-        frames += 1;
-        sink.feed(r).await?;
+        out.feed(r).await?;
     }
-    sink.flush().await?;
-    Metrics::add(&metrics.frames_sent_total, frames);
-    Metrics::add(&metrics.bytes_sent_total, sent);
-    Ok(())
+    out.finish().await
 }
 
 fn flush_run(run: &mut Vec<Bytes>, run_len: &mut usize) -> Bytes {

@@ -101,6 +101,7 @@ pub(crate) async fn session<R: FrameSource, S: FrameSink + 'static>(
         inbox,
         cfg.max_frame_bytes,
         hub.metrics.clone(),
+        hub.send_budget.clone(),
     ));
     let Some(_guard) = hub.admit() else {
         out.close(

@@ -519,6 +519,8 @@ async fn memory_probes_stay_bounded() {
         "16777216",
         "--idle-timeout",
         "3",
+        "--send-budget-bytes",
+        "8388608",
     ]);
     let pid = p.child.id();
     let base = rss_kib(pid);
@@ -568,7 +570,9 @@ async fn memory_probes_stay_bounded() {
     rows.push(("50 declared 64 MiB frames".to_owned(), declared));
     drop(idle);
 
-    // 4. A 48 MB log and 8 readers that stop reading (was 408 MB).
+    // 4. A 48 MB log and 64 readers that stop reading (8 of them took
+    // 408 MB before catch-up shared the log's bytes; the send budget
+    // bounds the frames built for all of them together).
     drop(cw);
     let b = registers(ReplicaId(0xb), big(), "b", 48, 1 << 20);
     let mut cb = Client::tcp(p.tcp).await;
@@ -587,7 +591,7 @@ async fn memory_probes_stay_bounded() {
     let logged = rss_kib(pid);
     rows.push(("48 MB log stored".to_owned(), logged));
     let mut stuck = Vec::new();
-    for id in 200..208 {
+    for id in 200..264 {
         let c = Client::tcp(p.tcp).await;
         c.pause_reading();
         let mut c = c;
@@ -596,7 +600,7 @@ async fn memory_probes_stay_bounded() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let readers = rss_kib(pid);
-    rows.push(("8 stuck readers of that log".to_owned(), readers));
+    rows.push(("64 stuck readers of that log".to_owned(), readers));
     // The idle timeout (3 s) closes them, whether they are still in
     // catch-up or past it.
     let deadline = std::time::Instant::now() + WAIT;
@@ -626,12 +630,14 @@ async fn memory_probes_stay_bounded() {
         mib(declared.saturating_sub(held)) < 40,
         "declared: {rows:?}"
     );
-    // Readers share the log's bytes: eight of them cost far less than
-    // eight copies of it.
+    // Readers share the log's bytes, and frames built for them are bounded
+    // by the 8 MiB send budget: 64 of them cost far less than one copy of
+    // the log.
     assert!(
-        mib(readers.saturating_sub(logged)) < 100,
+        mib(readers.saturating_sub(logged)) < 40,
         "readers: {rows:?}"
     );
+    assert!(futures_executor_metric(p.http, "send_budget_waits_total") > 0);
     assert_eq!(after, 0, "every stuck reader is closed");
     let mut p = p;
     p.child.kill().unwrap();

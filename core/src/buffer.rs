@@ -84,8 +84,8 @@ pub struct CausalBuffer<T> {
     capacity: usize,
     bytes: usize,
     max_bytes: usize,
-    /// Most transactions and bytes one origin may hold, so one sender
-    /// cannot fill the buffer for everyone.
+    /// An origin's share of the count and the bytes: one that holds more
+    /// is evicted from first when the buffer is full.
     origin_capacity: usize,
     origin_max_bytes: usize,
     /// The time [`CausalBuffer::offer`] stamps entries with.
@@ -122,9 +122,10 @@ impl<T: Causal> CausalBuffer<T> {
     }
 
     /// An empty buffer that holds at most `capacity` transactions and
-    /// `max_bytes` bytes (as [`Causal::size`] counts them), and one origin
-    /// at most a quarter of each. One transaction is always accepted,
-    /// whatever its size, so a large one can wait.
+    /// `max_bytes` bytes (as [`Causal::size`] counts them). When it is
+    /// full, an origin holding more than a quarter of either gives up its
+    /// newest entries first. One transaction is always accepted, whatever
+    /// its size, so a large one can wait.
     pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
@@ -212,39 +213,36 @@ impl<T: Causal> CausalBuffer<T> {
         }
         let mut evicted = false;
         let size = w.size();
-        // Over a limit (the buffer's or this origin's share), the newest
-        // entries of this origin make room, as long as they are newer than
-        // `w`; otherwise `w` is dropped.
-        loop {
-            let held = self.by_origin.get(&origin).map_or(0, BTreeMap::len);
-            let held_bytes = self.origin_bytes.get(&origin).copied().unwrap_or(0);
-            let full = self.len > 0
-                && (self.len >= self.capacity || self.bytes.saturating_add(size) > self.max_bytes);
-            let over_share = held > 0
-                && (held >= self.origin_capacity
-                    || held_bytes.saturating_add(size) > self.origin_max_bytes);
-            if !full && !over_share {
-                break;
-            }
-            let Some(m) = self.by_origin.get_mut(&origin) else {
+        // Over a limit, an origin that holds more than its share (a quarter)
+        // gives up its newest entry first, so one sender cannot fill the
+        // buffer for everyone; otherwise the newest entries of this origin
+        // make room, as long as they are newer than `w`, or `w` is dropped.
+        while self.len > 0
+            && (self.len >= self.capacity || self.bytes.saturating_add(size) > self.max_bytes)
+        {
+            let victim = match self.hog() {
+                Some(h) if h != origin => h,
+                _ => origin,
+            };
+            let Some(m) = self.by_origin.get_mut(&victim) else {
                 return Offer::Dropped;
             };
             let Some((&top, _)) = m.iter().next_back() else {
                 return Offer::Dropped;
             };
-            if top < seq {
+            if victim == origin && top < seq {
                 return Offer::Dropped;
             }
             let gone = m.remove(&top).expect("present");
             if m.is_empty() {
-                self.by_origin.remove(&origin);
+                self.by_origin.remove(&victim);
             }
             let s = gone.item.size();
             self.bytes -= s;
-            if let Some(b) = self.origin_bytes.get_mut(&origin) {
+            if let Some(b) = self.origin_bytes.get_mut(&victim) {
                 *b -= s;
-                if *b == 0 && !self.by_origin.contains_key(&origin) {
-                    self.origin_bytes.remove(&origin);
+                if !self.by_origin.contains_key(&victim) {
+                    self.origin_bytes.remove(&victim);
                 }
             }
             self.len -= 1;
@@ -265,6 +263,27 @@ impl<T: Causal> CausalBuffer<T> {
         self.len += 1;
         self.bytes += size;
         Offer::Held { evicted }
+    }
+
+    /// The origin that holds the most, if it holds more than its share of
+    /// the count or of the bytes.
+    fn hog(&self) -> Option<ReplicaId> {
+        let (origin, m) = self
+            .by_origin
+            .iter()
+            .max_by_key(|(o, m)| (m.len(), self.origin_bytes.get(*o).copied().unwrap_or(0)))?;
+        let bytes = self.origin_bytes.get(origin).copied().unwrap_or(0);
+        let by_bytes = self
+            .origin_bytes
+            .iter()
+            .max_by_key(|(_, b)| **b)
+            .filter(|(_, b)| **b > self.origin_max_bytes)
+            .map(|(o, _)| *o);
+        if m.len() > self.origin_capacity || bytes > self.origin_max_bytes {
+            Some(*origin)
+        } else {
+            by_bytes
+        }
     }
 
     /// The held transaction `(origin, seq)`, if any.

@@ -550,23 +550,34 @@ impl minidote_core::Causal for Sized {
 fn one_origin_cannot_fill_the_causal_buffer_for_everyone() {
     use minidote_core::{CausalBuffer, Offer};
     let never = VectorClock::from_entries([(ReplicaId(99), 1)]);
+    // Alone, one origin may use the whole buffer...
     let mut b = CausalBuffer::with_limits(100, 1 << 20);
     for s in 2..200 {
         b.offer(Sized(ReplicaId(1), s, never.clone(), 10));
     }
-    assert_eq!(b.len(), 25, "a quarter of the count");
-    for s in 2..20 {
+    assert_eq!(b.len(), 100);
+    // ...but while it holds more than its share (a quarter), others' entries
+    // take its newest ones' places instead of being dropped.
+    for s in 2..30 {
         assert!(matches!(
             b.offer(Sized(ReplicaId(2), s, never.clone(), 10)),
-            Offer::Held { .. }
+            Offer::Held { evicted: true }
         ));
     }
+    assert!(b.get(ReplicaId(1), 2).is_some(), "its lowest seqs stay");
+    assert!(b.get(ReplicaId(1), 101).is_none());
+    // The same by bytes.
     let mut b = CausalBuffer::with_limits(1000, 4000);
     for s in 2..100 {
         b.offer(Sized(ReplicaId(1), s, never.clone(), 100));
     }
-    assert_eq!(b.bytes(), 1000, "a quarter of the bytes");
-    // Lower seqs still displace higher ones of the same origin.
+    assert_eq!(b.bytes(), 4000);
+    assert!(matches!(
+        b.offer(Sized(ReplicaId(3), 2, never.clone(), 100)),
+        Offer::Held { evicted: true }
+    ));
+    assert_eq!(b.len(), 40);
+    // Within the hog, lower seqs still displace higher ones.
     assert!(matches!(
         b.offer(Sized(ReplicaId(1), 1, never.clone(), 100)),
         Offer::Held { evicted: true }

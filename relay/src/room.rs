@@ -214,6 +214,33 @@ impl Room {
             && self.durable_idx + 1 >= self.next_idx
     }
 
+    /// Checks a base's clock against the transactions the room holds: for
+    /// each logged transaction the base claims, it must also claim that
+    /// transaction's dependencies (declared, and every dot its effects
+    /// observe). An honest state is causally closed; a clock that claims a
+    /// writer's seqs without what they depended on is a forgery or a bug,
+    /// and pruning by it would cut writes out of their causal past.
+    pub fn check_base(&self, clock: &VectorClock) -> Result<(), String> {
+        for e in &self.log {
+            if e.seq > clock.get(e.origin) {
+                continue;
+            }
+            let txn = minidote_core::Txn::decode(&e.bytes)
+                .map_err(|err| format!("logged transaction does not decode: {err}"))?;
+            let missing = txn
+                .deps
+                .iter()
+                .find(|(r, s)| *r != e.origin && clock.get(*r) < *s);
+            if let Some((r, s)) = missing {
+                return Err(format!(
+                    "the base claims transaction ({}, {}) but not its dependency ({r}, {s})",
+                    e.origin, e.seq
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Marks the room dropped from memory.
     pub fn evict(&mut self) {
         self.evicted = true;

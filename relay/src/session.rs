@@ -585,6 +585,15 @@ impl Peer {
         let hub = &self.hub;
         let room = self.room.as_ref().expect("joined");
         let mut r = lock(room);
+        if let Err(why) = r.check_base(&snap.clock) {
+            drop(r);
+            Metrics::add(&hub.metrics.snapshots_refused_total, 1);
+            Metrics::add(&hub.metrics.integrity_conflicts_total, 1);
+            return Err(Some((
+                error_code::INTEGRITY,
+                format!("snapshot refused: {why}"),
+            )));
+        }
         let kept = r.receive_snapshot(
             self.conn,
             frame,

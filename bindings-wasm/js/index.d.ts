@@ -70,6 +70,12 @@ export interface Stats {
   duplicates: number;
   /** Second copies of a transaction with other bytes (the first is kept, the link closed). */
   integrity_conflicts: number;
+  /** Times this replica found it was restored from an older copy of its database and re-issued its writes under a new id. */
+  restores: number;
+  /** Transactions re-issued by those repairs. */
+  reissued: number;
+  /** True while such a repair waits (links are refused meanwhile). */
+  repair_pending: boolean;
   /** Transactions and snapshots refused because their link may not send them. */
   refused: number;
   /** Transactions dropped because the causal buffer was full. */

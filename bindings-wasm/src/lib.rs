@@ -157,7 +157,10 @@ struct Link {
 /// Re-issues a restored replica's writes ([`Replica::repair`]) from the
 /// newest stored snapshot, once nothing is waiting to be stored.
 async fn repair(me: Weak<RefCell<Node>>) {
-    for _ in 0..200 {
+    // Until it is done or cannot be: the replica stays offline meanwhile
+    // (`stats().repairPending`).
+    let mut pause = 50.0;
+    loop {
         let Some(n) = me.upgrade() else { return };
         let idb = n.borrow().idb.clone();
         let Some(idb) = idb else { return };
@@ -179,7 +182,9 @@ async fn repair(me: Weak<RefCell<Node>>) {
                         b.drain();
                         return;
                     }
-                    Err(e) if e == minidote_core::RepairError::NotDurable.to_string() => {}
+                    Err(e)
+                        if e == minidote_core::RepairError::NotDurable.to_string()
+                            || e == minidote_core::RepairError::BaseMismatch.to_string() => {}
                     Err(e) if e == minidote_core::RepairError::NotNeeded.to_string() => return,
                     Err(e) => {
                         console_warn(&format!("minidote: cannot repair: {e}"));
@@ -191,8 +196,9 @@ async fn repair(me: Weak<RefCell<Node>>) {
         }
         drop(n);
         let wait = js_sys::Promise::new(&mut |resolve, _| {
-            set_timeout(&resolve, 50.0);
+            set_timeout(&resolve, pause);
         });
+        pause = (pause * 2.0).min(5_000.0);
         let _ = wasm_bindgen_futures::JsFuture::from(wait).await;
     }
 }
@@ -897,6 +903,9 @@ impl Core {
         set("txns_remote", (s.txns_remote as f64).into());
         set("duplicates", (s.duplicates as f64).into());
         set("integrity_conflicts", (s.integrity_conflicts as f64).into());
+        set("restores", (s.restores as f64).into());
+        set("reissued", (s.reissued as f64).into());
+        set("repair_pending", s.repair_pending.into());
         set("refused", (s.refused as f64).into());
         set("buffer_dropped", (s.buffer_dropped as f64).into());
         set("bytes_sent", (s.bytes_sent as f64).into());

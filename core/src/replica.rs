@@ -40,6 +40,12 @@ const TXN_FRAME_OVERHEAD: usize = 64;
 /// Bound on interned key strings, so hostile peers cannot grow it forever.
 const MAX_INTERNED: usize = 100_000;
 
+/// Most own transactions, and bytes of them, kept past a snapshot for
+/// comparison with peers' copies (restored backups); older ones count as
+/// confirmed.
+const MAX_UNCONFIRMED: usize = 50_000;
+const MAX_UNCONFIRMED_BYTES: usize = 64 << 20;
+
 /// Settings of a replica.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -416,6 +422,8 @@ struct LogEntry {
     seq: u64,
     start: usize,
     len: usize,
+    /// Made by this replica (not an own-origin copy from a peer).
+    local: bool,
 }
 
 #[derive(Debug)]
@@ -504,6 +512,10 @@ pub struct Replica {
     /// Above it, own transactions are pushed to a peer that already has
     /// some of them only once they are compared (a restored backup).
     confirmed: u64,
+    /// Own transactions above `confirmed` that a snapshot folded out of
+    /// the log, kept (and stored again after each snapshot) so a peer's
+    /// copies can still be compared; at most [`MAX_UNCONFIRMED`].
+    unconfirmed: VecDeque<(u64, TxnBytes)>,
     /// The first own seq a peer holds with other bytes, while a repair
     /// waits for the binding.
     repair_from: Option<u64>,
@@ -540,6 +552,7 @@ impl Replica {
             records_since_snapshot: 0,
             durable_seq: 0,
             confirmed: 0,
+            unconfirmed: VecDeque::new(),
             repair_from: None,
             unacked: VecDeque::new(),
             links: BTreeMap::new(),
@@ -582,6 +595,14 @@ impl Replica {
                 }
             };
             if r.clock.get(txn.origin) >= txn.seq {
+                // An own write the snapshot folded in that no peer had
+                // confirmed (stored again after it): kept for comparison.
+                if txn.origin == id
+                    && txn.seq <= r.log_base.get(id)
+                    && r.unconfirmed.back().is_none_or(|(s, _)| *s < txn.seq)
+                {
+                    r.unconfirmed.push_back((txn.seq, TxnBytes::from(bytes)));
+                }
                 report.skipped += 1;
                 continue;
             }
@@ -595,12 +616,19 @@ impl Replica {
                 ));
                 break;
             }
-            r.apply_txn(&txn, bytes);
+            let local = txn.origin == id;
+            r.apply_txn(&txn, bytes, local);
             report.replayed += 1;
             r.records_since_snapshot += 1;
         }
         r.durable_seq = r.clock.get(id);
-        r.confirmed = r.log_base.get(id);
+        // Nothing says which own writes a peer has: from the first kept
+        // one (or the snapshot's own entry) on, they are compared again.
+        r.confirmed = r
+            .unconfirmed
+            .front()
+            .map_or(r.log_base.get(id), |(s, _)| s - 1)
+            .min(r.log_base.get(id));
         r.stats.last_recovery_records = report.replayed;
         Ok((r, report))
     }
@@ -796,18 +824,40 @@ impl Replica {
             // The log must keep every own write the repair re-issues.
             return;
         }
+        // Own writes no peer confirmed stay comparable (restored backups):
+        // their bytes are kept, and stored again after the snapshot.
         if self.config.persistent {
+            let keep: Vec<(u64, TxnBytes)> = self
+                .log
+                .iter()
+                .filter(|e| e.origin == self.id && e.local && e.seq > self.confirmed)
+                .map(|e| (e.seq, self.log_txn(e)))
+                .collect();
+            self.unconfirmed.extend(keep);
+            let mut bytes: usize = self.unconfirmed.iter().map(|(_, b)| b.len()).sum();
+            while self.unconfirmed.len() > MAX_UNCONFIRMED || bytes > MAX_UNCONFIRMED_BYTES {
+                bytes -= self.unconfirmed.front().map_or(0, |(_, b)| b.len());
+                // Too many to keep: the oldest count as confirmed.
+                let (seq, _) = self.unconfirmed.pop_front().expect("non-empty");
+                self.confirmed = self.confirmed.max(seq);
+            }
             let bytes = self.state_snapshot().encode();
             let lsn = self.lsn();
             self.records.push_back(Record::Snapshot { lsn, bytes });
+            let kept: Vec<TxnBytes> = self.unconfirmed.iter().map(|(_, b)| b.clone()).collect();
+            for bytes in kept {
+                let lsn = self.lsn();
+                self.records.push_back(Record::Txn {
+                    lsn,
+                    local: true,
+                    bytes,
+                });
+            }
         }
         self.log.clear();
         self.log_bytes.clear();
         self.log_index.clear();
         self.log_base = self.clock.clone();
-        // Own writes folded into the snapshot can no longer be compared
-        // with a peer's copies (SECURITY.md, restored backups).
-        self.confirmed = self.confirmed.max(self.log_base.get(self.id));
         self.records_since_snapshot = 0;
         self.stats.snapshots += 1;
     }
@@ -904,6 +954,12 @@ impl Replica {
         for e in &self.log {
             let bytes = &self.log_bytes[e.start..e.start + e.len];
             if e.origin == old && e.seq >= from {
+                if !e.local {
+                    return Err(RepairError::Unrepairable(format!(
+                        "transaction {:?} under this replica's id came from a peer",
+                        Dot::new(old, e.seq)
+                    )));
+                }
                 mine.push(bytes);
             } else {
                 keep.push(bytes);
@@ -921,7 +977,7 @@ impl Replica {
                     Dot::new(txn.origin, txn.seq)
                 )));
             }
-            scratch.apply_txn(&txn, bytes);
+            scratch.apply_txn(&txn, bytes, false);
         }
         let base_bytes = scratch.state_snapshot().encode();
         // Our writes, renamed: (old, s) for s >= from becomes (new, s - from + 1).
@@ -963,7 +1019,7 @@ impl Replica {
                     Dot::new(new, seq)
                 )));
             }
-            scratch.apply_txn(&txn, &bytes);
+            scratch.apply_txn(&txn, &bytes, true);
             txns.push(TxnBytes::from(bytes));
         }
         // Take the rebuilt state.
@@ -978,6 +1034,7 @@ impl Replica {
         self.deps_full = true;
         self.durable_seq = 0;
         self.confirmed = 0;
+        self.unconfirmed.clear();
         self.repair_from = None;
         self.records_since_snapshot = reissued;
         let lsn = self.lsn();
@@ -998,6 +1055,17 @@ impl Replica {
             txns,
         });
         self.buffer.drop_covered(&self.clock);
+        // Clients waiting on our writes from `from` on saw them under the
+        // old id: they are the new id's now.
+        for p in &mut self.pending {
+            let s = p.clock.get(old);
+            if s >= from {
+                let mut c: VectorClock = p.clock.iter().filter(|(r, _)| *r != old).collect();
+                c.raise(old, from - 1);
+                c.raise(new, s - from + 1);
+                p.clock = c;
+            }
+        }
         self.stats.restores += 1;
         self.stats.reissued += reissued;
         // Links opened meanwhile announced the old id.
@@ -1057,10 +1125,16 @@ impl Replica {
                 parts: Default::default(),
             },
         );
+        // Only a peer trusted with the room can hold our seqs to compare.
+        let clock = if policy.forward {
+            self.verifying_clock()
+        } else {
+            self.advertised_clock()
+        };
         let hello = Frame::Hello(Hello {
             replica: self.id,
             room: self.config.room.clone(),
-            clock: self.verifying_clock(),
+            clock,
             token,
         });
         self.send(link, &hello);
@@ -1173,7 +1247,9 @@ impl Replica {
                 // our later ones wait until they match (a restored backup
                 // must not build on another lineage's seqs).
                 let theirs_own = h.clock.get(self.id);
+                let trusted = self.links.get(&link).is_some_and(|l| l.policy.forward);
                 let hold = if self.config.persistent
+                    && trusted
                     && theirs_own > self.confirmed
                     && self.clock.get(self.id) > self.confirmed
                 {
@@ -1210,7 +1286,6 @@ impl Replica {
                 if let Some(l) = self.links.get_mut(&link) {
                     merge_known(&mut l.peer_clock, &clock, &self.clock);
                 }
-                self.confirm_sent(link, clock.get(self.id));
                 self.serve(link, &clock);
                 if !clock.leq(&self.clock) {
                     self.request(link, now_ms);
@@ -1275,7 +1350,7 @@ impl Replica {
         // The peer folded our seqs up to `claimed` into its state: they can
         // no longer be compared with its copies (SECURITY.md, restored
         // backups), so they count as confirmed.
-        self.confirmed = self.confirmed.max(claimed);
+        self.confirm(claimed);
         self.merge_snapshot(&snap);
         self.release_holds();
         Ok(())
@@ -1376,6 +1451,9 @@ impl Replica {
                 .map(|e| (e.origin, e.seq, self.log_txn(e)))
                 .collect(),
             Lacking::Snapshot => {
+                // A snapshot holds every own write, compared or not. It is
+                // not held back for the link's comparison: two peers that
+                // both pruned would each wait for the other's (SECURITY.md).
                 if self.all_local_durable() {
                     self.send_snapshot(link);
                 } else if let Some(l) = self.links.get_mut(&link) {
@@ -1497,12 +1575,23 @@ impl Replica {
                         break;
                     }
                     Some(_) if origin == self.id && seq == self.confirmed + 1 => {
-                        self.confirmed = seq;
+                        self.confirm(seq);
                     }
                     _ => {}
                 }
                 status.duplicates += 1;
                 self.stats.duplicates += 1;
+                continue;
+            }
+            if origin == self.id
+                && self.config.persistent
+                && self.clock.get(origin) > self.confirmed
+            {
+                // A later seq of ours from a peer while our own writes above
+                // `confirmed` are not compared yet: it may build on another
+                // lineage of our seqs (a restored backup). The peer offers it
+                // again once they are compared.
+                status.duplicates += 1;
                 continue;
             }
             if self
@@ -1713,7 +1802,8 @@ impl Replica {
     fn confirm_sent(&mut self, link: LinkId, theirs: u64) {
         if let Some(l) = self.links.get(&link) {
             if l.hold == 0 && l.peer.is_some() {
-                self.confirmed = self.confirmed.max(theirs.min(l.sent_own));
+                let upto = theirs.min(l.sent_own);
+                self.confirm(upto);
             }
         }
     }
@@ -1852,7 +1942,7 @@ impl Replica {
         self.changed.clear();
         self.deps_full = false;
         self.clock.raise(self.id, seq);
-        self.log_push(self.id, seq, start, len);
+        self.log_push(self.id, seq, start, len, true);
         self.stats.txns_local += 1;
         if self.config.emit_changes {
             self.events.push_back(Event::Changed(changed_keys));
@@ -1995,7 +2085,7 @@ impl Replica {
 
     /// Applies a remote (or replayed) transaction, advances the clock and
     /// logs its bytes.
-    fn apply_txn(&mut self, txn: &Txn, bytes: &[u8]) {
+    fn apply_txn(&mut self, txn: &Txn, bytes: &[u8], local: bool) {
         self.apply_effects(&txn.effects, Dot::new(txn.origin, txn.seq));
         self.clock.raise(txn.origin, txn.seq);
         if txn.origin != self.id && !self.changed.contains(&txn.origin) {
@@ -2003,10 +2093,10 @@ impl Replica {
         }
         let start = self.log_bytes.len();
         self.log_bytes.extend_from_slice(bytes);
-        self.log_push(txn.origin, txn.seq, start, bytes.len());
+        self.log_push(txn.origin, txn.seq, start, bytes.len(), local);
     }
 
-    fn log_push(&mut self, origin: ReplicaId, seq: u64, start: usize, len: usize) {
+    fn log_push(&mut self, origin: ReplicaId, seq: u64, start: usize, len: usize, local: bool) {
         let pos = u32::try_from(self.log.len()).unwrap_or(u32::MAX);
         self.log_index.entry(origin).or_default().push((seq, pos));
         self.log.push(LogEntry {
@@ -2014,15 +2104,37 @@ impl Replica {
             seq,
             start,
             len,
+            local,
         });
     }
 
     /// The logged bytes of `(origin, seq)`, if the log still holds it.
     fn logged(&self, origin: ReplicaId, seq: u64) -> Option<&[u8]> {
-        let v = self.log_index.get(&origin)?;
-        let i = v.binary_search_by_key(&seq, |e| e.0).ok()?;
-        let e = self.log.get(v[i].1 as usize)?;
-        Some(&self.log_bytes[e.start..e.start + e.len])
+        if let Some(v) = self.log_index.get(&origin) {
+            if let Ok(i) = v.binary_search_by_key(&seq, |e| e.0) {
+                let e = self.log.get(v[i].1 as usize)?;
+                return Some(&self.log_bytes[e.start..e.start + e.len]);
+            }
+        }
+        if origin == self.id {
+            let i = self
+                .unconfirmed
+                .binary_search_by_key(&seq, |(s, _)| *s)
+                .ok()?;
+            return Some(&self.unconfirmed[i].1);
+        }
+        None
+    }
+
+    /// Our own seqs up to `seq` match a peer's copies.
+    fn confirm(&mut self, seq: u64) {
+        if seq <= self.confirmed {
+            return;
+        }
+        self.confirmed = seq;
+        while self.unconfirmed.front().is_some_and(|(s, _)| *s <= seq) {
+            self.unconfirmed.pop_front();
+        }
     }
 
     /// Delivers a remote transaction: apply, record, forward. `shared` is
@@ -2034,13 +2146,13 @@ impl Replica {
         mut shared: Option<TxnBytes>,
         from: Option<LinkId>,
     ) {
-        self.apply_txn(txn, bytes);
+        self.apply_txn(txn, bytes, false);
         if txn.origin == self.id {
             // Our own transaction, coming back (e.g. after restoring an old
             // copy): it is durable somewhere, so never reuse its seq.
             self.durable_seq = self.durable_seq.max(txn.seq);
             if txn.seq == self.confirmed + 1 {
-                self.confirmed = txn.seq;
+                self.confirm(txn.seq);
             }
         }
         self.stats.txns_remote += 1;

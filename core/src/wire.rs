@@ -522,7 +522,9 @@ pub fn snapshot_id(state: &[u8]) -> u64 {
 /// The `(start, end)` ranges of a `total`-byte snapshot's pieces, each of
 /// which fits a frame of `max_frame` bytes.
 pub fn snapshot_parts(total: usize, max_frame: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = max_frame.saturating_sub(SNAPSHOT_PART_OVERHEAD).max(1);
+    let step = max_frame
+        .saturating_sub(SNAPSHOT_PART_OVERHEAD)
+        .max(MIN_PIECE);
     (0..total)
         .step_by(step)
         .map(move |o| (o, (o + step).min(total)))
@@ -540,6 +542,10 @@ pub fn snapshot_part_frame(id: u64, total: usize, offset: usize, piece: &[u8]) -
     w.raw(piece);
     w.into_vec()
 }
+
+/// The smallest `SnapshotPart` piece but a snapshot's last (senders cut
+/// pieces of nearly a frame).
+pub const MIN_PIECE: usize = 512;
 
 /// Puts a snapshot sent in `SnapshotPart` frames back together as its
 /// pieces arrive, in any order and with duplicates, up to a limit on the
@@ -583,6 +589,11 @@ impl SnapshotAssembler {
                 total,
                 ..Default::default()
             };
+        }
+        // Pieces are at least `MIN_PIECE` bytes (but the last), so what the
+        // pieces themselves cost stays a small part of the limit.
+        if bytes.len() < MIN_PIECE && end != total {
+            return Err(DecodeError::NonCanonical("snapshot part too small"));
         }
         if let Some(p) = self.pieces.get(&offset) {
             if p[..] == bytes[..] {

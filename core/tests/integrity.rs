@@ -484,7 +484,7 @@ fn snapshot_pieces_are_checked_as_they_arrive() {
     let mut r = Replica::new(
         ReplicaId(9),
         minidote_core::Config {
-            max_snapshot_bytes: 1000,
+            max_snapshot_bytes: 4000,
             ..Default::default()
         },
     );
@@ -502,21 +502,30 @@ fn snapshot_pieces_are_checked_as_they_arrive() {
         "{err}"
     );
     // A piece that overlaps another one of the same snapshot.
+    let a600 = [b'a'; 600];
+    let b600 = [b'b'; 600];
     linked(&mut r, 2, 3, LinkPolicy::TRUSTED);
-    r.handle_frame(LinkId(2), &snapshot_part_frame(7, 10, 0, b"abc"), 1)
+    r.handle_frame(LinkId(2), &snapshot_part_frame(7, 2000, 0, &a600), 1)
         .unwrap();
     let err = r
-        .handle_frame(LinkId(2), &snapshot_part_frame(7, 10, 2, b"de"), 1)
+        .handle_frame(LinkId(2), &snapshot_part_frame(7, 2000, 300, &b600), 1)
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
+    // Tiny pieces (but the last) are refused: what pieces cost to hold
+    // stays a small part of the limit.
+    linked(&mut r, 5, 6, LinkPolicy::TRUSTED);
+    let err = r
+        .handle_frame(LinkId(5), &snapshot_part_frame(7, 2000, 0, b"abc"), 1)
         .unwrap_err();
     assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
     // A piece past its declared end does not even decode.
     assert!(Frame::decode(&snapshot_part_frame(7, 4, 2, b"xyz")).is_err());
     // Whole but garbage: a typed decode error, nothing merged.
     linked(&mut r, 3, 4, LinkPolicy::TRUSTED);
-    r.handle_frame(LinkId(3), &snapshot_part_frame(7, 6, 0, b"abc"), 1)
+    r.handle_frame(LinkId(3), &snapshot_part_frame(7, 1200, 0, &a600), 1)
         .unwrap();
     let err = r
-        .handle_frame(LinkId(3), &snapshot_part_frame(7, 6, 3, b"def"), 1)
+        .handle_frame(LinkId(3), &snapshot_part_frame(7, 1200, 600, &b600), 1)
         .unwrap_err();
     assert!(matches!(err, ProtocolError::Decode(_)), "{err}");
     assert_eq!(r.stats().snapshots_merged, 0);

@@ -333,10 +333,32 @@ impl Sim {
             }
         }
         let id = self.nodes[i].id;
+        // Own writes a stored snapshot already holds are stored again after
+        // it only to be compared with peers' copies: losing such a copy
+        // loses nothing.
+        let folded = self.nodes[i]
+            .disk
+            .iter()
+            .filter(|s| s.snapshot)
+            .filter_map(|s| Snapshot::decode(&s.bytes).ok())
+            .map(|snap| snap.clock.get(id))
+            .max()
+            .unwrap_or(0);
+        let on_disk: std::collections::HashSet<u64> = self.nodes[i]
+            .disk
+            .iter()
+            .filter(|s| !s.snapshot)
+            .filter_map(|s| TxnHeader::parse(&s.bytes).ok())
+            .filter(|h| h.origin == id)
+            .map(|h| h.seq)
+            .collect();
         for s in lost.iter().filter(|s| !s.snapshot) {
             let Ok(h) = TxnHeader::parse(&s.bytes) else {
                 continue;
             };
+            if h.origin == id && (h.seq <= folded || on_disk.contains(&h.seq)) {
+                continue;
+            }
             if h.origin == id {
                 let d = Dot::new(h.origin, h.seq);
                 if self.sent.get(id) >= h.seq || self.exposed.get(id) >= h.seq {

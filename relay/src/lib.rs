@@ -184,6 +184,9 @@ pub(crate) struct Hub {
     pub store: Mutex<Store>,
     pub send_budget: Arc<outbox::SendBudget>,
     rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
+    /// Rooms evicted so far: a load that raced with an eviction (its rows
+    /// may be older than what the evicted room committed) is done again.
+    evictions: AtomicU64,
     active: AtomicUsize,
     next_conn: AtomicU64,
     pub shutdown: CancellationToken,
@@ -234,14 +237,25 @@ impl Hub {
                 self.config.max_room_name_bytes
             ));
         }
+        loop {
+            if let Some(r) = self.room_once(name).await? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// One attempt of [`Hub::room`]: `None` when an eviction ran while the
+    /// room was being read.
+    async fn room_once(&self, name: &str) -> Result<Option<Arc<Mutex<Room>>>, String> {
         if let Some(r) = self
             .rooms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
         {
-            return Ok(r.clone());
+            return Ok(Some(r.clone()));
         }
+        let evictions = self.evictions.load(Ordering::SeqCst);
         // Not in memory: the store has it if anyone wrote to it before.
         // The load runs after every change queued before it is committed,
         // and no change to this room can be queued meanwhile (only its
@@ -261,7 +275,12 @@ impl Hub {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(name) {
             // Another peer loaded it meanwhile: the same bytes.
-            return Ok(r.clone());
+            return Ok(Some(r.clone()));
+        }
+        if self.evictions.load(Ordering::SeqCst) != evictions {
+            // Evicted meanwhile (perhaps after more was committed): read it
+            // again.
+            return Ok(None);
         }
         if rooms.len() >= self.config.max_rooms {
             Metrics::add(&self.metrics.rooms_refused_total, 1);
@@ -295,7 +314,7 @@ impl Hub {
         self.metrics
             .rooms
             .store(rooms.len() as u64, Ordering::Relaxed);
-        Ok(r)
+        Ok(Some(r))
     }
 
     /// The last peer left `room`: unless one joins within
@@ -317,7 +336,12 @@ impl Hub {
                     _ = hub.shutdown.cancelled() => return,
                 }
                 let mut rooms = hub.rooms.lock().unwrap_or_else(|p| p.into_inner());
-                let mut r = room.lock().unwrap_or_else(|p| p.into_inner());
+                // Never wait for a busy room while holding the rooms map.
+                let mut r = match room.try_lock() {
+                    Ok(r) => r,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => continue,
+                };
                 if r.is_evicted() || r.peer_count() > 0 {
                     return;
                 }
@@ -326,6 +350,7 @@ impl Hub {
                     continue;
                 }
                 r.evict();
+                hub.evictions.fetch_add(1, Ordering::SeqCst);
                 let name = r.name().clone();
                 if rooms.get(&name).is_some_and(|x| Arc::ptr_eq(x, &room)) {
                     rooms.remove(&name);
@@ -476,6 +501,7 @@ impl Relay {
             store: Mutex::new(store),
             send_budget,
             rooms: Mutex::new(rooms),
+            evictions: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             shutdown: CancellationToken::new(),

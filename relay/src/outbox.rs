@@ -175,6 +175,7 @@ pub async fn write_loop<S: FrameSink>(
     max_frame_bytes: usize,
     metrics: Arc<Metrics>,
     budget: Arc<SendBudget>,
+    write_deadline: std::time::Duration,
 ) {
     let shared = inbox.shared.clone();
     let mut items = Vec::with_capacity(64);
@@ -191,10 +192,19 @@ pub async fn write_loop<S: FrameSink>(
         let bytes: usize = items.iter().map(Out::len).sum();
         shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         shared.drained.notify_waiters();
-        if send_items(&mut sink, &mut items, max_frame_bytes, &metrics, &budget)
-            .await
-            .is_err()
-        {
+        let sent = send_items(
+            &mut sink,
+            &mut items,
+            max_frame_bytes,
+            &metrics,
+            &budget,
+            write_deadline,
+        )
+        .await;
+        if let Err(e) = sent {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Metrics::add(&metrics.slow_consumers_total, 1);
+            }
             shared.closed.cancel();
             return;
         }
@@ -252,6 +262,9 @@ impl SendBudget {
 /// budget while it waits for more.
 struct Feeder<'a, S> {
     sink: &'a mut S,
+    /// A frame or flush that makes no progress for this long ends the link,
+    /// so a reader that takes nothing holds its budget no longer.
+    deadline: std::time::Duration,
     budget: &'a SendBudget,
     metrics: &'a Metrics,
     held: Vec<tokio::sync::SemaphorePermit<'a>>,
@@ -266,7 +279,7 @@ impl<'a, S: FrameSink> Feeder<'a, S> {
         let permit = match self.budget.kib.try_acquire_many(want) {
             Ok(p) => p,
             Err(_) => {
-                self.sink.flush().await?;
+                within(self.deadline, self.sink.flush()).await?;
                 self.held.clear();
                 Metrics::add(&self.metrics.send_budget_waits_total, 1);
                 self.budget
@@ -284,15 +297,29 @@ impl<'a, S: FrameSink> Feeder<'a, S> {
     async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
         self.sent += frame.len() as u64;
         self.frames += 1;
-        self.sink.feed(frame).await
+        within(self.deadline, self.sink.feed(frame)).await
     }
 
     async fn finish(mut self) -> std::io::Result<()> {
-        self.sink.flush().await?;
+        within(self.deadline, self.sink.flush()).await?;
         self.held.clear();
         Metrics::add(&self.metrics.frames_sent_total, self.frames);
         Metrics::add(&self.metrics.bytes_sent_total, self.sent);
         Ok(())
+    }
+}
+
+/// `io` unless it takes longer than `deadline`.
+async fn within(
+    deadline: std::time::Duration,
+    io: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(deadline, io).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the peer took nothing for the write deadline",
+        )),
     }
 }
 
@@ -302,9 +329,11 @@ async fn send_items<S: FrameSink>(
     max_frame_bytes: usize,
     metrics: &Metrics,
     budget: &SendBudget,
+    deadline: std::time::Duration,
 ) -> std::io::Result<()> {
     let mut out = Feeder {
         sink,
+        deadline,
         budget,
         metrics,
         held: Vec::new(),

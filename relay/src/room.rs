@@ -146,6 +146,9 @@ pub struct Room {
     /// Dropped from the relay's rooms: a peer that still finds this object
     /// must look the room up again.
     evicted: bool,
+    /// After a failed fold of incomparable bases, the base count at which
+    /// to try again.
+    merge_retry_bases: usize,
     /// Held transactions older than this (ms) are dropped; 0: never.
     hold_ms: u64,
     /// When the held transactions are next checked for age (ms since
@@ -187,6 +190,7 @@ impl Room {
             compacting: false,
             compact_retry_at: 0,
             evicted: false,
+            merge_retry_bases: 0,
             hold_ms: 0,
             next_expiry_ms: 0,
             born: std::time::Instant::now(),
@@ -731,7 +735,7 @@ impl Room {
     /// folded into one as soon as there are two, so a newcomer is sent one
     /// base, not one per peer that ever sent a snapshot.
     pub fn compaction_input(&mut self, after: usize) -> Option<CompactionInput> {
-        let merge_bases = self.bases.len() > 1;
+        let merge_bases = self.bases.len() > 1 && self.bases.len() >= self.merge_retry_bases;
         if self.compacting
             || after == 0
             || (!merge_bases && (self.log.len() <= after || self.log.len() < self.compact_retry_at))
@@ -766,9 +770,16 @@ impl Room {
     ) {
         self.compacting = false;
         match folded {
-            Some((frame, clock)) => self.install_base(frame, clock, store),
-            // Not on every frame from now on: once the log grew a tenth.
-            None => self.compact_retry_at = self.log.len() + self.log.len() / 10 + 1,
+            Some((frame, clock)) => {
+                self.merge_retry_bases = 0;
+                self.install_base(frame, clock, store)
+            }
+            // Not on every frame from now on: once the log grew a tenth, or
+            // another base arrived.
+            None => {
+                self.compact_retry_at = self.log.len() + self.log.len() / 10 + 1;
+                self.merge_retry_bases = self.bases.len() + 1;
+            }
         }
     }
 }

@@ -102,6 +102,7 @@ pub(crate) async fn session<R: FrameSource, S: FrameSink + 'static>(
         cfg.max_frame_bytes,
         hub.metrics.clone(),
         hub.send_budget.clone(),
+        cfg.idle_timeout.max(Duration::from_secs(1)),
     ));
     let Some(_guard) = hub.admit() else {
         out.close(
@@ -326,11 +327,16 @@ impl Peer {
         }
         self.replica = hello.replica;
         let (room, clock) = loop {
-            let room = self
-                .hub
-                .room(&hello.room)
-                .await
-                .map_err(|why| Some((error_code::LIMIT, why)))?;
+            let idle = self.hub.config.idle_timeout;
+            let room = match tokio::time::timeout(idle, self.hub.room(&hello.room)).await {
+                Ok(r) => r.map_err(|why| Some((error_code::LIMIT, why)))?,
+                Err(_) => {
+                    return Err(Some((
+                        error_code::OVERLOADED,
+                        "overloaded: the relay store did not read the room in time".into(),
+                    )))
+                }
+            };
             let mut r = lock(&room);
             // Evicted between the lookup and now: look it up again.
             if r.is_evicted() {

@@ -19,6 +19,8 @@ use minidote_core::{
 /// Records kept in order, pruned behind the latest snapshot.
 #[derive(Default, Clone)]
 struct Store {
+    /// `snapshot_every` of the replica (0: the default).
+    every: u64,
     id: Option<ReplicaId>,
     snapshot: Option<(u64, Vec<u8>)>,
     txns: Vec<(u64, Vec<u8>)>,
@@ -63,9 +65,13 @@ impl Store {
             .or(self.snapshot.as_ref().map(|s| s.0))
             .unwrap_or(0)
             + 1;
+        let mut config = persistent();
+        if self.every > 0 {
+            config.snapshot_every = self.every;
+        }
         Replica::restore(
             self.id.unwrap_or(id),
-            persistent(),
+            config,
             self.snapshot.as_ref().map(|s| s.1.as_slice()),
             self.txns.iter().map(|t| t.1.as_slice()),
             next,
@@ -507,4 +513,65 @@ fn a_peer_that_only_speaks_for_itself_cannot_trigger_a_repair() {
     write(&mut m, &k, "a1", 1);
     let err = m.r.handle_txns(None, forged).unwrap_err();
     assert!(matches!(err, ProtocolError::IntegrityConflict(_)), "{err}");
+}
+
+#[test]
+fn a_restored_replica_whose_offline_writes_were_folded_is_found_and_says_so() {
+    // The restored copy takes a snapshot every 2 records: its offline
+    // writes are folded into its state before it reconnects. Their bytes
+    // are kept, so the reused seqs are still found, and the repair says it
+    // cannot separate them instead of merging silently.
+    let k = keys();
+    let store = Store {
+        every: 2,
+        ..Store::default()
+    };
+    let mut a = Node {
+        r: store.open(ReplicaId(1)),
+        store: Some(store),
+        events: Vec::new(),
+        parked: Vec::new(),
+    };
+    let mut nodes = vec![Node::memory(100)];
+    nodes.push(std::mem::replace(&mut a, Node::memory(0)));
+    assert!(connect(&mut nodes, A, HUB, 1));
+    write(&mut nodes[A], &k, "a1", 1);
+    assert!(pump(&mut nodes, A, HUB, LinkId(1)));
+    let backup = nodes[A].store.clone().unwrap();
+    for e in ["a2", "a3"] {
+        write(&mut nodes[A], &k, e, 1);
+    }
+    assert!(pump(&mut nodes, A, HUB, LinkId(1)));
+    disconnect(&mut nodes, A, HUB, 1);
+    nodes[A] = Node {
+        r: backup.open(ReplicaId(1)),
+        store: Some(backup),
+        events: Vec::new(),
+        parked: Vec::new(),
+    };
+    for e in ["b2", "b3", "b4", "b5", "b6"] {
+        write(&mut nodes[A], &k, e, 1);
+    }
+    assert!(
+        nodes[A].r.stats().snapshots >= 2,
+        "the offline writes were folded"
+    );
+    // Restarted too: the kept bytes survive in the store.
+    let store = nodes[A].store.clone().unwrap();
+    nodes[A].r = store.open(ReplicaId(1));
+    assert!(!connect(&mut nodes, A, HUB, 1));
+    assert_eq!(nodes[A].repairs_needed(), 1);
+    let base = nodes[A]
+        .store
+        .as_ref()
+        .unwrap()
+        .snapshot
+        .clone()
+        .map(|s| s.1);
+    let err = nodes[A].r.repair(base.as_deref()).unwrap_err();
+    assert!(matches!(err, RepairError::Unrepairable(_)), "{err}");
+    assert!(nodes[A].r.stats().repair_pending);
+    // The hub took nothing of the restored lineage.
+    assert_eq!(nodes[HUB].r.clock().get(ReplicaId(1)), 3);
+    assert_eq!(nodes[HUB].read(&k.set), strs(&["a1", "a2", "a3"]));
 }

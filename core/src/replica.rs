@@ -43,8 +43,8 @@ const MAX_INTERNED: usize = 100_000;
 /// Most own transactions, and bytes of them, kept past a snapshot for
 /// comparison with peers' copies (restored backups); older ones count as
 /// confirmed.
-const MAX_UNCONFIRMED: usize = 50_000;
-const MAX_UNCONFIRMED_BYTES: usize = 64 << 20;
+const MAX_UNCONFIRMED: usize = 10_000;
+const MAX_UNCONFIRMED_BYTES: usize = 16 << 20;
 
 /// Settings of a replica.
 #[derive(Clone, Debug)]
@@ -353,6 +353,9 @@ pub struct PeerStats {
     pub clock: VectorClock,
     /// Transactions we have that the peer's clock lacks.
     pub lag: u64,
+    /// This replica's seqs the peer reported durably stored (`Stored`
+    /// frames, sent by a relay with a durable log); 0 if it never did.
+    pub stored: u64,
 }
 
 /// Counters for observability (DESIGN.md §2.6).
@@ -691,6 +694,23 @@ impl Replica {
         }
     }
 
+    /// Whether every established link's peer has reported (with `Stored`)
+    /// that it durably stored every transaction this replica made, so a
+    /// replica that goes away now loses nothing (the basis of the bindings'
+    /// `flush`). False with no established link, or while a local
+    /// transaction is not stored here yet.
+    pub fn stored_everywhere(&self) -> bool {
+        let own = self.clock.get(self.id);
+        let mut any = false;
+        for l in self.links.values().filter(|l| l.peer.is_some()) {
+            any = true;
+            if l.stored.get(self.id) < own {
+                return false;
+            }
+        }
+        any && self.all_local_durable()
+    }
+
     /// Counters and per-link views.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
@@ -713,6 +733,7 @@ impl Replica {
                 lag: self.clock.iter().fold(0u64, |acc, (r, s)| {
                     acc.saturating_add(s.saturating_sub(l.peer_clock.get(r)))
                 }),
+                stored: l.stored.get(self.id),
             })
             .collect();
         s

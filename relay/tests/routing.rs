@@ -428,3 +428,30 @@ async fn a_memory_only_relay_never_evicts_what_it_cannot_reload() {
     .await;
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_learns_when_a_durable_relay_stored_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(minidote_relay::Config {
+        data: Some(dir.path().join("relay.db")),
+        ..config()
+    })
+    .await;
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    pump_until(&mut [&mut a], WAIT, |ps| {
+        ps[0].replica.stats().peers.iter().any(|p| p.connected)
+    })
+    .await;
+    assert!(!a.replica.stored_everywhere() || a.replica.clock().get(a.replica.id()) == 0);
+    for i in 0..20 {
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+    }
+    assert!(
+        !a.replica.stored_everywhere(),
+        "not before the relay says so"
+    );
+    pump_until(&mut [&mut a], WAIT, |ps| ps[0].replica.stored_everywhere()).await;
+    assert_eq!(a.replica.stats().peers[0].stored, 20);
+    relay.stop().await;
+}

@@ -152,34 +152,7 @@ impl<T: Causal> CausalBuffer<T> {
     /// came; they are fetched again when they can be delivered). Returns
     /// how many were dropped.
     pub fn expire(&mut self, cutoff: u64) -> usize {
-        let mut dropped = 0;
-        let mut freed = 0;
-        let origin_bytes = &mut self.origin_bytes;
-        self.by_origin.retain(|origin, m| {
-            let before = m.len();
-            m.retain(|_, h| {
-                let keep = h.since >= cutoff;
-                if !keep {
-                    let s = h.item.size();
-                    freed += s;
-                    if let Some(b) = origin_bytes.get_mut(origin) {
-                        *b -= s;
-                    }
-                }
-                keep
-            });
-            dropped += before - m.len();
-            if m.is_empty() {
-                origin_bytes.remove(origin);
-            }
-            !m.is_empty()
-        });
-        self.bytes -= freed;
-        self.len -= dropped;
-        if self.len == 0 {
-            self.deps_max.clear();
-        }
-        dropped
+        self.drop_where(|_, _, h| h.since < cutoff)
     }
 
     /// The bytes held, as [`Causal::size`] counts them.
@@ -265,25 +238,48 @@ impl<T: Causal> CausalBuffer<T> {
         Offer::Held { evicted }
     }
 
-    /// The origin that holds the most, if it holds more than its share of
-    /// the count or of the bytes.
+    /// The origin that holds the most among those past their share of the
+    /// count or of the bytes.
     fn hog(&self) -> Option<ReplicaId> {
-        let (origin, m) = self
-            .by_origin
+        self.by_origin
             .iter()
-            .max_by_key(|(o, m)| (m.len(), self.origin_bytes.get(*o).copied().unwrap_or(0)))?;
-        let bytes = self.origin_bytes.get(origin).copied().unwrap_or(0);
-        let by_bytes = self
-            .origin_bytes
-            .iter()
-            .max_by_key(|(_, b)| **b)
-            .filter(|(_, b)| **b > self.origin_max_bytes)
-            .map(|(o, _)| *o);
-        if m.len() > self.origin_capacity || bytes > self.origin_max_bytes {
-            Some(*origin)
-        } else {
-            by_bytes
+            .map(|(o, m)| (*o, m.len(), self.origin_bytes.get(o).copied().unwrap_or(0)))
+            .filter(|(_, n, b)| *n > self.origin_capacity || *b > self.origin_max_bytes)
+            .max_by_key(|(_, n, b)| (*n, *b))
+            .map(|(o, ..)| o)
+    }
+
+    /// Drops every held entry `drop` picks, keeping the counts right;
+    /// returns how many went.
+    fn drop_where(&mut self, mut drop: impl FnMut(ReplicaId, u64, &Held<T>) -> bool) -> usize {
+        let mut dropped = 0;
+        let mut freed = 0;
+        let origin_bytes = &mut self.origin_bytes;
+        self.by_origin.retain(|origin, m| {
+            let before = m.len();
+            m.retain(|seq, h| {
+                let keep = !drop(*origin, *seq, h);
+                if !keep {
+                    let s = h.item.size();
+                    freed += s;
+                    if let Some(b) = origin_bytes.get_mut(origin) {
+                        *b -= s;
+                    }
+                }
+                keep
+            });
+            dropped += before - m.len();
+            if m.is_empty() {
+                origin_bytes.remove(origin);
+            }
+            !m.is_empty()
+        });
+        self.bytes -= freed;
+        self.len -= dropped;
+        if self.len == 0 {
+            self.deps_max.clear();
         }
+        dropped
     }
 
     /// The held transaction `(origin, seq)`, if any.
@@ -332,35 +328,7 @@ impl<T: Causal> CausalBuffer<T> {
 
     /// Drops everything `clock` already covers (after a snapshot merge).
     pub fn drop_covered(&mut self, clock: &VectorClock) -> usize {
-        let mut dropped = 0;
-        let mut freed = 0;
-        let origin_bytes = &mut self.origin_bytes;
-        self.by_origin.retain(|origin, m| {
-            let have = clock.get(*origin);
-            let before = m.len();
-            m.retain(|seq, h| {
-                let keep = *seq > have;
-                if !keep {
-                    let s = h.item.size();
-                    freed += s;
-                    if let Some(b) = origin_bytes.get_mut(origin) {
-                        *b -= s;
-                    }
-                }
-                keep
-            });
-            dropped += before - m.len();
-            if m.is_empty() {
-                origin_bytes.remove(origin);
-            }
-            !m.is_empty()
-        });
-        self.bytes -= freed;
-        self.len -= dropped;
-        if self.len == 0 {
-            self.deps_max.clear();
-        }
-        dropped
+        self.drop_where(|origin, seq, _| seq <= clock.get(origin))
     }
 
     /// The ranges this replica must fetch before the buffer can drain: for

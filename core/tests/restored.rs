@@ -135,6 +135,16 @@ impl Node {
         self.settle();
     }
 
+    /// Replica 1 opened from `store` (a restart, or a restored copy).
+    fn reopened(store: Store) -> Node {
+        Node {
+            r: store.open(ReplicaId(1)),
+            store: Some(store),
+            events: Vec::new(),
+            parked: Vec::new(),
+        }
+    }
+
     fn read(&mut self, k: &Key) -> Value {
         match self.r.read_objects(vec![k.clone()], None) {
             ReadOutcome::Ready(mut v, _) => v.remove(0),
@@ -265,12 +275,7 @@ fn a_restored_replica_reissues_its_offline_writes_and_takes_the_originals() {
 
     // The file is replaced by the backup; the replica writes offline,
     // reusing seqs 2 and 3 (and going beyond them).
-    nodes[A] = Node {
-        r: backup.open(ReplicaId(1)),
-        store: Some(backup),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    nodes[A] = Node::reopened(backup);
     assert_eq!(nodes[A].r.next_seq(), 2);
     for (i, e) in ["b2", "b3", "b4"].iter().enumerate() {
         write(&mut nodes[A], &k, e, 100 + i as i64);
@@ -342,16 +347,10 @@ fn a_restored_replica_reissues_its_offline_writes_and_takes_the_originals() {
 
     // After a restart from its store, it is the same replica under the
     // new id, and a new write uses the new id's next seq.
-    let store = nodes[A].store.clone().unwrap();
-    let reopened = store.open(ReplicaId(1));
-    assert_eq!(reopened.id(), done.new_id);
-    assert_eq!(reopened.clock(), nodes[A].r.clock());
-    nodes[A] = Node {
-        r: reopened,
-        store: Some(store),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    let clock = nodes[A].r.clock().clone();
+    nodes[A] = Node::reopened(nodes[A].store.clone().unwrap());
+    assert_eq!(nodes[A].r.id(), done.new_id);
+    assert_eq!(nodes[A].r.clock(), &clock);
     write(&mut nodes[A], &k, "b5", 1);
     assert!(connect(&mut nodes, A, HUB, 1));
     assert!(pump(&mut nodes, C, HUB, LinkId(2)));
@@ -376,12 +375,7 @@ fn a_restored_replica_with_fewer_offline_writes_is_still_found() {
     }
     assert!(pump(&mut nodes, A, HUB, LinkId(1)));
     disconnect(&mut nodes, A, HUB, 1);
-    nodes[A] = Node {
-        r: backup.open(ReplicaId(1)),
-        store: Some(backup),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    nodes[A] = Node::reopened(backup);
     write(&mut nodes[A], &k, "b2", 1);
     assert!(!connect(&mut nodes, A, HUB, 1));
     assert_eq!(nodes[A].repairs_needed(), 1);
@@ -415,12 +409,7 @@ fn a_restored_replica_that_wrote_nothing_just_takes_its_own_history_back() {
     write(&mut nodes[A], &k, "a2", 1);
     assert!(pump(&mut nodes, A, HUB, LinkId(1)));
     disconnect(&mut nodes, A, HUB, 1);
-    nodes[A] = Node {
-        r: backup.open(ReplicaId(1)),
-        store: Some(backup),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    nodes[A] = Node::reopened(backup);
     assert!(connect(&mut nodes, A, HUB, 1));
     assert_eq!(nodes[A].repairs_needed(), 0);
     assert_converged(&mut nodes, &k);
@@ -446,12 +435,7 @@ fn an_honest_restart_compares_only_what_was_unconfirmed_and_repairs_nothing() {
     // reconnects: the hub echoes its three seqs, they match, and the
     // offline write follows.
     let store = nodes[A].store.clone().unwrap();
-    nodes[A] = Node {
-        r: store.open(ReplicaId(1)),
-        store: Some(store),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    nodes[A] = Node::reopened(store);
     write(&mut nodes[A], &k, "a4", 1);
     assert!(connect(&mut nodes, A, HUB, 1));
     assert_eq!(nodes[A].repairs_needed(), 0);
@@ -526,12 +510,7 @@ fn a_restored_replica_whose_offline_writes_were_folded_is_found_and_says_so() {
         every: 2,
         ..Store::default()
     };
-    let mut a = Node {
-        r: store.open(ReplicaId(1)),
-        store: Some(store),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    let mut a = Node::reopened(store);
     let mut nodes = vec![Node::memory(100)];
     nodes.push(std::mem::replace(&mut a, Node::memory(0)));
     assert!(connect(&mut nodes, A, HUB, 1));
@@ -543,12 +522,7 @@ fn a_restored_replica_whose_offline_writes_were_folded_is_found_and_says_so() {
     }
     assert!(pump(&mut nodes, A, HUB, LinkId(1)));
     disconnect(&mut nodes, A, HUB, 1);
-    nodes[A] = Node {
-        r: backup.open(ReplicaId(1)),
-        store: Some(backup),
-        events: Vec::new(),
-        parked: Vec::new(),
-    };
+    nodes[A] = Node::reopened(backup);
     for e in ["b2", "b3", "b4", "b5", "b6"] {
         write(&mut nodes[A], &k, e, 1);
     }

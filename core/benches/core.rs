@@ -164,7 +164,10 @@ fn codec(c: &mut Criterion) {
         origin: ReplicaId(7),
         seq: 42,
         deps: Default::default(),
-        effects: vec![(likes(), minidote_core::Effect::CounterPn(1))],
+        effects: vec![(
+            likes(),
+            minidote_core::Effect::CounterPn(minidote_core::effect::CounterPn::delta(1)),
+        )],
     };
     let bytes = txn.encode();
     g.throughput(Throughput::Elements(1));

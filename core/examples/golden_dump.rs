@@ -1,7 +1,7 @@
 //! Prints the golden byte vectors pinned in `tests/golden.rs` and documented
 //! in PROTOCOL.md. Run: `cargo run -p minidote-core --example golden_dump`.
 use minidote_core::codec::Writer;
-use minidote_core::dots::Mark;
+use minidote_core::effect::Mark;
 use minidote_core::*;
 use std::collections::BTreeMap;
 
@@ -33,7 +33,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         origin: a,
         seq: 1,
         deps: VectorClock::new(),
-        effects: vec![(likes.clone(), Effect::CounterPn(1))],
+        effects: vec![(
+            likes.clone(),
+            Effect::CounterPn(minidote_core::effect::CounterPn::delta(1)),
+        )],
     };
     out.push((
         "txns_counter_increment",
@@ -43,7 +46,10 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         origin: a,
         seq: 5,
         deps: VectorClock::from_entries([(b, 4), (c, 2)]),
-        effects: vec![(likes.clone(), Effect::CounterPn(1))],
+        effects: vec![(
+            likes.clone(),
+            Effect::CounterPn(minidote_core::effect::CounterPn::delta(1)),
+        )],
     };
     out.push((
         "txns_counter_increment_two_deps",
@@ -55,9 +61,9 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         deps: VectorClock::from_entries([(a, 1)]),
         effects: vec![(
             Key::new("list", CrdtType::SetAw, "demo"),
-            Effect::SetAw(vec![crdt::ElemEffect {
+            Effect::SetAw(vec![effect::ElemEffect {
                 elem: Value::from("milk"),
-                removed: minidote_core::dots::DotSet::single(Dot::new(a, 1)),
+                removed: effect::DotSet::single(Dot::new(a, 1)),
                 mark: Mark::Pos,
             }]),
         )],
@@ -71,11 +77,11 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         deps: VectorClock::from_entries([(a, 1)]),
         effects: vec![(
             Key::new("title", CrdtType::RegisterLww, "demo"),
-            Effect::RegisterLww {
+            Effect::RegisterLww(effect::RegisterLww {
                 ts: 2,
                 removed: vec![Dot::new(a, 1)],
-                value: Value::from("hi"),
-            },
+                value: Some(Value::from("hi")),
+            }),
         )],
     };
     out.push(("txn_register_lww_assign", title.encode()));

@@ -486,7 +486,7 @@ impl VectorClock {
     /// the protocol version byte, then the clock.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(1 + 1 + 9 * self.len());
-        w.u8(crate::wire::PROTOCOL_VERSION);
+        w.u8(crate::version::PROTOCOL_VERSION);
         self.encode(&mut w);
         w.into_vec()
     }
@@ -494,7 +494,7 @@ impl VectorClock {
     /// Parses bytes made by [`VectorClock::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        crate::wire::check_version(r.u8()?)?;
+        crate::version::check_version(r.u8()?)?;
         let c = Self::decode(&mut r)?;
         r.finish()?;
         Ok(c)
@@ -620,7 +620,7 @@ mod tests {
         let c: VectorClock = (1..=3u64).map(|i| (ReplicaId(i * 10), i)).collect();
         let good = c.to_bytes();
         // version, count 3, first id 10, gap width 4 (10 = 0b1010), seq width 2
-        assert_eq!(&good[..5], &[crate::wire::PROTOCOL_VERSION, 3, 10, 4, 2]);
+        assert_eq!(&good[..5], &[crate::version::PROTOCOL_VERSION, 3, 10, 4, 2]);
         let mut wide = good.clone();
         wide[3] = 5; // a gap width one bit wider than needed
         assert!(VectorClock::from_bytes(&wide).is_err());
@@ -638,7 +638,7 @@ mod tests {
         assert!(VectorClock::from_bytes(&longer).is_err());
         // A huge count with a tiny body is refused before any allocation.
         let mut w = Writer::new();
-        w.u8(crate::wire::PROTOCOL_VERSION);
+        w.u8(crate::version::PROTOCOL_VERSION);
         w.varint(u64::MAX);
         w.varint(1);
         w.u8(64);
@@ -662,7 +662,7 @@ mod tests {
     #[test]
     fn unsorted_clock_bytes_are_refused() {
         let mut w = Writer::new();
-        w.u8(crate::wire::PROTOCOL_VERSION);
+        w.u8(crate::version::PROTOCOL_VERSION);
         w.varint(2);
         w.u64_le(5);
         w.varint(1);

@@ -112,12 +112,17 @@ impl Writer {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            buf,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     /// Bytes not read yet.
@@ -243,6 +248,22 @@ impl<'a> Reader<'a> {
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
         let b = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)
+    }
+
+    /// Runs `f` one nesting level deeper (a state or effect inside a map):
+    /// refuses input nested deeper than [`MAX_DEPTH`], so hostile input
+    /// cannot overflow the stack.
+    pub fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(DecodeError::TooDeep { max: MAX_DEPTH });
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
     }
 
     /// Reads a boolean byte (0 or 1).

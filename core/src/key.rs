@@ -1,4 +1,4 @@
-//! Object keys and the ten CRDT type names.
+//! Object keys, and the fields of maps: how objects are addressed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,92 +6,14 @@ use std::sync::Arc;
 
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
-
-/// The ten object types of DESIGN.md §2.2. Their names are part of the API
-/// and wire contract; the discriminant is the wire tag.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-#[repr(u8)]
-pub enum CrdtType {
-    /// Op-based PN counter.
-    CounterPn = 0,
-    /// State-based PN counter.
-    CounterPnSb = 1,
-    /// Add-wins set.
-    SetAw = 2,
-    /// Remove-wins set.
-    SetRw = 3,
-    /// Grow-only set.
-    SetGo = 4,
-    /// Two-phase set.
-    Set2p = 5,
-    /// Multi-value register.
-    RegisterMv = 6,
-    /// Last-writer-wins register.
-    RegisterLww = 7,
-    /// Enable-wins flag.
-    FlagEw = 8,
-    /// Disable-wins flag.
-    FlagDw = 9,
-}
+pub use crate::registry::CrdtType;
 
 impl CrdtType {
-    /// All types, in tag order.
-    pub const ALL: [CrdtType; 10] = [
-        CrdtType::CounterPn,
-        CrdtType::CounterPnSb,
-        CrdtType::SetAw,
-        CrdtType::SetRw,
-        CrdtType::SetGo,
-        CrdtType::Set2p,
-        CrdtType::RegisterMv,
-        CrdtType::RegisterLww,
-        CrdtType::FlagEw,
-        CrdtType::FlagDw,
-    ];
-
-    /// The type's API name, e.g. `"counter_pn"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CrdtType::CounterPn => "counter_pn",
-            CrdtType::CounterPnSb => "counter_pn_sb",
-            CrdtType::SetAw => "set_aw",
-            CrdtType::SetRw => "set_rw",
-            CrdtType::SetGo => "set_go",
-            CrdtType::Set2p => "set_2p",
-            CrdtType::RegisterMv => "register_mv",
-            CrdtType::RegisterLww => "register_lww",
-            CrdtType::FlagEw => "flag_ew",
-            CrdtType::FlagDw => "flag_dw",
-        }
-    }
-
-    /// The op names this type accepts, for error messages.
-    pub fn ops(self) -> &'static str {
-        match self {
-            CrdtType::CounterPn | CrdtType::CounterPnSb => "increment, decrement",
-            CrdtType::SetAw | CrdtType::SetRw => "add, remove, add_all, remove_all, reset",
-            CrdtType::SetGo => "add, add_all",
-            CrdtType::Set2p => "add, remove, add_all, remove_all",
-            CrdtType::RegisterMv => "assign, reset",
-            CrdtType::RegisterLww => "assign",
-            CrdtType::FlagEw | CrdtType::FlagDw => "enable, disable, reset",
-        }
-    }
-
     pub(crate) fn from_tag(tag: u8) -> Result<Self, DecodeError> {
-        Self::ALL
-            .get(tag as usize)
-            .copied()
-            .ok_or(DecodeError::InvalidTag {
-                what: "crdt type",
-                tag,
-            })
-    }
-}
-
-impl fmt::Display for CrdtType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        Self::with_tag(tag).ok_or(DecodeError::InvalidTag {
+            what: "crdt type",
+            tag,
+        })
     }
 }
 
@@ -181,6 +103,45 @@ impl fmt::Debug for Key {
     }
 }
 
+/// A field of a map: `[name, type]`. Fields order by name, then by type
+/// tag (the order API.md gives for names used with several types).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Field {
+    /// The field name.
+    pub name: Arc<str>,
+    /// The field's type.
+    pub ty: CrdtType,
+}
+
+impl Field {
+    /// A field.
+    pub fn new(name: impl Into<Arc<str>>, ty: CrdtType) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+        }
+    }
+
+    /// Appends the encoding: name, then type tag.
+    pub fn encode(&self, w: &mut Writer) {
+        w.str(&self.name);
+        w.u8(self.ty as u8);
+    }
+
+    /// Decodes a field.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let name = Arc::from(r.str()?);
+        let ty = CrdtType::from_tag(r.u8()?)?;
+        Ok(Self { name, ty })
+    }
+}
+
+impl fmt::Debug for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:?}, {}]", self.name, self.ty)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +156,6 @@ mod tests {
             "counter".parse::<CrdtType>(),
             Err(UpdateError::UnknownType("counter".into()))
         );
-        assert!(CrdtType::from_tag(10).is_err());
+        assert!(CrdtType::from_tag(CrdtType::ALL.len() as u8).is_err());
     }
 }

@@ -10,28 +10,13 @@ use std::sync::Arc;
 
 use crate::clock::{ReplicaId, VectorClock};
 use crate::codec::{Reader, Writer};
-use crate::crdt::{Effect, State};
 use crate::error::DecodeError;
 use crate::key::Key;
-
-/// The protocol version this build speaks. Every frame, record, snapshot
-/// and standalone clock starts with it.
-pub const PROTOCOL_VERSION: u8 = 3;
+use crate::types::{Effect, State};
+pub use crate::version::{check_version, error_code, PROTOCOL_VERSION};
 
 /// Encoded transaction bytes, shared between the log, records and frames.
 pub type TxnBytes = Arc<[u8]>;
-
-/// Refuses any version but [`PROTOCOL_VERSION`].
-pub fn check_version(v: u8) -> Result<(), DecodeError> {
-    if v == PROTOCOL_VERSION {
-        Ok(())
-    } else {
-        Err(DecodeError::UnsupportedVersion {
-            found: v,
-            supported: PROTOCOL_VERSION,
-        })
-    }
-}
 
 /// Frame tags.
 mod tag {
@@ -44,43 +29,6 @@ mod tag {
     pub const PONG: u8 = 6;
     pub const STORED: u8 = 7;
     pub const SNAPSHOT_PART: u8 = 8;
-}
-
-/// Error codes carried by [`Frame::Error`].
-pub mod error_code {
-    /// The frame did not decode.
-    pub const MALFORMED: u16 = 1;
-    /// Unsupported protocol version.
-    pub const VERSION: u16 = 2;
-    /// The peer is in another room.
-    pub const ROOM_MISMATCH: u16 = 3;
-    /// Missing, invalid, expired or wrong-room token.
-    pub const UNAUTHORIZED: u16 = 4;
-    /// A read-scope peer tried to write; the transactions were refused.
-    pub const READ_ONLY: u16 = 5;
-    /// A frame exceeded the size limit.
-    pub const TOO_LARGE: u16 = 6;
-    /// The peer could not keep up and is disconnected.
-    pub const SLOW_CONSUMER: u16 = 7;
-    /// The first frame was not `Hello`.
-    pub const HELLO_EXPECTED: u16 = 8;
-    /// Too many connections.
-    pub const OVERLOADED: u16 = 9;
-    /// The peer uses this replica's own id.
-    pub const DUPLICATE_ID: u16 = 10;
-    /// No frame within the idle timeout.
-    pub const IDLE: u16 = 11;
-    /// The link sent something it may not: a transaction of another origin
-    /// than its own `Hello` id without the forward scope, or a snapshot
-    /// without the snapshot scope.
-    pub const FORBIDDEN: u16 = 12;
-    /// A second copy of `(origin, seq)` with other bytes, or a snapshot that
-    /// claims history its holder never wrote: refused and reported.
-    pub const INTEGRITY: u16 = 13;
-    /// The token expired while the link was open.
-    pub const EXPIRED: u16 = 14;
-    /// A limit of the receiver (a buffer, a clock, a room) was reached.
-    pub const LIMIT: u16 = 15;
 }
 
 /// `Hello`: the first frame on every link, in both directions.

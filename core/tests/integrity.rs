@@ -88,7 +88,8 @@ fn an_effect_that_observes_its_own_future_does_not_decode() {
     let txns = txns_of(&a, &VectorClock::new());
     let mut second = Txn::decode(&txns[1]).unwrap();
     // Seq 2 removes (A,1), which is fine; claim it removes (A,2) as well.
-    let Effect::FlagEw { removed, .. } = &mut second.effects[0].1 else {
+    let Effect::FlagEw(minidote_core::effect::FlagEw { removed, .. }) = &mut second.effects[0].1
+    else {
         panic!("flag effect")
     };
     removed.push(minidote_core::Dot::new(ReplicaId(1), 2));
@@ -178,10 +179,10 @@ fn a_second_copy_of_a_dot_with_other_bytes_is_refused_and_counted() {
     op(&mut a, &reg, Op::Assign(Value::from("real")));
     let real = txns_of(&a, &VectorClock::new()).remove(0);
     let mut spoof = Txn::decode(&real).unwrap();
-    spoof.effects[0].1 = Effect::RegisterMv {
+    spoof.effects[0].1 = Effect::RegisterMv(minidote_core::effect::RegisterMv {
         removed: Vec::new(),
         value: Some(Value::from("spoofed")),
-    };
+    });
     let spoof = spoof.encode();
 
     let mut r = replica(9);
@@ -228,7 +229,7 @@ fn a_second_copy_with_other_bytes_is_refused_while_the_first_waits() {
     op(&mut a, &k, Op::Increment(2));
     let t = txns_of(&a, &VectorClock::new());
     let mut spoof = Txn::decode(&t[1]).unwrap();
-    spoof.effects[0].1 = Effect::CounterPn(1000);
+    spoof.effects[0].1 = Effect::CounterPn(minidote_core::effect::CounterPn::delta(1000));
     let mut r = replica(9);
     // Seq 2 arrives first and waits; a different seq 2 follows.
     r.handle_txns(None, vec![t[1].clone()]).unwrap();
@@ -297,11 +298,11 @@ fn a_register_cannot_be_frozen_by_a_huge_timestamp() {
     let mut evil = replica(0xff);
     op(&mut evil, &reg, Op::Assign(Value::from("frozen")));
     let mut t = Txn::decode(&txns_of(&evil, &VectorClock::new())[0]).unwrap();
-    t.effects[0].1 = Effect::RegisterLww {
+    t.effects[0].1 = Effect::RegisterLww(minidote_core::effect::RegisterLww {
         ts: u64::MAX,
         removed: Vec::new(),
-        value: Value::from("frozen"),
-    };
+        value: Some(Value::from("frozen")),
+    });
     let mut r = replica(1);
     r.handle_txns(None, vec![t.encode().into()]).unwrap();
     assert_eq!(read(&mut r, &reg), Value::from("frozen"));
@@ -381,7 +382,8 @@ fn writes_that_name_nothing_they_overwrite_cannot_grow_a_register() {
             op(&mut evil, &reg, Op::Assign(Value::Int(i)));
             let mut t = Txn::decode(&txns_of(&evil, &before)[0]).unwrap();
             match &mut t.effects[0].1 {
-                Effect::RegisterLww { removed, .. } | Effect::RegisterMv { removed, .. } => {
+                Effect::RegisterLww(minidote_core::effect::RegisterLww { removed, .. })
+                | Effect::RegisterMv(minidote_core::effect::RegisterMv { removed, .. }) => {
                     removed.clear()
                 }
                 other => panic!("{other:?}"),

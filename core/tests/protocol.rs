@@ -229,7 +229,10 @@ fn bad_peers_are_refused_with_an_error_frame_and_other_links_carry_on() {
         origin: ReplicaId(7),
         seq: 1,
         deps: VectorClock::new(),
-        effects: vec![(k.clone(), minidote_core::Effect::CounterPn(5))],
+        effects: vec![(
+            k.clone(),
+            minidote_core::Effect::CounterPn(minidote_core::effect::CounterPn::delta(5)),
+        )],
     };
     r.handle_frame(
         LinkId(6),
@@ -251,7 +254,10 @@ fn a_bad_transaction_ends_the_link_and_is_never_applied() {
         origin: ReplicaId(2),
         seq: 1,
         deps: VectorClock::new(),
-        effects: vec![(k.clone(), minidote_core::Effect::CounterPn(5))],
+        effects: vec![(
+            k.clone(),
+            minidote_core::Effect::CounterPn(minidote_core::effect::CounterPn::delta(5)),
+        )],
     }
     .encode();
     // Same header shape, but an effect of an unknown type tag.
@@ -259,7 +265,10 @@ fn a_bad_transaction_ends_the_link_and_is_never_applied() {
         origin: ReplicaId(2),
         seq: 2,
         deps: VectorClock::new(),
-        effects: vec![(k.clone(), minidote_core::Effect::CounterPn(5))],
+        effects: vec![(
+            k.clone(),
+            minidote_core::Effect::CounterPn(minidote_core::effect::CounterPn::delta(5)),
+        )],
     }
     .encode();
     bad[12] = 42; // the key's type tag: origin 8, seq, deps, len, count
@@ -278,7 +287,7 @@ fn txn(origin: u64, seq: u64, deps: &[(u64, u64)], n: i64) -> minidote_core::Txn
         deps: deps.iter().map(|(r, s)| (ReplicaId(*r), *s)).collect(),
         effects: vec![(
             key("c", CrdtType::CounterPn),
-            minidote_core::Effect::CounterPn(n),
+            minidote_core::Effect::CounterPn(minidote_core::effect::CounterPn::delta(n)),
         )],
     }
     .encode()

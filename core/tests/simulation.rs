@@ -1175,7 +1175,10 @@ impl Sim {
                         TxnHeader::parse(&bytes).unwrap().deps
                     };
                     for (_, e) in &mut txn.effects {
-                        if let Effect::RegisterLww { ts, .. } = e {
+                        if let Effect::RegisterLww(minidote_core::effect::RegisterLww {
+                            ts, ..
+                        }) = e
+                        {
                             *ts = huge;
                         }
                     }
@@ -1209,7 +1212,7 @@ impl Sim {
                 }
                 txn.effects = vec![(
                     Key::new("evil", CrdtType::CounterPn, "b"),
-                    Effect::CounterPn(666),
+                    Effect::CounterPn(minidote_core::effect::CounterPn::delta(666)),
                 )];
                 let before = self.nodes[g].replica.as_ref().unwrap().clock().clone();
                 let frame = minidote_core::wire::txns_frame([&txn.encode()[..]].into_iter());
@@ -1232,7 +1235,7 @@ impl Sim {
                     deps: VectorClock::new(),
                     effects: vec![(
                         Key::new("evil", CrdtType::CounterPn, "b"),
-                        Effect::CounterPn(1),
+                        Effect::CounterPn(minidote_core::effect::CounterPn::delta(1)),
                     )],
                 };
                 let g = self.hostile.as_ref().unwrap().gateway;

@@ -104,7 +104,7 @@ pub struct Store {
 /// The store's layout version, which follows the protocol: rows hold
 /// protocol-3 bytes (register_lww effects name what they overwrite). A file
 /// of an older version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -495,7 +495,11 @@ mod tests {
         }
         let err = Store::open(&path, Arc::new(Metrics::default()), Box::new(|_| {})).unwrap_err();
         assert!(matches!(err, StoreError::Schema(1)), "{err}");
-        assert!(err.to_string().contains("expected 3"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("expected {SCHEMA_VERSION}")),
+            "{err}"
+        );
         let _ = std::fs::remove_file(&path);
     }
 

@@ -306,11 +306,11 @@ async fn a_huge_register_timestamp_cannot_freeze_the_register() {
     )
     .unwrap();
     let mut t = Txn::decode(&log_of(&evil)[0]).unwrap();
-    t.effects[0].1 = Effect::RegisterLww {
+    t.effects[0].1 = Effect::RegisterLww(minidote_core::effect::RegisterLww {
         ts: u64::MAX,
         removed: Vec::new(),
-        value: "frozen".into(),
-    };
+        value: Some("frozen".into()),
+    });
     let mut c = raw(&relay, 0xff, Some(&tok(Scope::Write, Some(0xff)))).await;
     c.send(&frame_of(&[t.encode().into()])).await;
     pump_until(&mut [], WAIT, |_| relay.metric("txns_stored_total") == 1).await;

@@ -221,15 +221,15 @@ fn minidote_frame(id: u64, seq: u64, ts: u64, key: &Key) -> Vec<u8> {
     let mut payload = vec![b'.'; PAYLOAD];
     payload[PAYLOAD - 8..].copy_from_slice(&ts.to_le_bytes());
     // Each client overwrites its own key: its previous write is observed.
-    let effect = Effect::RegisterLww {
+    let effect = Effect::RegisterLww(minidote_core::effect::RegisterLww {
         ts: seq,
         removed: if seq > 1 {
             vec![minidote_core::Dot::new(ReplicaId(id), seq - 1)]
         } else {
             Vec::new()
         },
-        value: Value::Bytes(payload),
-    };
+        value: Some(Value::Bytes(payload)),
+    });
     let mut w = Writer::with_capacity(128);
     encode_txn(
         &mut w,

@@ -21,17 +21,17 @@ use std::sync::Arc;
 use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
 use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::Writer;
-use crate::crdt::{prepare, prepare_apply, Effect, Op, State, Update};
-use crate::error::{DecodeError, ProtocolError, RepairError, UpdateError};
-use crate::key::{CrdtType, Key};
+use crate::error::{DecodeError, UpdateError};
+use crate::types::store::{apply_at, with_state};
+use crate::types::{prepare, prepare_apply, Effect, Op, Rename, State, Update};
+
+pub mod errors;
+use crate::key::Key;
 use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
+pub use errors::{ProtocolError, RepairError};
 
 type FxMap<K, V> = crate::hashing::KeyedMap<K, V>;
-
-/// Objects whose whole-object effects name at least this many observed
-/// tokens are prepared (and measured) before anything is applied.
-const LARGE_OBSERVED: usize = 64;
 
 /// A frame's bytes around one transaction's effects: version, tag, count,
 /// origin, seq, deps (generously) and the blob length.
@@ -1002,13 +1002,7 @@ impl Replica {
         }
         let base_bytes = scratch.state_snapshot().encode();
         // Our writes, renamed: (old, s) for s >= from becomes (new, s - from + 1).
-        let rename = |d: Dot| {
-            if d.replica == old && d.seq >= from {
-                Dot::new(new, d.seq - from + 1)
-            } else {
-                d
-            }
-        };
+        let rn = Rename { old, new, from };
         let mut txns = Vec::with_capacity(mine.len());
         for bytes in mine {
             let txn = Txn::decode(bytes)?;
@@ -1018,16 +1012,9 @@ impl Replica {
             deps.raise(old, from - 1);
             let mut effects = txn.effects;
             for (k, e) in effects.iter_mut() {
-                e.map_observed(rename);
-                if let Effect::CounterPnSb { p, n } = e {
-                    // Totals are per origin: the new id's start from zero.
-                    if let Some(State::CounterPnSb(m)) = scratch.objects.get(k) {
-                        if let Some((bp, bn)) = m.get(&old) {
-                            *p = p.saturating_sub(*bp);
-                            *n = n.saturating_sub(*bn);
-                        }
-                    }
-                }
+                // Observed dots renamed; per-origin totals restart from
+                // the base's under the new id.
+                e.rename(scratch.objects.get(k), &rn);
             }
             let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
             let mut w = Writer::new();
@@ -1901,45 +1888,28 @@ impl Replica {
         // The one-lookup path applies as it prepares, so it is taken only
         // when the effect cannot be large: no reset, and an object whose
         // whole-object ops name few observed tokens.
-        if updates.len() == 1 && !updates[0].op.observes_all() {
+        if updates.len() == 1 {
             // The common case, with one hash lookup and no effect list.
             let Update { key, op } = updates.pop().expect("one update");
             let deps_len = self.deps_len();
             let limit = self.config.max_frame_bytes;
-            let effect = match self.objects.get_mut(&key) {
-                Some(st) if st.tokens() >= LARGE_OBSERVED => {
-                    // Many observed tokens: measure before applying.
-                    let effect = prepare(key.ty, Some(st), &[(0, &op)], self.id)?;
-                    let mut w = Writer::new();
-                    key.encode(&mut w);
-                    effect.encode(&mut w);
-                    let size = TXN_FRAME_OVERHEAD + deps_len + w.len();
-                    if size > limit {
-                        return Err(UpdateError::TooLarge { size, limit });
-                    }
-                    st.apply(&effect, dot);
-                    if st.is_bottom() {
-                        self.objects.remove(&key);
-                    }
-                    effect
+            let origin = self.id;
+            let effect = with_state(&mut self.objects, &key, key.ty, |st| {
+                if !st.may_be_large(&op) {
+                    return prepare_apply(st, &[(0, &op)], origin, dot);
                 }
-                Some(st) => {
-                    let effect = prepare_apply(key.ty, st, &[(0, &op)], self.id, dot)?;
-                    if st.is_bottom() {
-                        self.objects.remove(&key);
-                    }
-                    effect
+                // Many observed tokens: measure before applying.
+                let effect = prepare(key.ty, Some(st), &[(0, &op)], origin)?;
+                let mut w = Writer::new();
+                key.encode(&mut w);
+                effect.encode(&mut w);
+                let size = TXN_FRAME_OVERHEAD + deps_len + w.len();
+                if size > limit {
+                    return Err(UpdateError::TooLarge { size, limit });
                 }
-                None => {
-                    let effect = prepare(key.ty, None, &[(0, &op)], self.id)?;
-                    let mut st = State::bottom(key.ty);
-                    st.apply(&effect, dot);
-                    if !st.is_bottom() {
-                        self.objects.insert(key.clone(), st);
-                    }
-                    effect
-                }
-            };
+                st.apply(&effect, dot);
+                Ok(effect)
+            })?;
             let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
             let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
             crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
@@ -2008,10 +1978,8 @@ impl Replica {
 
     /// Validates nothing (the caller did), folds the updates, grouped by key
     /// in order of first appearance, into one effect per key, and applies
-    /// them at `dot`. All or nothing: only `counter_pn_sb` effects can fail
-    /// (overflow), and when the batch has one, every effect is prepared
-    /// before any is applied; otherwise each key is prepared and applied
-    /// with one lookup.
+    /// them at `dot`. All or nothing: every effect is prepared (any type's
+    /// prepare may fail) and the transaction measured before any is applied.
     fn prepare_and_apply(
         &mut self,
         updates: &[Update],
@@ -2034,73 +2002,40 @@ impl Replica {
             groups[g].1.push((i, &u.op));
             last = Some(g);
         }
-        let mut effects = Vec::with_capacity(groups.len());
-        // Prepare everything before applying anything when a prepare can
-        // fail (counter_pn_sb overflow) or when an effect's size depends on
-        // the state (a reset or remove_all names every observed token), so
-        // a transaction too large to deliver is refused whole.
-        if groups.iter().any(|(k, ops)| {
-            k.ty == CrdtType::CounterPnSb
-                || ops.iter().any(|(_, op)| op.observes_all())
+        if let [(key, ops)] = groups.as_slice() {
+            // One object: prepare and apply in one lookup, unless the effect
+            // may be large and must be measured first.
+            let (key, origin) = (*key, self.id);
+            let large = ops.iter().any(|(_, op)| op.observes_all())
                 || self
                     .objects
-                    .get(*k)
-                    .is_some_and(|st| st.tokens() >= LARGE_OBSERVED)
-        }) {
-            for (key, ops) in &groups {
-                let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
-                effects.push(((*key).clone(), effect));
+                    .get(key)
+                    .is_some_and(|st| ops.iter().any(|(_, op)| st.may_be_large(op)));
+            if !large {
+                let effect = with_state(&mut self.objects, key, key.ty, |st| {
+                    prepare_apply(st, ops, origin, dot)
+                })?;
+                return Ok(vec![(key.clone(), effect)]);
             }
-            let mut w = Writer::new();
-            for (k, e) in &effects {
-                k.encode(&mut w);
-                e.encode(&mut w);
-            }
-            self.check_size(TXN_FRAME_OVERHEAD + self.deps_len() + w.len())?;
-            self.apply_effects(&effects, dot);
-            return Ok(effects);
         }
-        for (key, ops) in groups {
-            let effect = match self.objects.get_mut(key) {
-                Some(st) => {
-                    let effect = prepare_apply(key.ty, st, &ops, self.id, dot)?;
-                    if st.is_bottom() {
-                        self.objects.remove(key);
-                    }
-                    effect
-                }
-                None => {
-                    let effect = prepare(key.ty, None, &ops, self.id)?;
-                    let mut st = State::bottom(key.ty);
-                    st.apply(&effect, dot);
-                    if !st.is_bottom() {
-                        self.objects.insert(key.clone(), st);
-                    }
-                    effect
-                }
-            };
-            effects.push((key.clone(), effect));
+        let mut effects = Vec::with_capacity(groups.len());
+        for (key, ops) in &groups {
+            let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
+            effects.push(((*key).clone(), effect));
         }
+        let mut w = Writer::new();
+        for (k, e) in &effects {
+            k.encode(&mut w);
+            e.encode(&mut w);
+        }
+        self.check_size(TXN_FRAME_OVERHEAD + self.deps_len() + w.len())?;
+        self.apply_effects(&effects, dot);
         Ok(effects)
     }
 
     fn apply_effects(&mut self, effects: &[(Key, Effect)], dot: Dot) {
         for (k, e) in effects {
-            match self.objects.get_mut(k) {
-                Some(s) => {
-                    s.apply(e, dot);
-                    if s.is_bottom() {
-                        self.objects.remove(k);
-                    }
-                }
-                None => {
-                    let mut s = State::bottom(k.ty);
-                    s.apply(e, dot);
-                    if !s.is_bottom() {
-                        self.objects.insert(k.clone(), s);
-                    }
-                }
-            }
+            apply_at(&mut self.objects, k, e, dot);
         }
     }
 

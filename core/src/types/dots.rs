@@ -13,6 +13,8 @@
 //! removes plus its own dot; [`DotSet::apply`] is that join specialised to
 //! causal delivery.
 
+use std::collections::BTreeMap;
+
 use crate::clock::{Dot, VectorClock};
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
@@ -265,6 +267,38 @@ impl PosNeg {
     /// The remove-wins / disable-wins reading.
     pub fn negative_wins(&self) -> bool {
         !self.pos.is_empty() && self.neg.is_empty()
+    }
+}
+
+/// The causal join of two dot functions (dot → payload): a write stays
+/// when both sides have it, or when one side has it and the other never
+/// saw it.
+pub(crate) fn join_dot_fun<V: Clone>(
+    a: &mut BTreeMap<Dot, V>,
+    mine: &VectorClock,
+    b: &BTreeMap<Dot, V>,
+    theirs: &VectorClock,
+) {
+    a.retain(|d, _| b.contains_key(d) || !theirs.contains(d));
+    for (d, v) in b {
+        if !mine.contains(d) {
+            a.insert(*d, v.clone());
+        }
+    }
+}
+
+/// Drops the writes of `dot`'s origin older than `dot`. Under causal
+/// delivery an origin's write always observed its own earlier ones, so this
+/// removes only what an honest effect names anyway; it bounds a register to
+/// one entry per origin even when a hostile writer names nothing it
+/// overwrote (and so keeps every later honest effect small).
+pub(crate) fn drop_older_of<V>(m: &mut BTreeMap<Dot, V>, dot: Dot) {
+    let older: Vec<Dot> = m
+        .range(Dot::new(dot.replica, 0)..dot)
+        .map(|(d, _)| *d)
+        .collect();
+    for d in older {
+        m.remove(&d);
     }
 }
 

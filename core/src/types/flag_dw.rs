@@ -1,0 +1,105 @@
+//! `flag_dw`: the disable-wins flag. Every op removes the observed tokens
+//! on both sides; an enable leaves a positive token and a disable a
+//! negative one. The flag is on while it has a positive token and no
+//! negative one, so a disable concurrent with an enable wins.
+
+use super::dots::{decode_dots, encode_dots, DotSet, Mark, PosNeg};
+use super::{unknown_op, Crdt, Op, Rename};
+use crate::clock::{Dot, ReplicaId, VectorClock};
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, UpdateError};
+use crate::key::CrdtType;
+use crate::value::Value;
+
+/// The state: enable and disable tokens.
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
+pub struct FlagDw(PosNeg);
+
+/// An effect: the tokens observed and the token left.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Effect {
+    /// Observed tokens.
+    pub removed: Vec<Dot>,
+    /// `Pos` = enable, `Neg` = disable, `None` = reset.
+    pub mark: Mark,
+}
+
+impl Crdt for FlagDw {
+    type Effect = Effect;
+    const TYPE: CrdtType = CrdtType::FlagDw;
+    const OPS: &'static str = "enable, disable, reset";
+
+    fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
+        match op {
+            Op::Enable | Op::Disable | Op::Reset => Ok(()),
+            _ => Err(unknown_op(Self::TYPE, op, index)),
+        }
+    }
+
+    fn prepare(
+        state: Option<&Self>,
+        ops: &[(usize, &Op)],
+        _origin: ReplicaId,
+    ) -> Result<Effect, UpdateError> {
+        Ok(Effect {
+            removed: state.map_or_else(Vec::new, |s| s.0.observed()),
+            mark: match ops.last() {
+                Some((_, Op::Enable)) => Mark::Pos,
+                Some((_, Op::Disable)) => Mark::Neg,
+                _ => Mark::None,
+            },
+        })
+    }
+
+    fn apply(&mut self, e: &Effect, dot: Dot) {
+        self.0.apply(&e.removed, e.mark, dot)
+    }
+
+    fn join(&mut self, mine: &VectorClock, other: &Self, theirs: &VectorClock) {
+        self.0.join(mine, &other.0, theirs)
+    }
+
+    fn value(&self) -> Value {
+        Value::Bool(self.0.negative_wins())
+    }
+
+    fn is_bottom(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn tokens(&self) -> usize {
+        self.0.pos.len() + self.0.neg.len()
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        self.0.pos.encode(w);
+        self.0.neg.encode(w);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self(PosNeg {
+            pos: DotSet::decode(r)?,
+            neg: DotSet::decode(r)?,
+        }))
+    }
+
+    fn encode_effect(e: &Effect, w: &mut Writer) {
+        encode_dots(&e.removed, w);
+        w.u8(e.mark.tag());
+    }
+
+    fn decode_effect(r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
+        Ok(Effect {
+            removed: decode_dots(r)?,
+            mark: Mark::from_tag(r.u8()?)?,
+        })
+    }
+
+    fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
+        e.removed.iter().copied().for_each(f)
+    }
+
+    fn rename(e: &mut Effect, _: Option<&Self>, r: &Rename) {
+        r.dots(&mut e.removed)
+    }
+}

@@ -1,0 +1,96 @@
+//! `flag_ew`: the enable-wins flag. Every op removes the observed enable
+//! tokens; an enable leaves one. The flag is on while any token remains,
+//! so an enable concurrent with a disable wins.
+
+use super::dots::{decode_dots, encode_dots, DotSet};
+use super::{unknown_op, Crdt, Op, Rename};
+use crate::clock::{Dot, ReplicaId, VectorClock};
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, UpdateError};
+use crate::key::CrdtType;
+use crate::value::Value;
+
+/// The state: enable tokens.
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
+pub struct FlagEw(DotSet);
+
+/// An effect: the tokens observed, and whether an enable token is left.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Effect {
+    /// Observed tokens.
+    pub removed: Vec<Dot>,
+    /// True for enable.
+    pub enable: bool,
+}
+
+impl Crdt for FlagEw {
+    type Effect = Effect;
+    const TYPE: CrdtType = CrdtType::FlagEw;
+    const OPS: &'static str = "enable, disable, reset";
+
+    fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
+        match op {
+            Op::Enable | Op::Disable | Op::Reset => Ok(()),
+            _ => Err(unknown_op(Self::TYPE, op, index)),
+        }
+    }
+
+    fn prepare(
+        state: Option<&Self>,
+        ops: &[(usize, &Op)],
+        _origin: ReplicaId,
+    ) -> Result<Effect, UpdateError> {
+        Ok(Effect {
+            removed: state.map_or_else(Vec::new, |s| s.0.as_slice().to_vec()),
+            enable: matches!(ops.last(), Some((_, Op::Enable))),
+        })
+    }
+
+    fn apply(&mut self, e: &Effect, dot: Dot) {
+        self.0.apply(&e.removed, e.enable.then_some(dot));
+    }
+
+    fn join(&mut self, mine: &VectorClock, other: &Self, theirs: &VectorClock) {
+        self.0.join(mine, &other.0, theirs)
+    }
+
+    fn value(&self) -> Value {
+        Value::Bool(!self.0.is_empty())
+    }
+
+    fn is_bottom(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn tokens(&self) -> usize {
+        self.0.len()
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        self.0.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        DotSet::decode(r).map(Self)
+    }
+
+    fn encode_effect(e: &Effect, w: &mut Writer) {
+        encode_dots(&e.removed, w);
+        w.u8(u8::from(e.enable));
+    }
+
+    fn decode_effect(r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
+        Ok(Effect {
+            removed: decode_dots(r)?,
+            enable: r.bool()?,
+        })
+    }
+
+    fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
+        e.removed.iter().copied().for_each(f)
+    }
+
+    fn rename(e: &mut Effect, _: Option<&Self>, r: &Rename) {
+        r.dots(&mut e.removed)
+    }
+}

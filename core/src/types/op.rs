@@ -1,0 +1,279 @@
+//! The op vocabulary of API.md: every op name with its argument, typed.
+//! Names are shared by types (sets share `add`, maps and lists share
+//! nothing with counters), so an op means what the key's type says; each
+//! type's module accepts or refuses it ([`CrdtType::check_op`]).
+
+use std::sync::Arc;
+
+use crate::codec::MAX_DEPTH;
+use crate::error::UpdateError;
+use crate::key::{CrdtType, Field, Key};
+use crate::value::Value;
+
+/// One operation, with its argument already typed.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Op {
+    /// Counters: add n (may be negative).
+    Increment(i64),
+    /// Counters: subtract n (may be negative).
+    Decrement(i64),
+    /// Sets: add one element.
+    Add(Value),
+    /// Sets: remove one element. Maps: remove the field `[name, type]`.
+    Remove(Value),
+    /// Sets: add several elements.
+    AddAll(Vec<Value>),
+    /// Sets: remove several elements.
+    RemoveAll(Vec<Value>),
+    /// Sets, `register_mv`, flags and `map_rr`: remove everything observed.
+    /// Inside a transaction every type accepts it (see [`crate::State`]).
+    Reset,
+    /// Registers: assign a value.
+    Assign(Value),
+    /// Flags: enable.
+    Enable,
+    /// Flags: disable.
+    Disable,
+    /// Maps: apply an op of the field's type to the field.
+    Update(Field, Box<Op>),
+}
+
+/// The vocabulary: every op name, for parsing.
+const NAMES: [&str; 11] = [
+    "increment",
+    "decrement",
+    "add",
+    "remove",
+    "add_all",
+    "remove_all",
+    "reset",
+    "assign",
+    "enable",
+    "disable",
+    "update",
+];
+
+impl Op {
+    /// The op's API name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Increment(_) => "increment",
+            Op::Decrement(_) => "decrement",
+            Op::Add(_) => "add",
+            Op::Remove(_) => "remove",
+            Op::AddAll(_) => "add_all",
+            Op::RemoveAll(_) => "remove_all",
+            Op::Reset => "reset",
+            Op::Assign(_) => "assign",
+            Op::Enable => "enable",
+            Op::Disable => "disable",
+            Op::Update(..) => "update",
+        }
+    }
+
+    /// Parses an `(op, arg)` pair for an object of type `ty`. `Null` counts
+    /// as "no argument" for ops that take none and for counters (default 1).
+    pub fn parse(ty: CrdtType, name: &str, arg: Option<Value>) -> Result<Op, UpdateError> {
+        let op = Self::parse_at(ty, name, arg, 0)?;
+        ty.check_op(&op, 0)?;
+        op.check_depth(0)?;
+        Ok(op)
+    }
+
+    fn parse_at(
+        ty: CrdtType,
+        name: &str,
+        arg: Option<Value>,
+        depth: usize,
+    ) -> Result<Op, UpdateError> {
+        let Some(op_name) = NAMES.iter().copied().find(|n| *n == name) else {
+            return Err(UpdateError::UnknownOp {
+                index: 0,
+                ty,
+                op: name.to_owned(),
+                supported: ty.ops(),
+            });
+        };
+        let wrong = |expected: &'static str, got: &Value| UpdateError::WrongArgument {
+            index: 0,
+            ty,
+            op: op_name,
+            expected,
+            got: got.kind(),
+        };
+        let missing = |expected: &'static str| UpdateError::MissingArgument {
+            index: 0,
+            ty,
+            op: op_name,
+            expected,
+        };
+        let op = match op_name {
+            "increment" | "decrement" => {
+                let n = match arg {
+                    None | Some(Value::Null) => 1,
+                    Some(Value::Int(n)) => n,
+                    Some(v) => return Err(wrong("an int", &v)),
+                };
+                if op_name == "increment" {
+                    Op::Increment(n)
+                } else {
+                    Op::Decrement(n)
+                }
+            }
+            "add" | "remove" | "assign" => {
+                let v = arg.ok_or_else(|| missing("a value"))?;
+                match op_name {
+                    "add" => Op::Add(v),
+                    "remove" => Op::Remove(v),
+                    _ => Op::Assign(v),
+                }
+            }
+            "add_all" | "remove_all" => match arg {
+                Some(Value::List(l)) => {
+                    if op_name == "add_all" {
+                        Op::AddAll(l)
+                    } else {
+                        Op::RemoveAll(l)
+                    }
+                }
+                None => return Err(missing("a list of elements")),
+                Some(v) => return Err(wrong("a list of elements", &v)),
+            },
+            "update" => {
+                const SHAPE: &str = "[field, op] or [field, op, arg], field = [name, type]";
+                let parts = match arg {
+                    Some(Value::List(l)) if (2..=3).contains(&l.len()) => l,
+                    None => return Err(missing(SHAPE)),
+                    Some(v) => return Err(wrong(SHAPE, &v)),
+                };
+                let mut parts = parts.into_iter();
+                let field = parts.next().expect("two parts");
+                let field = Field::from_value(&field).map_err(|e| match e {
+                    FieldError::Shape(got) => wrong(SHAPE, &got),
+                    FieldError::Type(e) => e,
+                })?;
+                let inner = match parts.next().expect("two parts") {
+                    Value::Str(s) => s,
+                    v => return Err(wrong(SHAPE, &v)),
+                };
+                if depth >= MAX_DEPTH {
+                    return Err(UpdateError::TooDeep {
+                        index: 0,
+                        max: MAX_DEPTH,
+                    });
+                }
+                let inner = Self::parse_at(field.ty, &inner, parts.next(), depth + 1)?;
+                Op::Update(field, Box::new(inner))
+            }
+            _ => {
+                if let Some(v) = arg.filter(|v| *v != Value::Null) {
+                    return Err(wrong("no argument", &v));
+                }
+                match op_name {
+                    "reset" => Op::Reset,
+                    "enable" => Op::Enable,
+                    _ => Op::Disable,
+                }
+            }
+        };
+        Ok(op)
+    }
+
+    /// The encoded size of the op's values: a lower bound on the size of
+    /// its effect.
+    pub fn values_len(&self) -> usize {
+        match self {
+            Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.encoded_len(),
+            Op::AddAll(l) | Op::RemoveAll(l) => l.iter().map(Value::encoded_len).sum(),
+            Op::Update(f, op) => f.name.len() + op.values_len(),
+            _ => 0,
+        }
+    }
+
+    /// True if the op's effect names every token it observed on the whole
+    /// object (its size depends on the state, not on the op).
+    pub fn observes_all(&self) -> bool {
+        match self {
+            Op::Reset | Op::RemoveAll(_) => true,
+            Op::Update(_, op) => op.observes_all(),
+            _ => false,
+        }
+    }
+
+    /// Checks that `ty` supports this op and that its values can be stored.
+    pub fn check(&self, ty: CrdtType, index: usize) -> Result<(), UpdateError> {
+        ty.check_op(self, index)?;
+        self.check_depth(index)
+    }
+
+    fn check_depth(&self, index: usize) -> Result<(), UpdateError> {
+        let too_deep = UpdateError::TooDeep {
+            index,
+            max: MAX_DEPTH,
+        };
+        let mut op = self;
+        let mut depth = 0;
+        loop {
+            let deep = match op {
+                Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.depth() > MAX_DEPTH,
+                Op::AddAll(l) | Op::RemoveAll(l) => l.iter().any(|v| v.depth() > MAX_DEPTH),
+                Op::Update(_, inner) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(too_deep);
+                    }
+                    op = inner;
+                    continue;
+                }
+                _ => false,
+            };
+            return if deep { Err(too_deep) } else { Ok(()) };
+        }
+    }
+}
+
+/// Why a value is not a field `[name, type]`.
+pub(crate) enum FieldError {
+    /// Not a list of two strings (the value given).
+    Shape(Value),
+    /// The type name is unknown.
+    Type(UpdateError),
+}
+
+impl Field {
+    /// Reads the API's `[name, type]`.
+    pub(crate) fn from_value(v: &Value) -> Result<Field, FieldError> {
+        match v {
+            Value::List(l) => match l.as_slice() {
+                [Value::Str(name), Value::Str(ty)] => {
+                    let ty: CrdtType = ty.parse().map_err(FieldError::Type)?;
+                    Ok(Field::new(Arc::<str>::from(name.as_str()), ty))
+                }
+                _ => Err(FieldError::Shape(v.clone())),
+            },
+            _ => Err(FieldError::Shape(v.clone())),
+        }
+    }
+}
+
+/// One update of a transaction: an op on a key.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Update {
+    /// The object.
+    pub key: Key,
+    /// The operation.
+    pub op: Op,
+}
+
+impl Update {
+    /// An update.
+    pub fn new(key: Key, op: Op) -> Self {
+        Self { key, op }
+    }
+
+    /// Parses the API's `(key, op, arg?)` shape.
+    pub fn parse(key: Key, op: &str, arg: Option<Value>) -> Result<Self, UpdateError> {
+        let op = Op::parse(key.ty, op, arg)?;
+        Ok(Self { key, op })
+    }
+}

@@ -146,6 +146,8 @@ impl Crdt for CounterPn {
         self.totals.is_empty() && self.floors.is_empty()
     }
 
+    /// Visible once an op touched it after its last reset (an increment of
+    /// 0 included).
     fn is_visible(&self) -> bool {
         self.above_floor().next().is_some()
     }

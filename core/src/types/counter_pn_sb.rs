@@ -90,7 +90,7 @@ impl Crdt for CounterPnSb {
                         // Our own writes earlier in this transaction are
                         // reset too.
                         t.1 = (p, n);
-                    } else if (p, n) != (0, 0) {
+                    } else if e.totals.is_some() {
                         e.reset.push((origin, (p, n)));
                         e.reset.sort_by_key(|(r, _)| *r);
                     }
@@ -113,7 +113,11 @@ impl Crdt for CounterPnSb {
             if i64::try_from(others + own).is_err() {
                 return Err(overflow);
             }
-            e.totals = Some((p, n));
+            // Only a change is published: an increment of 0 leaves no trace
+            // (so a field that only counted zeros shows nothing).
+            if d != 0 {
+                e.totals = Some((p, n));
+            }
         }
         Ok(e)
     }
@@ -144,10 +148,12 @@ impl Crdt for CounterPnSb {
         self.totals.is_empty() && self.floors.is_empty()
     }
 
+    /// Visible once it counted something after its last reset: an origin
+    /// with totals and no floor, or totals past it.
     fn is_visible(&self) -> bool {
-        self.totals.iter().any(|(r, (p, n))| {
-            let (fp, fn_) = self.floors.get(r).copied().unwrap_or((0, 0));
-            *p > fp || *n > fn_
+        self.totals.iter().any(|(r, (p, n))| match self.floors.get(r) {
+            None => true,
+            Some((fp, fn_)) => p > fp || n > fn_,
         })
     }
 

@@ -264,24 +264,28 @@ pub(crate) fn prepare<T: Tokens>(
     if !touched.is_sorted_by(|a, b| a.0 < b.0) {
         touched.sort_by(|a, b| a.0.cmp(b.0));
     }
-    let mut marks: Vec<(&Value, Mark)> = Vec::with_capacity(touched.len());
+    // Per element: the mark left, and whether an op of this transaction
+    // observes all its tokens (any but an add of `set_2p`, which keeps the
+    // remove tokens).
+    let mut marks: Vec<(&Value, Mark, bool)> = Vec::with_capacity(touched.len());
     for (e, m) in touched {
+        let all = m != Mark::Pos || !rules.add_keeps_neg;
         match marks.last_mut() {
-            // In a two-phase set a remove is for good, also within one
-            // transaction: a later add does not undo it.
-            Some(last) if last.0 == e && rules.add_keeps_neg && last.1 == Mark::Neg => {
-                if m == Mark::None {
+            Some(last) if last.0 == e => {
+                last.2 |= all;
+                // In a two-phase set a remove is for good, also within one
+                // transaction: a later add does not undo it.
+                if !(rules.add_keeps_neg && last.1 == Mark::Neg && m == Mark::Pos) {
                     last.1 = m;
                 }
             }
-            Some(last) if last.0 == e => last.1 = m,
-            _ => marks.push((e, m)),
+            _ => marks.push((e, m, all)),
         }
     }
     let mut out = Vec::with_capacity(marks.len());
-    for (e, mark) in marks {
+    for (e, mark, all) in marks {
         let removed = match state.and_then(|m| m.get(e)) {
-            Some(t) if mark == Mark::Pos && rules.add_keeps_neg => t.pos().clone(),
+            Some(t) if !all => t.pos().clone(),
             Some(t) => t.all(),
             None => DotSet::new(),
         };

@@ -23,6 +23,8 @@ macro_rules! for_each_type {
             7 register_lww RegisterLww "Last-writer-wins register.",
             8 flag_ew FlagEw "Enable-wins flag.",
             9 flag_dw FlagDw "Disable-wins flag.",
+            10 map_rr MapRr "Map of embedded objects; remove and reset undo what was observed.",
+            11 map_go MapGo "Map of embedded objects; fields are never removed.",
         }
     };
 }

@@ -32,8 +32,8 @@
 use std::collections::{HashMap, HashSet};
 
 use minidote_core::{
-    CatchUp, Config, CrdtType, Dot, Effect, Event, Frame, Hello, Key, LinkId, LinkPolicy, Op,
-    ReadOutcome, Record, Replica, ReplicaId, Snapshot, Ticket, Txn, TxnHeader, Update,
+    CatchUp, Config, CrdtType, Dot, Effect, Event, Field, Frame, Hello, Key, LinkId, LinkPolicy,
+    Op, ReadOutcome, Record, Replica, ReplicaId, Snapshot, Ticket, Txn, TxnHeader, Update,
     UpdateOutcome, Value, VectorClock,
 };
 
@@ -753,6 +753,12 @@ impl Sim {
     // ----- workload -----
 
     fn random_op(&mut self, k: &Key) -> Op {
+        self.random_op_of(k.ty, 0)
+    }
+
+    /// An op on an object of type `ty`; maps nest two deep, and removes
+    /// and resets are frequent so that they race with field updates.
+    fn random_op_of(&mut self, ty: CrdtType, depth: usize) -> Op {
         let v = |rng: &mut Rng| -> Value {
             match rng.below(3) {
                 0 => Value::Int(rng.below(4) as i64),
@@ -760,9 +766,38 @@ impl Sim {
                 _ => Value::List(vec![Value::Int(rng.below(2) as i64)]),
             }
         };
-        let r = &mut self.rng;
         use CrdtType::*;
-        match k.ty {
+        if matches!(ty, MapRr | MapGo) {
+            let mut fields = vec![
+                Field::new("c", CounterPn),
+                Field::new("c", SetAw),
+                Field::new("p", CounterPnSb),
+                Field::new("l", RegisterLww),
+                Field::new("f", FlagEw),
+                Field::new("s", SetRw),
+            ];
+            if depth == 0 {
+                fields.push(Field::new("m", MapRr));
+                fields.push(Field::new("g", MapGo));
+            }
+            let f = self.rng.pick(&fields).clone();
+            if ty == MapRr {
+                let roll = self.rng.below(20);
+                if roll < 5 {
+                    return Op::Remove(Value::List(vec![
+                        f.name.to_string().into(),
+                        f.ty.name().into(),
+                    ]));
+                }
+                if roll == 5 {
+                    return Op::Reset;
+                }
+            }
+            let inner = self.random_op_of(f.ty, depth + 1);
+            return Op::Update(f, Box::new(inner));
+        }
+        let r = &mut self.rng;
+        match ty {
             CounterPn | CounterPnSb => {
                 let n = r.below(5) as i64 - 1;
                 if r.chance(0.5) {
@@ -771,7 +806,7 @@ impl Sim {
                     Op::Decrement(n)
                 }
             }
-            SetAw | SetRw | Set2p => match r.below(if k.ty == Set2p { 4 } else { 5 }) {
+            SetAw | SetRw | Set2p => match r.below(if ty == Set2p { 4 } else { 5 }) {
                 0 => Op::Add(v(r)),
                 1 => Op::Remove(v(r)),
                 2 => Op::AddAll(vec![v(r), v(r)]),
@@ -798,6 +833,7 @@ impl Sim {
                 1 => Op::Disable,
                 _ => Op::Reset,
             },
+            _ => unreachable!("maps are handled above"),
         }
     }
 

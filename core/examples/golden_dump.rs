@@ -85,6 +85,51 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         )],
     };
     out.push(("txn_register_lww_assign", title.encode()));
+    // a's first transaction adds "x" to the set field "tags" of the map
+    // field "meta" of the map "doc": two deep, one effect per level.
+    let doc = Key::new("doc", CrdtType::MapRr, "demo");
+    let nested = Txn {
+        origin: a,
+        seq: 1,
+        deps: VectorClock::new(),
+        effects: vec![(
+            doc.clone(),
+            Effect::MapRr(effect::MapRr(vec![(
+                Field::new("meta", CrdtType::MapRr),
+                Effect::MapRr(effect::MapRr(vec![(
+                    Field::new("tags", CrdtType::SetAw),
+                    Effect::SetAw(vec![effect::ElemEffect {
+                        elem: Value::from("x"),
+                        removed: effect::DotSet::new(),
+                        mark: Mark::Pos,
+                    }]),
+                )])),
+            )])),
+        )],
+    };
+    out.push(("txn_map_rr_update_two_deep", nested.encode()));
+    let mut r = Replica::new(b, Config::default());
+    r.handle_txns(None, vec![nested.encode().into()])
+        .expect("a valid transaction");
+    out.push(("snapshot_map_rr", r.state_snapshot().encode()));
+    // a's second transaction removes the counter field "n" it had
+    // incremented by 7 at seq 1: the effect names the totals it resets.
+    let remove = Txn {
+        origin: a,
+        seq: 2,
+        deps: VectorClock::new(),
+        effects: vec![(
+            doc,
+            Effect::MapRr(effect::MapRr(vec![(
+                Field::new("n", CrdtType::CounterPn),
+                Effect::CounterPn(effect::CounterPn {
+                    delta: None,
+                    reset: vec![(a, effect::PnEntry { seq: 1, p: 7, n: 0 })],
+                }),
+            )])),
+        )],
+    };
+    out.push(("txn_map_rr_remove_counter", remove.encode()));
     out.push((
         "stored",
         Frame::Stored(VectorClock::from_entries([(a, 7)])).encode(),

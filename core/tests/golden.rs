@@ -14,6 +14,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("txns_counter_increment_two_deps", "0401010a0000000000000005020b00000000000000040c00000000000000020f0100056c696b65730464656d6f0102"),
     ("txn_set_aw_add", "0b0000000000000002010a00000000000000011e0102046c6973740464656d6f0105046d696c6b010a000000000000000101"),
     ("txn_register_lww_assign", "0b0000000000000003010a00000000000000011c0107057469746c650464656d6f010a00000000000000010205026869"),
+    ("txn_map_rr_update_two_deep", "0a0000000000000001001f010a03646f630464656d6f01046d6574610a01047461677302010501780001"),
+    ("snapshot_map_rr", "04010a0000000000000001010a03646f630464656d6f01046d6574610a0104746167730201050178010a0000000000000001"),
+    ("txn_map_rr_remove_counter", "0a0000000000000002001b010a03646f630464656d6f01016e00020a00000000000000010700"),
     ("stored", "0407010a0000000000000007"),
     ("snapshot_part", "04080807060504030201ac02c801ababab"),
     ("hello", "04000a000000000000000464656d6f010a0000000000000001010174"),
@@ -48,8 +51,11 @@ fn golden_vectors_decode_and_re_encode_identically() {
     for (name, bytes) in dump::vectors() {
         let again = match name {
             "clock" | "clock_packed" => VectorClock::from_bytes(&bytes).unwrap().to_bytes(),
-            "txn_set_aw_add" | "txn_register_lww_assign" => Txn::decode(&bytes).unwrap().encode(),
-            "snapshot" => Snapshot::decode(&bytes).unwrap().encode(),
+            "txn_set_aw_add"
+            | "txn_register_lww_assign"
+            | "txn_map_rr_update_two_deep"
+            | "txn_map_rr_remove_counter" => Txn::decode(&bytes).unwrap().encode(),
+            "snapshot" | "snapshot_map_rr" => Snapshot::decode(&bytes).unwrap().encode(),
             "values" => {
                 let mut r = Reader::new(&bytes);
                 let mut w = minidote_core::codec::Writer::new();

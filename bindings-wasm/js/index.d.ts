@@ -1,11 +1,24 @@
 // Type declarations of the `minidote` npm package (API.md, "JavaScript / TypeScript").
 
-/** The ten object types. */
+/** The object types: the ten of DESIGN.md §2.2, then the maps. */
 export type CrdtType =
   | "counter_pn" | "counter_pn_sb"
   | "set_aw" | "set_rw" | "set_go" | "set_2p"
   | "register_mv" | "register_lww"
-  | "flag_ew" | "flag_dw";
+  | "flag_ew" | "flag_dw"
+  | "map_rr" | "map_go";
+
+/** A field of a map: `[name, type]`; any type, maps included. */
+export type Field = [name: string, type: CrdtType];
+
+/** The arguments of map ops: `update [field, op]` or `update [field, op,
+ * arg]` (an op of the field's type), and for `map_rr` `remove field` and
+ * `reset`. E.g. `[doc, "update", [["meta", "map_rr"], "update",
+ * [["tags", "set_aw"], "add", "x"]]]`. A map reads as `{name: value}`; a
+ * field back at its initial state is absent. `remove` and `reset` undo what
+ * this replica had observed of a field, for every type; an update
+ * concurrent with them survives. */
+export type FieldUpdate = [field: Field, op: string] | [field: Field, op: string, arg: Value];
 
 /** An object's address: `[key, type, bucket]`. */
 export type Key = [key: string, type: CrdtType, bucket: string];

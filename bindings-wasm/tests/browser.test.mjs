@@ -106,6 +106,50 @@ test("two pages converge through the relay; a page offline keeps working and con
   });
 });
 
+test("map_rr: a remove racing an update keeps only the update, for every embedded type", async () => {
+  // Per type: the base op, the op that races a remove of the field, and
+  // what the field reads after both pages converge.
+  const races = {
+    counter_pn: [["increment", 7], ["increment", 5], 5],
+    counter_pn_sb: [["increment", 7], ["increment", 5], 5],
+    set_aw: [["add", "old"], ["add", "new"], ["new"]],
+    set_rw: [["add", "old"], ["add", "new"], ["new"]],
+    set_go: [["add", "old"], ["add", "new"], ["new"]],
+    set_2p: [["add", "old"], ["add", "new"], ["new"]],
+    register_mv: [["assign", "old"], ["assign", "new"], ["new"]],
+    register_lww: [["assign", "old"], ["assign", "new"], "new"],
+    flag_ew: [["enable"], ["enable"], true],
+    flag_dw: [["enable"], ["disable"], false],
+    map_rr: [["update", [["x", "counter_pn"], "increment", 7]], ["update", [["y", "set_aw"], "add", "new"]], { y: ["new"] }],
+    map_go: [["update", [["x", "counter_pn"], "increment", 7]], ["update", [["y", "set_aw"], "add", "new"]], { y: ["new"] }],
+  };
+  await withRelay([], async (relay, ctx) => {
+    const [p1, p2] = [await openPage(ctx, relay), await openPage(ctx, relay)];
+    for (const [p, name] of [[p1, "ma"], [p2, "mb"]]) {
+      await p.evaluate(async ([name, ws]) => {
+        window.r = await minidote.Replica.open({ name, room: "maps" });
+        r.connect(ws);
+      }, [name, relay.ws]);
+    }
+    const doc = (ty) => ["doc-" + ty, "map_rr", "b"];
+    const up = (ty, op) => [doc(ty), "update", [["f", ty], ...op]];
+    const base = Object.keys(races).map((ty) => up(ty, races[ty][0]));
+    await p1.evaluate((u) => r.updateObjects(u), base);
+    const clock = async (p) => p.evaluate(() => JSON.stringify(r.stats().clock));
+    await waitFor(async () => (await clock(p1)) === (await clock(p2)), "base converged");
+    await p1.evaluate(() => r.disconnect());
+    await p1.evaluate((u) => r.updateObjects(u), Object.keys(races).map((ty) => [doc(ty), "remove", ["f", ty]]));
+    await p2.evaluate((u) => r.updateObjects(u), Object.keys(races).map((ty) => up(ty, races[ty][1])));
+    await p1.evaluate((ws) => r.connect(ws), relay.ws);
+    await waitFor(async () => (await clock(p1)) === (await clock(p2)), "converged after the race");
+    for (const [ty, [, , want]] of Object.entries(races)) {
+      for (const p of [p1, p2]) {
+        assert.deepEqual(await p.evaluate((k) => read(k), doc(ty)), { f: want }, ty);
+      }
+    }
+  });
+});
+
 test("a reload restores the replica from IndexedDB with the relay stopped; one tab per database", async () => {
   // The page comes from one relay process and syncs through another, so
   // the sync relay can be stopped while the page still reloads.

@@ -124,6 +124,49 @@ test("invalid updates are refused with invalid_operation and change nothing", as
   await r.close();
 });
 
+test("maps: nested fields, values, remove and reset, typed errors", async () => {
+  const r = await Replica.open();
+  const doc = k("doc", "map_rr");
+  const go = k("g", "map_go");
+  // API.md's examples: one field, and two deep.
+  await r.updateObjects([
+    [doc, "update", [["done", "flag_ew"], "enable"]],
+    [doc, "update", [["meta", "map_rr"], "update", [["tags", "set_aw"], "add", "x"]]],
+    [doc, "update", [["meta", "map_rr"], "update", [["views", "counter_pn"], "increment", 3]]],
+    [go, "update", [["n", "counter_pn_sb"], "increment", 2]],
+  ]);
+  assert.deepEqual(await value(r, doc), { done: true, meta: { tags: ["x"], views: 3 } });
+  assert.deepEqual(await value(r, go), { n: 2 });
+  // A name used with two types reads the first type of the table.
+  await r.updateObjects([[doc, "update", [["done", "counter_pn"], "increment", 9]]]);
+  assert.equal((await value(r, doc)).done, 9);
+  await r.updateObjects([[doc, "remove", ["done", "counter_pn"]]]);
+  assert.equal((await value(r, doc)).done, true);
+  // A removed field is gone; a field back at its initial state too.
+  await r.updateObjects([[doc, "remove", ["meta", "map_rr"]], [doc, "update", [["done", "flag_ew"], "disable"]]]);
+  assert.deepEqual(await value(r, doc), {});
+  await r.updateObjects([[doc, "update", [["t", "register_lww"], "assign", "v"]], [doc, "reset"]]);
+  assert.deepEqual(await value(r, doc), {});
+  // Bad map updates refuse the whole batch.
+  const [, before] = await r.readObjects([]);
+  const ok = [go, "update", [["s", "set_aw"], "add", 1]];
+  for (const bad of [
+    [doc, "update", [["x", "sett"], "add", 1]],
+    [doc, "update", ["x", "add"]],
+    [doc, "update", [["x", "counter_pn"], "add", 1]],
+    [doc, "remove", "x"],
+    [go, "remove", ["n", "counter_pn_sb"]],
+    [go, "reset"],
+    [go, "update", [["n", "counter_pn_sb"], "increment", 2n ** 63n - 1n]],
+  ]) {
+    await assert.rejects(r.updateObjects([ok, bad]), (e) => e.code === "invalid_operation", JSON.stringify(bad, (_, v) => typeof v === "bigint" ? String(v) : v));
+  }
+  const [, after] = await r.readObjects([]);
+  assert.ok(after.equals(before), "nothing was applied");
+  assert.deepEqual(await value(r, go), { n: 2 });
+  await r.close();
+});
+
 test("a read with a clock this replica has not reached times out", async () => {
   const a = await Replica.open();
   const b = await Replica.open();

@@ -1,11 +1,15 @@
 // Type-checked by `tsc --noEmit` in make test: the declarations describe the API.
-import { Replica, Clock, MinidoteError, type Key, type Value } from "../pkg/index.js";
+import { Replica, Clock, MinidoteError, type Field, type FieldUpdate, type Key, type Value } from "../pkg/index.js";
 
 async function usage(): Promise<number> {
   const r: Replica = await Replica.open({ name: "notes", room: "team" });
   const likes: Key = ["likes", "counter_pn", "demo"];
   const clock: Clock = await r.updateObjects([[likes, "increment", 1], [["tags", "set_aw", "demo"], "add", "x"]]);
   const [values, after]: [Value[], Clock] = await r.readObjects([likes], clock, { timeoutMs: 500 });
+  const doc: Key = ["doc", "map_rr", "demo"];
+  const tag: FieldUpdate = [["tags", "set_aw"], "add", "x"];
+  const nested: FieldUpdate = [["meta", "map_rr"], "update", tag];
+  await r.updateObjects([[doc, "update", nested], [doc, "remove", ["old", "counter_pn"] as Field]]);
   r.connect("ws://127.0.0.1:8080/sync", { token: "t" });
   const off: () => void = r.subscribe((keys: Key[]) => console.log(keys.length));
   off();

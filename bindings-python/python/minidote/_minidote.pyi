@@ -2,8 +2,16 @@
 
 # A key is ``(key, type, bucket)``; the type is one of counter_pn,
 # counter_pn_sb, set_aw, set_rw, set_go, set_2p, register_mv, register_lww,
-# flag_ew, flag_dw. An update is ``(key, op)`` or ``(key, op, arg)``, e.g.
-# ``(k, "increment", 2)``.
+# flag_ew, flag_dw, map_rr, map_go. An update is ``(key, op)`` or
+# ``(key, op, arg)``, e.g. ``(k, "increment", 2)``.
+#
+# Maps: a field is ``[name, type]`` (any type, maps included). Ops are
+# ``(m, "update", [field, op])`` or ``(m, "update", [field, op, arg])``, and
+# for ``map_rr`` also ``(m, "remove", field)`` and ``(m, "reset")``, e.g.
+# ``(doc, "update", [["meta", "map_rr"], "update", [["tags", "set_aw"], "add", "x"]])``.
+# A map reads as ``{name: value}``; a field back at its initial state is
+# absent. ``remove`` and ``reset`` undo what this replica had observed of a
+# field, for every type; an update concurrent with them survives.
 
 import os
 from types import TracebackType

@@ -71,9 +71,17 @@ fn a_remove_concurrent_with_an_update_keeps_only_the_update_for_every_embedded_t
         sync(&a, &mut b);
         sync(&b, &mut a);
         let want = alone("f", ty, &racing, CrdtType::MapRr);
-        assert_eq!(read(&mut a, &k), want, "{ty}: only the racing update survives");
+        assert_eq!(
+            read(&mut a, &k),
+            want,
+            "{ty}: only the racing update survives"
+        );
         assert_eq!(read(&mut b, &k), want, "{ty}");
-        assert_eq!(a.state_snapshot().objects, b.state_snapshot().objects, "{ty}");
+        assert_eq!(
+            a.state_snapshot().objects,
+            b.state_snapshot().objects,
+            "{ty}"
+        );
         // The numbers the issue names, spelled out.
         match ty {
             CrdtType::CounterPn | CrdtType::CounterPnSb => {
@@ -94,7 +102,10 @@ fn a_reset_concurrent_with_updates_keeps_only_the_updates() {
         &mut a,
         vec![
             (k.clone(), up("n", CrdtType::CounterPn, Op::Increment(7))),
-            (k.clone(), up("t", CrdtType::RegisterLww, Op::Assign("old".into()))),
+            (
+                k.clone(),
+                up("t", CrdtType::RegisterLww, Op::Assign("old".into())),
+            ),
             (k.clone(), up("s", CrdtType::SetAw, Op::Add("old".into()))),
         ],
     );
@@ -104,7 +115,10 @@ fn a_reset_concurrent_with_updates_keeps_only_the_updates() {
         &mut b,
         vec![
             (k.clone(), up("n", CrdtType::CounterPn, Op::Increment(2))),
-            (k.clone(), up("t", CrdtType::RegisterLww, Op::Assign("new".into()))),
+            (
+                k.clone(),
+                up("t", CrdtType::RegisterLww, Op::Assign("new".into())),
+            ),
         ],
     );
     sync(&a, &mut b);
@@ -205,7 +219,10 @@ fn a_field_back_at_bottom_disappears_and_map_go_keeps_fields() {
     assert_eq!(read(&mut a, &k), map(&[("f", true.into())]));
     op(&mut a, &k, up("f", CrdtType::FlagEw, Op::Disable));
     assert_eq!(read(&mut a, &k), map(&[]));
-    assert!(a.state_snapshot().objects.is_empty(), "nothing left to store");
+    assert!(
+        a.state_snapshot().objects.is_empty(),
+        "nothing left to store"
+    );
 }
 
 #[test]
@@ -225,7 +242,11 @@ fn bad_map_ops_are_typed_errors_and_change_nothing() {
     ));
     // A field that is not `[name, type]`.
     assert!(matches!(
-        parse(&rr, "update", Some(Value::List(vec!["x".into(), "add".into()]))),
+        parse(
+            &rr,
+            "update",
+            Some(Value::List(vec!["x".into(), "add".into()]))
+        ),
         Err(UpdateError::WrongArgument { op: "update", .. })
     ));
     assert!(matches!(
@@ -237,14 +258,24 @@ fn bad_map_ops_are_typed_errors_and_change_nothing() {
         parse(
             &rr,
             "update",
-            Some(Value::List(vec![field("n", CrdtType::CounterPn), "add".into(), 1.into()]))
+            Some(Value::List(vec![
+                field("n", CrdtType::CounterPn),
+                "add".into(),
+                1.into()
+            ]))
         ),
-        Err(UpdateError::UnknownOp { ty: CrdtType::CounterPn, .. })
+        Err(UpdateError::UnknownOp {
+            ty: CrdtType::CounterPn,
+            ..
+        })
     ));
     // map_go has no remove or reset.
     assert!(matches!(
         parse(&go, "remove", Some(field("n", CrdtType::CounterPn))),
-        Err(UpdateError::UnknownOp { ty: CrdtType::MapGo, .. })
+        Err(UpdateError::UnknownOp {
+            ty: CrdtType::MapGo,
+            ..
+        })
     ));
     assert!(matches!(
         parse(&go, "reset", None),
@@ -263,7 +294,10 @@ fn bad_map_ops_are_typed_errors_and_change_nothing() {
     let todo = parse(
         &rr,
         "update",
-        Some(Value::List(vec![field("done", CrdtType::FlagEw), "enable".into()])),
+        Some(Value::List(vec![
+            field("done", CrdtType::FlagEw),
+            "enable".into(),
+        ])),
     )
     .unwrap();
     let two_deep = parse(
@@ -272,7 +306,11 @@ fn bad_map_ops_are_typed_errors_and_change_nothing() {
         Some(Value::List(vec![
             field("meta", CrdtType::MapRr),
             "update".into(),
-            Value::List(vec![field("tags", CrdtType::SetAw), "add".into(), "x".into()]),
+            Value::List(vec![
+                field("tags", CrdtType::SetAw),
+                "add".into(),
+                "x".into(),
+            ]),
         ])),
     )
     .unwrap();

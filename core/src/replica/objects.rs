@@ -1,0 +1,288 @@
+//! Objects: reads, and local transactions from updates to one logged
+//! effect per key (every effect prepared before any is applied).
+
+use super::*;
+
+/// A frame's bytes around one transaction's effects: version, tag, count,
+/// origin, seq, deps (generously) and the blob length.
+pub(super) const TXN_FRAME_OVERHEAD: usize = 64;
+
+/// Bound on interned key strings, so hostile peers cannot grow it forever.
+pub(super) const MAX_INTERNED: usize = 100_000;
+
+/// The shared copy of `s` in `strings`, added if new (up to
+/// [`MAX_INTERNED`] strings, so hostile peers cannot grow it forever).
+pub(super) fn intern_in(strings: &mut crate::hashing::KeyedSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = strings.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    if strings.len() < MAX_INTERNED {
+        strings.insert(a.clone());
+    }
+    a
+}
+
+/// The sparse deps of the next local transaction: the entries that grew since
+/// the previous one (or the whole clock after a restart or snapshot merge).
+pub(super) fn current_deps(
+    id: ReplicaId,
+    clock: &VectorClock,
+    changed: &[ReplicaId],
+    full: bool,
+) -> VectorClock {
+    if full {
+        clock.iter().filter(|(r, _)| *r != id).collect()
+    } else {
+        changed.iter().map(|r| (*r, clock.get(*r))).collect()
+    }
+}
+
+impl Replica {
+    /// The current value of one object (without waiting for anything).
+    pub fn value(&self, key: &Key) -> Value {
+        match self.objects.get(key) {
+            Some(s) => s.value(),
+            None => State::bottom(key.ty).value(),
+        }
+    }
+
+    /// Runs one atomic transaction. Every update is validated first: if any
+    /// is invalid, nothing is applied, logged or sent. Several updates to one
+    /// key apply left to right.
+    ///
+    /// With a `client_clock` this replica has not reached, the updates wait
+    /// (validated, not applied) and a ticket is returned.
+    pub fn update_objects(
+        &mut self,
+        updates: Vec<Update>,
+        client_clock: Option<&VectorClock>,
+    ) -> Result<UpdateOutcome, UpdateError> {
+        let mut size = TXN_FRAME_OVERHEAD + self.deps_len();
+        for (i, u) in updates.iter().enumerate() {
+            u.op.check(u.key.ty, i)?;
+            size += u.op.values_len() + u.key.key.len() + u.key.bucket.len();
+        }
+        self.check_size(size)?;
+        let client = client_clock.cloned().unwrap_or_default();
+        if !client.leq(&self.clock) {
+            let ticket = self.ticket();
+            self.pending.push(PendingRequest {
+                ticket,
+                clock: client,
+                kind: PendingKind::Update(updates),
+            });
+            return Ok(UpdateOutcome::Pending(ticket));
+        }
+        let ticket = self.config.persistent.then(|| self.ticket());
+        let clock = self.commit_local(updates, client, ticket)?;
+        Ok(match (ticket, clock) {
+            (Some(t), _) => UpdateOutcome::Pending(t),
+            (None, Some(c)) => UpdateOutcome::Committed(c),
+            (None, None) => unreachable!("a memory-only commit always returns its clock"),
+        })
+    }
+
+    /// An upper bound on the encoded deps of the next local transaction.
+    pub(super) fn deps_len(&self) -> usize {
+        let entries = if self.deps_full {
+            self.clock.len()
+        } else {
+            self.changed.len()
+        };
+        2 + 18 * entries
+    }
+
+    /// Refuses a transaction of `size` bytes that no frame could carry.
+    pub(super) fn check_size(&self, size: usize) -> Result<(), UpdateError> {
+        let limit = self.config.max_frame_bytes;
+        if size > limit {
+            return Err(UpdateError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    pub(super) fn deliverable(&self, txn: &Txn) -> bool {
+        txn.seq - 1 == self.clock.get(txn.origin)
+            && txn
+                .deps
+                .iter()
+                .all(|(r, s)| r == txn.origin || self.clock.get(r) >= s)
+    }
+
+    /// Creates, applies and records one local transaction.
+    pub(super) fn commit_local(
+        &mut self,
+        mut updates: Vec<Update>,
+        client: VectorClock,
+        ticket: Option<Ticket>,
+    ) -> Result<Option<VectorClock>, UpdateError> {
+        let Some(seq) = self.clock.get(self.id).checked_add(1) else {
+            return Err(UpdateError::SeqExhausted);
+        };
+        let dot = Dot::new(self.id, seq);
+        let start = self.log_bytes.len();
+        let mut changed_keys = Vec::new();
+        // The one-lookup path applies as it prepares, so it is taken only
+        // when the effect cannot be large: no reset, and an object whose
+        // whole-object ops name few observed tokens.
+        if updates.len() == 1 {
+            // The common case, with one hash lookup and no effect list.
+            let Update { key, op } = updates.pop().expect("one update");
+            let deps_len = self.deps_len();
+            let limit = self.config.max_frame_bytes;
+            let origin = self.id;
+            let effect = with_state(&mut self.objects, &key, key.ty, |st| {
+                if !st.may_be_large(&op) {
+                    return prepare_apply(st, &[(0, &op)], origin, dot);
+                }
+                // Many observed tokens: measure before applying.
+                let effect = prepare(key.ty, Some(st), &[(0, &op)], origin)?;
+                let mut w = Writer::new();
+                key.encode(&mut w);
+                effect.encode(&mut w);
+                let size = TXN_FRAME_OVERHEAD + deps_len + w.len();
+                if size > limit {
+                    return Err(UpdateError::TooLarge { size, limit });
+                }
+                st.apply(&effect, dot);
+                Ok(effect)
+            })?;
+            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
+            self.log_bytes = w.into_vec();
+            if self.config.emit_changes {
+                changed_keys.push(key);
+            }
+        } else {
+            let effects = self.prepare_and_apply(&updates, dot)?;
+            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+            let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
+            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &refs);
+            self.log_bytes = w.into_vec();
+            drop(refs);
+            if self.config.emit_changes {
+                changed_keys.extend(effects.into_iter().map(|(k, _)| k));
+            }
+        }
+        let len = self.log_bytes.len() - start;
+        self.changed.clear();
+        self.deps_full = false;
+        self.clock.raise(self.id, seq);
+        self.log_push(self.id, seq, start, len, true);
+        self.stats.txns_local += 1;
+        if self.config.emit_changes {
+            self.events.push_back(Event::Changed(changed_keys));
+        }
+        let ack_clock = self.clock.merged(&client);
+        if self.config.persistent {
+            let bytes: TxnBytes = Arc::from(&self.log_bytes[start..start + len]);
+            let lsn = self.lsn();
+            self.records.push_back(Record::Txn {
+                lsn,
+                local: true,
+                bytes: bytes.clone(),
+            });
+            self.unacked.push_back(Unacked {
+                seq,
+                lsn,
+                bytes,
+                ack: ticket.map(|t| (t, ack_clock)),
+            });
+            self.after_record();
+            Ok(None)
+        } else {
+            self.durable_seq = seq;
+            let bytes = &self.log_bytes[start..start + len];
+            forward(
+                &mut self.links,
+                self.id,
+                self.id,
+                seq,
+                None,
+                bytes,
+                &mut None,
+            );
+            self.after_record();
+            Ok(Some(ack_clock))
+        }
+    }
+
+    /// Validates nothing (the caller did), folds the updates, grouped by key
+    /// in order of first appearance, into one effect per key, and applies
+    /// them at `dot`. All or nothing: every effect is prepared (any type's
+    /// prepare may fail) and the transaction measured before any is applied.
+    pub(super) fn prepare_and_apply(
+        &mut self,
+        updates: &[Update],
+        dot: Dot,
+    ) -> Result<Vec<(Key, Effect)>, UpdateError> {
+        let mut index: KeyedMap<&Key, usize> =
+            KeyedMap::with_capacity_and_hasher(updates.len(), Default::default());
+        let mut groups: Vec<(&Key, Vec<(usize, &Op)>)> = Vec::new();
+        let mut last: Option<usize> = None;
+        for (i, u) in updates.iter().enumerate() {
+            // Batches often hit one key many times in a row: skip the hash.
+            if let Some(g) = last.filter(|&g| *groups[g].0 == u.key) {
+                groups[g].1.push((i, &u.op));
+                continue;
+            }
+            let g = *index.entry(&u.key).or_insert_with(|| {
+                groups.push((&u.key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((i, &u.op));
+            last = Some(g);
+        }
+        if let [(key, ops)] = groups.as_slice() {
+            // One object: prepare and apply in one lookup, unless the effect
+            // may be large and must be measured first.
+            let (key, origin) = (*key, self.id);
+            let large = ops.iter().any(|(_, op)| op.observes_all())
+                || self
+                    .objects
+                    .get(key)
+                    .is_some_and(|st| ops.iter().any(|(_, op)| st.may_be_large(op)));
+            if !large {
+                let effect = with_state(&mut self.objects, key, key.ty, |st| {
+                    prepare_apply(st, ops, origin, dot)
+                })?;
+                return Ok(vec![(key.clone(), effect)]);
+            }
+        }
+        let mut effects = Vec::with_capacity(groups.len());
+        for (key, ops) in &groups {
+            let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
+            effects.push(((*key).clone(), effect));
+        }
+        let mut w = Writer::new();
+        for (k, e) in &effects {
+            k.encode(&mut w);
+            e.encode(&mut w);
+        }
+        self.check_size(TXN_FRAME_OVERHEAD + self.deps_len() + w.len())?;
+        self.apply_effects(&effects, dot);
+        Ok(effects)
+    }
+
+    pub(super) fn apply_effects(&mut self, effects: &[(Key, Effect)], dot: Dot) {
+        for (k, e) in effects {
+            apply_at(&mut self.objects, k, e, dot);
+        }
+    }
+
+    /// Applies a remote (or replayed) transaction, advances the clock and
+    /// logs its bytes.
+    pub(super) fn apply_txn(&mut self, txn: &Txn, bytes: &[u8], local: bool) {
+        self.apply_effects(&txn.effects, Dot::new(txn.origin, txn.seq));
+        self.clock.raise(txn.origin, txn.seq);
+        if txn.origin != self.id && !self.changed.contains(&txn.origin) {
+            self.changed.push(txn.origin);
+        }
+        let start = self.log_bytes.len();
+        self.log_bytes.extend_from_slice(bytes);
+        self.log_push(txn.origin, txn.seq, start, bytes.len(), local);
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use minidote_core::codec::MAX_DEPTH;
+use minidote_core::MAX_DEPTH;
 use minidote_core::{Key, Update, UpdateError, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use minidote_core::codec::MAX_DEPTH;
+use minidote_core::MAX_DEPTH;
 use minidote_core::{CrdtType, Key, Update, Value};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};

@@ -1,6 +1,5 @@
 //! Prints the golden byte vectors pinned in `tests/golden.rs` and documented
 //! in PROTOCOL.md. Run: `cargo run -p minidote-core --example golden_dump`.
-use minidote_core::codec::Writer;
 use minidote_core::effect::Mark;
 use minidote_core::*;
 use std::collections::BTreeMap;
@@ -170,8 +169,8 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("pong", Frame::Pong(300).encode()));
     let mut m = BTreeMap::new();
     m.insert("k".to_string(), Value::Bytes(vec![0xff]));
-    let mut w = Writer::new();
-    for v in [
+    // One list of one value of each kind.
+    let values = Value::List(vec![
         Value::Null,
         Value::Bool(false),
         Value::Bool(true),
@@ -180,10 +179,8 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         Value::from("é"),
         Value::List(vec![Value::Int(1)]),
         Value::Map(m),
-    ] {
-        v.encode(&mut w);
-    }
-    out.push(("values", w.into_vec()));
+    ]);
+    out.push(("values", values.to_bytes()));
     let mut r = Replica::new(a, Config::default());
     r.update_objects(
         vec![

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::DecodeError;
 
 /// Clocks of at least this many entries are bit-packed on the wire.
@@ -173,13 +173,15 @@ impl Dot {
     pub fn new(replica: ReplicaId, seq: u64) -> Self {
         Self { replica, seq }
     }
+}
 
-    pub(crate) fn encode(&self, w: &mut Writer) {
+impl Codec for Dot {
+    fn encode(&self, w: &mut Writer) {
         w.u64_le(self.replica.0);
         w.varint(self.seq);
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let replica = ReplicaId(r.u64_le()?);
         let seq = r.varint()?;
         if seq == 0 {
@@ -373,6 +375,41 @@ impl VectorClock {
         c
     }
 
+    /// Skips an encoded clock, checking only that its bytes are there (a
+    /// router splitting a frame; [`VectorClock::decode`] checks the rest).
+    pub(crate) fn skip(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let n = r.varint()?;
+        if n < PACK_FROM as u64 {
+            for _ in 0..n {
+                r.take(8)?;
+                r.varint()?;
+            }
+            return Ok(());
+        }
+        let (_, _, _, nbytes) = packed_header(r, n)?;
+        r.take(nbytes).map(|_| ())
+    }
+
+    /// The standalone encoding used by the bindings' `Clock.to_bytes()`:
+    /// the protocol version byte, then the clock.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(1 + 1 + 9 * self.len());
+        w.u8(crate::version::PROTOCOL_VERSION);
+        self.encode(&mut w);
+        w.into_vec()
+    }
+
+    /// Parses bytes made by [`VectorClock::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        crate::version::check_version(r.u8()?)?;
+        let c = Self::decode(&mut r)?;
+        r.finish()?;
+        Ok(c)
+    }
+}
+
+impl Codec for VectorClock {
     /// Appends the canonical encoding (PROTOCOL.md §2). A clock of up to
     /// [`PACK_FROM`]` - 1` entries (sparse deps, mostly) is a count, then
     /// `(replica u64 LE, seq varint)` pairs in ascending replica order. A
@@ -382,7 +419,7 @@ impl VectorClock {
     /// for each further entry, its id gap and seq, zero-padded to a byte.
     /// Random 64-bit ids and seqs rarely fill their bytes, so packing saves
     /// the unused bits of each.
-    pub fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer) {
         let e = self.slice();
         w.varint(e.len() as u64);
         if e.len() < PACK_FROM {
@@ -412,7 +449,7 @@ impl VectorClock {
 
     /// Decodes a clock, refusing unsorted, duplicate or zero entries and any
     /// encoding but the canonical one.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.varint()?;
         if n < PACK_FROM as u64 {
             let n = n as usize;
@@ -465,39 +502,6 @@ impl VectorClock {
             return Err(DecodeError::NonCanonical("clock packing not minimal"));
         }
         Ok(Self::from_vec(entries))
-    }
-
-    /// Skips an encoded clock, checking only that its bytes are there (a
-    /// router splitting a frame; [`VectorClock::decode`] checks the rest).
-    pub fn skip(r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        let n = r.varint()?;
-        if n < PACK_FROM as u64 {
-            for _ in 0..n {
-                r.take(8)?;
-                r.varint()?;
-            }
-            return Ok(());
-        }
-        let (_, _, _, nbytes) = packed_header(r, n)?;
-        r.take(nbytes).map(|_| ())
-    }
-
-    /// The standalone encoding used by the bindings' `Clock.to_bytes()`:
-    /// the protocol version byte, then the clock.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(1 + 1 + 9 * self.len());
-        w.u8(crate::version::PROTOCOL_VERSION);
-        self.encode(&mut w);
-        w.into_vec()
-    }
-
-    /// Parses bytes made by [`VectorClock::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        crate::version::check_version(r.u8()?)?;
-        let c = Self::decode(&mut r)?;
-        r.finish()?;
-        Ok(c)
     }
 }
 

@@ -14,6 +14,33 @@ use crate::error::DecodeError;
 /// Deepest nesting of lists and maps accepted in a [`crate::Value`].
 pub const MAX_DEPTH: usize = 64;
 
+/// Everything that nests inside frames, records and snapshots (dots,
+/// clocks, values, keys, fields, dot sets) encodes and decodes through this
+/// one trait. Top-level messages (`Frame`, `Txn`, `Snapshot`) have their
+/// own `encode`/`decode` over whole buffers, built on it.
+pub trait Codec: Sized {
+    /// Appends the encoding.
+    fn encode(&self, w: &mut Writer);
+
+    /// Decodes one value; the reader stays after it.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+
+    /// The encoding alone.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.encode(&mut w);
+        w.into_vec()
+    }
+
+    /// Decodes bytes that hold exactly one value.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = Self::decode(&mut r)?;
+        r.finish()?;
+        Ok(v)
+    }
+}
+
 /// An append-only byte sink.
 #[derive(Debug, Default, Clone)]
 pub struct Writer {

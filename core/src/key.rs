@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 pub use crate::registry::CrdtType;
 
@@ -72,21 +72,9 @@ impl Key {
         Ok(Self::new(key, ty.parse()?, bucket))
     }
 
-    /// Appends the encoding: type tag, key, bucket.
-    pub fn encode(&self, w: &mut Writer) {
-        w.u8(self.ty as u8);
-        w.str(&self.key);
-        w.str(&self.bucket);
-    }
-
-    /// Decodes a key.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Self::decode_with(r, &mut |s| Arc::from(s))
-    }
-
     /// Decodes a key, making its strings with `intern` (so a replica can
     /// share the strings of keys it already holds instead of allocating).
-    pub fn decode_with(
+    pub(crate) fn decode_with(
         r: &mut Reader<'_>,
         intern: &mut dyn FnMut(&str) -> Arc<str>,
     ) -> Result<Self, DecodeError> {
@@ -94,6 +82,20 @@ impl Key {
         let key = intern(r.str()?);
         let bucket = intern(r.str()?);
         Ok(Self { key, ty, bucket })
+    }
+}
+
+impl Codec for Key {
+    /// Appends the encoding: type tag, key, bucket.
+    fn encode(&self, w: &mut Writer) {
+        w.u8(self.ty as u8);
+        w.str(&self.key);
+        w.str(&self.bucket);
+    }
+
+    /// Decodes a key.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::decode_with(r, &mut |s| Arc::from(s))
     }
 }
 
@@ -121,15 +123,17 @@ impl Field {
             ty,
         }
     }
+}
 
+impl Codec for Field {
     /// Appends the encoding: name, then type tag.
-    pub fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer) {
         w.str(&self.name);
         w.u8(self.ty as u8);
     }
 
     /// Decodes a field.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let name = Arc::from(r.str()?);
         let ty = CrdtType::from_tag(r.u8()?)?;
         Ok(Self { name, ty })

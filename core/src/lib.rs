@@ -2,34 +2,41 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Layers, bottom up; a module imports only from layers below it.
-// 1. The type table, errors, the version byte and the codec.
-pub mod codec;
-pub mod error;
+// The modules are private; what a binding, a relay or a transport needs is
+// re-exported below. Layers, bottom up (a module imports only from layers
+// below it):
+// 1. the type table, errors, the version byte, the codec and hashing;
+// 2. clocks, values and addresses;
+// 3. the object types (`types/`: one file per type);
+// 4. the wire format and the causal buffer;
+// 5. the replica state machine (`replica/`).
+mod codec;
+mod error;
 mod hashing;
 mod registry;
 mod version;
-// 2. Clocks, values and addresses.
-pub mod clock;
-pub mod key;
-pub mod value;
-// 3. The object types.
+
+mod clock;
+mod key;
+mod value;
+
 mod types;
-// 4. The wire format and the causal buffer.
-pub mod buffer;
+
+mod buffer;
 pub mod wire;
-// 5. The replica state machine.
-pub mod replica;
+
+mod replica;
 
 pub use buffer::{Causal, CausalBuffer, MissingRange, Offer};
-pub use clock::{Dot, ReplicaId, VectorClock};
+pub use clock::{Dot, ReplicaId, VectorClock, MAX_CLOCK_ENTRIES};
+pub use codec::{Codec, MAX_DEPTH};
 pub use error::{DecodeError, UpdateError};
 pub use hashing::set_hash_key;
 pub use key::{CrdtType, Field, Key};
-pub use replica::errors::{ProtocolError, RepairError};
 pub use replica::{
-    CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ReadOutcome, Record,
-    RecoveryReport, Repaired, Replica, RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+    CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ProtocolError,
+    ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica, RestoreError, Stats,
+    Ticket, Transmit, UpdateOutcome,
 };
 pub use types::{effect, Effect, Op, State, Update};
 pub use value::Value;

@@ -33,9 +33,12 @@ pub(crate) use for_each_type;
 macro_rules! crdt_type {
     ($($tag:literal $module:ident $ty:ident $doc:literal,)*) => {
         /// The object types. Their names are part of the API and wire
-        /// contract; the discriminant is the wire tag.
+        /// contract; the discriminant is the wire tag. More types come
+        /// (the table grows), so matches outside this crate need a
+        /// wildcard arm.
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
         #[repr(u8)]
+        #[non_exhaustive]
         pub enum CrdtType {
             $(#[doc = $doc] $ty = $tag,)*
         }

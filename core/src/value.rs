@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::codec::{Reader, Writer, MAX_DEPTH};
+use crate::codec::{Codec, Reader, Writer, MAX_DEPTH};
 use crate::error::DecodeError;
 
 /// A value stored in a set element, register or returned by a read.
@@ -107,51 +107,6 @@ impl Value {
         }
     }
 
-    /// Appends the canonical encoding.
-    pub fn encode(&self, w: &mut Writer) {
-        match self {
-            Value::Null => w.u8(T_NULL),
-            Value::Bool(false) => w.u8(T_FALSE),
-            Value::Bool(true) => w.u8(T_TRUE),
-            Value::Int(i) => {
-                w.u8(T_INT);
-                w.zigzag(*i);
-            }
-            Value::Float(f) => {
-                w.u8(T_FLOAT);
-                w.u64_le(f.to_bits());
-            }
-            Value::Str(s) => {
-                w.u8(T_STR);
-                w.str(s);
-            }
-            Value::Bytes(b) => {
-                w.u8(T_BYTES);
-                w.bytes(b);
-            }
-            Value::List(l) => {
-                w.u8(T_LIST);
-                w.varint(l.len() as u64);
-                for v in l {
-                    v.encode(w);
-                }
-            }
-            Value::Map(m) => {
-                w.u8(T_MAP);
-                w.varint(m.len() as u64);
-                for (k, v) in m {
-                    w.str(k);
-                    v.encode(w);
-                }
-            }
-        }
-    }
-
-    /// Decodes one value, refusing nesting deeper than [`MAX_DEPTH`].
-    pub fn decode(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
-        Self::decode_at(r, 0)
-    }
-
     fn decode_at(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {
         let tag = r.u8()?;
         Ok(match tag {
@@ -191,6 +146,53 @@ impl Value {
             }
             tag => return Err(DecodeError::InvalidTag { what: "value", tag }),
         })
+    }
+}
+
+impl Codec for Value {
+    /// Appends the canonical encoding.
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Value::Null => w.u8(T_NULL),
+            Value::Bool(false) => w.u8(T_FALSE),
+            Value::Bool(true) => w.u8(T_TRUE),
+            Value::Int(i) => {
+                w.u8(T_INT);
+                w.zigzag(*i);
+            }
+            Value::Float(f) => {
+                w.u8(T_FLOAT);
+                w.u64_le(f.to_bits());
+            }
+            Value::Str(s) => {
+                w.u8(T_STR);
+                w.str(s);
+            }
+            Value::Bytes(b) => {
+                w.u8(T_BYTES);
+                w.bytes(b);
+            }
+            Value::List(l) => {
+                w.u8(T_LIST);
+                w.varint(l.len() as u64);
+                for v in l {
+                    v.encode(w);
+                }
+            }
+            Value::Map(m) => {
+                w.u8(T_MAP);
+                w.varint(m.len() as u64);
+                for (k, v) in m {
+                    w.str(k);
+                    v.encode(w);
+                }
+            }
+        }
+    }
+
+    /// Decodes one value, refusing nesting deeper than [`MAX_DEPTH`].
+    fn decode(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
+        Self::decode_at(r, 0)
     }
 }
 

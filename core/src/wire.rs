@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::clock::{ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::DecodeError;
 use crate::key::Key;
 use crate::types::{Effect, State};
@@ -595,7 +595,7 @@ pub struct TxnHeader {
 
 impl TxnHeader {
     /// Reads a header and skips the effects blob (without decoding it).
-    pub fn decode(r: &mut Reader<'_>) -> Result<TxnHeader, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<TxnHeader, DecodeError> {
         let origin = ReplicaId(r.u64_le()?);
         let seq = r.varint()?;
         if seq == 0 {
@@ -649,7 +649,7 @@ impl Txn {
     }
 
     /// Appends the encoding to `w`.
-    pub fn encode_into(&self, w: &mut Writer) {
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
         let refs: Vec<(&Key, &Effect)> = self.effects.iter().map(|(k, e)| (k, e)).collect();
         encode_txn(w, self.origin, self.seq, &self.deps, &refs);
     }
@@ -745,7 +745,7 @@ fn causal_deps(
 
 /// Appends one transaction's encoding from its parts (the replica encodes
 /// without building a [`Txn`]).
-pub fn encode_txn(
+pub(crate) fn encode_txn(
     w: &mut Writer,
     origin: ReplicaId,
     seq: u64,
@@ -776,6 +776,19 @@ pub fn encode_txn(
         let prefix = prefix.into_vec();
         buf.splice(at..at + 1, prefix);
     }
+}
+
+/// One transaction's bytes (as [`Txn::encode`], from borrowed parts): what
+/// a transport or a test that forges transactions sends.
+pub fn encode_txn_bytes(
+    origin: ReplicaId,
+    seq: u64,
+    deps: &VectorClock,
+    effects: &[(&Key, &Effect)],
+) -> Vec<u8> {
+    let mut w = Writer::new();
+    encode_txn(&mut w, origin, seq, deps, effects);
+    w.into_vec()
 }
 
 /// A full replica state with its clock: what a snapshot record stores and a

@@ -5,8 +5,7 @@
 mod common;
 
 use common::*;
-use minidote_core::codec::Writer;
-use minidote_core::wire::{encode_txn, error_code, Frame, Hello, Txn};
+use minidote_core::wire::{encode_txn_bytes, error_code, Frame, Hello, Txn};
 use minidote_core::{
     CatchUp, CrdtType, DecodeError, Effect, Key, LinkId, LinkPolicy, Op, ProtocolError, Replica,
     ReplicaId, Snapshot, Value, VectorClock,
@@ -22,9 +21,7 @@ fn txns_of(r: &Replica, since: &VectorClock) -> Vec<minidote_core::TxnBytes> {
 /// Re-encodes `txn` with `deps` as its declared dependencies.
 fn with_deps(txn: &Txn, deps: &VectorClock) -> Vec<u8> {
     let refs: Vec<(&Key, &Effect)> = txn.effects.iter().map(|(k, e)| (k, e)).collect();
-    let mut w = Writer::new();
-    encode_txn(&mut w, txn.origin, txn.seq, deps, &refs);
-    w.into_vec()
+    encode_txn_bytes(txn.origin, txn.seq, deps, &refs)
 }
 
 fn hello_from(id: u64, clock: VectorClock) -> Vec<u8> {
@@ -258,7 +255,7 @@ fn a_bloated_clock_from_a_peer_costs_this_replica_nothing() {
 
 #[test]
 fn a_clock_over_the_entry_cap_does_not_decode() {
-    let n = minidote_core::clock::MAX_CLOCK_ENTRIES + 1;
+    let n = minidote_core::MAX_CLOCK_ENTRIES + 1;
     let big: VectorClock = (1..=n).map(|i| (ReplicaId(i), 1)).collect();
     let frame = Frame::Need(big).encode();
     assert!(frame.len() < 200_000, "packed: {} bytes", frame.len());

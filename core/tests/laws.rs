@@ -26,12 +26,6 @@ struct OpRecord {
     past: VectorClock,
 }
 
-impl OpRecord {
-    fn before(&self, other: &OpRecord) -> bool {
-        self.dot != other.dot && other.past.contains(&self.dot)
-    }
-}
-
 struct Run {
     replicas: Vec<Replica>,
     ops: Vec<OpRecord>,
@@ -94,6 +88,7 @@ fn make_op(ty: CrdtType, a: u8, b: u8) -> Op {
             _ => Op::Reset,
         },
         MapRr | MapGo => map_op(ty, a, b, 0),
+        other => panic!("no workload for {other}"),
     }
 }
 
@@ -212,7 +207,7 @@ fn is_add(op: &Op) -> bool {
 
 /// The value of `k` given the visible ops, computed from the spec.
 fn spec(k: &Key, visible: &[&OpRecord]) -> Value {
-    let ops: Vec<Rec> = visible
+    let ops: Vec<Rec<'_>> = visible
         .iter()
         .filter(|o| &o.key == k)
         .map(|o| Rec {
@@ -401,6 +396,7 @@ fn spec_of(ty: CrdtType, ops: &[Rec<'_>]) -> (Value, bool) {
             }
             (Value::Map(m), any)
         }
+        other => panic!("no spec for {other}"),
     }
 }
 

@@ -1220,9 +1220,8 @@ impl Sim {
                     }
                     let refs: Vec<(&Key, &Effect)> =
                         txn.effects.iter().map(|(k, e)| (k, e)).collect();
-                    let mut w = minidote_core::codec::Writer::new();
-                    minidote_core::wire::encode_txn(&mut w, txn.origin, txn.seq, &deps, &refs);
-                    bytes = w.into_vec();
+                    bytes =
+                        minidote_core::wire::encode_txn_bytes(txn.origin, txn.seq, &deps, &refs);
                 }
                 self.register(&bytes);
                 self.hostile.as_mut().unwrap().sent.push(bytes);

@@ -7,8 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minidote_core::codec::Reader;
-use minidote_core::{CatchUp, Config, CrdtType, Key, Replica, ReplicaId, Snapshot, Update, Value};
+use minidote_core::{CatchUp, Codec, Config, CrdtType, Key, Replica, ReplicaId, Snapshot, Update, Value};
 
 const OPS: [&str; 12] = [
     "increment", "decrement", "add", "remove", "add_all", "remove_all", "reset", "assign",
@@ -31,9 +30,13 @@ fuzz_target!(|data: &[u8]| {
         Replica::new(ReplicaId(1), config.clone()),
         Replica::new(ReplicaId(2), config),
     ];
-    let mut r = Reader::new(data);
+    // The input: `type`, `op`, then (unless the op byte is 0xff, a sync)
+    // `len` and `len` bytes of the argument (a Value; `null` = none).
+    let mut rest = data;
     let mut keys = Vec::new();
-    while let (Ok(t), Ok(o)) = (r.u8(), r.u8()) {
+    while let [t, o, tail @ ..] = rest {
+        let (t, o) = (*t, *o);
+        rest = tail;
         let ty = CrdtType::ALL[usize::from(t >> 1) % CrdtType::ALL.len()];
         let at = usize::from(t & 1);
         if o == 0xff {
@@ -41,10 +44,13 @@ fuzz_target!(|data: &[u8]| {
             if at == 0 { sync(&a[0], &mut b[0]) } else { sync(&b[0], &mut a[0]) }
             continue;
         }
-        let arg = match Value::decode(&mut r) {
+        let Some((&len, tail)) = rest.split_first() else { break };
+        let (arg, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = tail;
+        let arg = match Value::from_bytes(arg) {
             Ok(Value::Null) => None,
             Ok(v) => Some(v),
-            Err(_) => break,
+            Err(_) => continue,
         };
         let key = Key::new(["k", "j"][usize::from(o >> 7)], ty, "b");
         let Ok(u) = Update::parse(key.clone(), OPS[usize::from(o & 0x7f) % OPS.len()], arg) else {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::relay_proc::*;
 use common::*;
-use minidote_core::codec::Writer;
-use minidote_core::wire::{encode_txn, error_code, txns_frame, txns_frames, Frame, Hello, Txn};
+use minidote_core::wire::{
+    encode_txn_bytes, error_code, txns_frame, txns_frames, Frame, Hello, Txn,
+};
 use minidote_core::{
     CatchUp, CrdtType, Effect, Key, Op, Replica, ReplicaId, Snapshot, TxnBytes, Update, Value,
     VectorClock,
@@ -276,9 +277,7 @@ async fn a_remove_that_hides_its_dependency_waits_at_the_relay() {
     let b1 = Txn::decode(&log_of(&b)[1]).unwrap();
     // B's remove, declaring no deps although it removes (A,1).
     let refs: Vec<(&Key, &Effect)> = b1.effects.iter().map(|(k, e)| (k, e)).collect();
-    let mut w = Writer::new();
-    encode_txn(&mut w, b1.origin, b1.seq, &VectorClock::new(), &refs);
-    let lying: TxnBytes = w.into_vec().into();
+    let lying: TxnBytes = encode_txn_bytes(b1.origin, b1.seq, &VectorClock::new(), &refs).into();
     let mut cb = raw(&relay, 0xb, Some(&tok(Scope::Write, Some(0xb)))).await;
     cb.send(&frame_of(&[lying])).await;
     pump_until(&mut [], WAIT, |_| relay.metric("txns_buffered_total") == 1).await;

@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use minidote_core::codec::Writer;
-use minidote_core::wire::{encode_txn, split_txn_headers, txns_frame, Frame, Hello};
+use minidote_core::wire::{encode_txn_bytes, split_txn_headers, txns_frame, Frame, Hello};
 use minidote_core::{CrdtType, Effect, Key, ReplicaId, Value, VectorClock};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -230,15 +229,7 @@ fn minidote_frame(id: u64, seq: u64, ts: u64, key: &Key) -> Vec<u8> {
         },
         value: Some(Value::Bytes(payload)),
     });
-    let mut w = Writer::with_capacity(128);
-    encode_txn(
-        &mut w,
-        ReplicaId(id),
-        seq,
-        &VectorClock::new(),
-        &[(key, &effect)],
-    );
-    let txn = w.into_vec();
+    let txn = encode_txn_bytes(ReplicaId(id), seq, &VectorClock::new(), &[(key, &effect)]);
     txns_frame([&txn[..]].into_iter())
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::buffer::{CausalBuffer, MissingRange, Offer, Waiting};
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::Writer;
+use crate::codec::{Codec, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::hashing::KeyedMap;
 use crate::key::Key;
@@ -30,7 +30,7 @@ use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
 mod durability;
-pub mod errors;
+mod errors;
 mod links;
 mod log;
 mod objects;

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::{Dot, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::DecodeError;
 
 /// A set of dots, kept sorted. Most elements and flags hold exactly one
@@ -155,12 +155,14 @@ impl DotSet {
         }
         *self = Self::from_sorted(v);
     }
+}
 
-    pub(crate) fn encode(&self, w: &mut Writer) {
+impl Codec for DotSet {
+    fn encode(&self, w: &mut Writer) {
         encode_dots(self.as_slice(), w);
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         decode_dots(r).map(Self::from_sorted)
     }
 }
@@ -226,6 +228,20 @@ pub struct PosNeg {
     pub pos: DotSet,
     /// Disable / remove tokens.
     pub neg: DotSet,
+}
+
+impl Codec for PosNeg {
+    fn encode(&self, w: &mut Writer) {
+        self.pos.encode(w);
+        self.neg.encode(w);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PosNeg {
+            pos: DotSet::decode(r)?,
+            neg: DotSet::decode(r)?,
+        })
+    }
 }
 
 impl PosNeg {

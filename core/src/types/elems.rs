@@ -33,7 +33,7 @@ use super::dots::{DotSet, Mark, PosNeg};
 use super::op::Op;
 use super::{unknown_op, Crdt, Rename};
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::hashing::SipKey;
 use crate::key::CrdtType;
@@ -141,7 +141,7 @@ impl<T> FromIterator<(Value, T)> for ElemMap<T> {
 }
 
 /// The tokens of one element.
-pub trait Tokens: Default + Clone + PartialEq + Eq + Debug {
+pub trait Tokens: Codec + Default + Clone + PartialEq + Eq + Debug {
     /// True if this token kind can hold remove tokens.
     const NEG: bool;
     /// Applies a causally delivered delta: drop `removed`, leave `mark`.
@@ -154,10 +154,6 @@ pub trait Tokens: Default + Clone + PartialEq + Eq + Debug {
     fn all(&self) -> DotSet;
     /// The positive tokens.
     fn pos(&self) -> &DotSet;
-    /// Appends the encoding.
-    fn encode(&self, w: &mut Writer);
-    /// Decodes (possibly empty) tokens.
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
 impl Tokens for DotSet {
@@ -177,12 +173,6 @@ impl Tokens for DotSet {
     fn pos(&self) -> &DotSet {
         self
     }
-    fn encode(&self, w: &mut Writer) {
-        DotSet::encode(self, w)
-    }
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        DotSet::decode(r)
-    }
 }
 
 impl Tokens for PosNeg {
@@ -201,16 +191,6 @@ impl Tokens for PosNeg {
     }
     fn pos(&self) -> &DotSet {
         &self.pos
-    }
-    fn encode(&self, w: &mut Writer) {
-        self.pos.encode(w);
-        self.neg.encode(w);
-    }
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(PosNeg {
-            pos: DotSet::decode(r)?,
-            neg: DotSet::decode(r)?,
-        })
     }
 }
 

@@ -3,10 +3,10 @@
 //! negative one. The flag is on while it has a positive token and no
 //! negative one, so a disable concurrent with an enable wins.
 
-use super::dots::{decode_dots, encode_dots, DotSet, Mark, PosNeg};
+use super::dots::{decode_dots, encode_dots, Mark, PosNeg};
 use super::{unknown_op, Crdt, Op, Rename};
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::key::CrdtType;
 use crate::value::Value;
@@ -72,15 +72,11 @@ impl Crdt for FlagDw {
     }
 
     fn encode(&self, w: &mut Writer) {
-        self.0.pos.encode(w);
-        self.0.neg.encode(w);
+        self.0.encode(w)
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self(PosNeg {
-            pos: DotSet::decode(r)?,
-            neg: DotSet::decode(r)?,
-        }))
+        PosNeg::decode(r).map(Self)
     }
 
     fn encode_effect(e: &Effect, w: &mut Writer) {

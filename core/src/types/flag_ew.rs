@@ -5,7 +5,7 @@
 use super::dots::{decode_dots, encode_dots, DotSet};
 use super::{unknown_op, Crdt, Op, Rename};
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::key::CrdtType;
 use crate::value::Value;

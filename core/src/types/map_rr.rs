@@ -25,7 +25,7 @@ use super::{prepare as prepare_field, unknown_op, Crdt, Effect as AnyEffect, Op,
 use super::op::FieldError;
 use super::store::apply_at;
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::key::{CrdtType, Field};
 use crate::value::Value;

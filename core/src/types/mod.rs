@@ -294,14 +294,14 @@ macro_rules! dispatch {
 
             /// Appends the state's encoding (without its type, which the
             /// key holds).
-            pub fn encode(&self, w: &mut Writer) {
+            pub(crate) fn encode(&self, w: &mut Writer) {
                 match self {
                     $(State::$ty(s) => s.encode(w),)*
                 }
             }
 
             /// Decodes a state of type `ty`.
-            pub fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<State, DecodeError> {
+            pub(crate) fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<State, DecodeError> {
                 r.nested(|r| {
                     Ok(match ty {
                         $(CrdtType::$ty => State::$ty($module::$ty::decode(r)?),)*
@@ -320,14 +320,14 @@ macro_rules! dispatch {
 
             /// Appends the effect's body (the caller writes the key, with
             /// the type, first).
-            pub fn encode(&self, w: &mut Writer) {
+            pub(crate) fn encode(&self, w: &mut Writer) {
                 match self {
                     $(Effect::$ty(e) => <$module::$ty as Crdt>::encode_effect(e, w),)*
                 }
             }
 
             /// Decodes an effect body for an object of type `ty`.
-            pub fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
+            pub(crate) fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
                 r.nested(|r| {
                     Ok(match ty {
                         $(CrdtType::$ty => Effect::$ty(<$module::$ty as Crdt>::decode_effect(r)?),)*

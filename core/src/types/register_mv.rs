@@ -8,7 +8,7 @@ use super::dots::{decode_dots, encode_dots};
 use super::dots::{drop_older_of, join_dot_fun};
 use super::{unknown_op, Crdt, Op, Rename};
 use crate::clock::{Dot, ReplicaId, VectorClock};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::key::CrdtType;
 use crate::value::Value;

@@ -12,15 +12,19 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use minidote_core::wire::{error_code, Frame, HelloHead};
 use minidote_core::{
     Config, Event, LinkId, LinkPolicy, ProtocolError, Record, Replica, Stats, Ticket, UpdateError,
     Value, VectorClock,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use minidote_framing::{FrameCodec, LenError, MaxLen};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc as tmpsc;
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -700,7 +704,13 @@ enum Side {
 }
 
 async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) {
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    // One reader for the whole link: it keeps what arrived past a frame.
+    let mut rd = FramedRead::with_capacity(
+        rd,
+        FrameCodec::new(MaxLen(MAX_FRAME_BEFORE_HELLO)),
+        READ_GROW,
+    );
     let outgoing = matches!(side, Side::Dialed(_));
     let (token, policy, first, expires) = match side {
         Side::Dialed(token) => (token, LinkPolicy::TRUSTED, None, None),
@@ -800,7 +810,7 @@ async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) 
 /// `Error` frame to send before closing (`None`: just close).
 async fn admit(
     sh: &Arc<Shared>,
-    rd: &mut OwnedReadHalf,
+    rd: &mut Reader,
     v: &minidote_auth::Verifier,
     addr: &str,
 ) -> Result<(LinkPolicy, Vec<u8>, u64), Option<Vec<u8>>> {
@@ -810,8 +820,8 @@ async fn admit(
         Some(Frame::Error { code, message }.encode())
     };
     let hello = match tokio::time::timeout(HELLO_WAIT, read_frame(rd, MAX_FRAME_BEFORE_HELLO)).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Err(FrameError::TooLarge(n))) => {
+        Ok(Ok(Some(f))) => f.to_vec(),
+        Ok(Err(LenError::TooLarge(n, _))) => {
             return Err(refuse(
                 error_code::TOO_LARGE,
                 format!("frame of {n} bytes before Hello is over the limit of {MAX_FRAME_BEFORE_HELLO} bytes"),
@@ -856,36 +866,16 @@ async fn admit(
     Ok((policy, hello, claims.expires))
 }
 
-enum FrameError {
-    TooLarge(usize),
-    Io,
-}
+/// A link's reading half: tokio-util's `FramedRead` with Minidote's TCP
+/// framing (relay/framing), cancel-safe and bounded by a maximum length
+/// checked before the body is read; nothing is reserved for a declared
+/// length, so it costs what was sent.
+type Reader = FramedRead<OwnedReadHalf, FrameCodec<MaxLen>>;
 
-/// Reads one length-prefixed frame of at most `limit` bytes; `Ok(None)` at
-/// a clean end. The buffer grows as the bytes arrive, so a declared length
-/// costs nothing until it is sent.
-async fn read_frame(rd: &mut OwnedReadHalf, limit: usize) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut len = [0u8; 4];
-    match rd.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(_) => return Err(FrameError::Io),
-    }
-    let n = u32::from_be_bytes(len) as usize;
-    if n > limit {
-        return Err(FrameError::TooLarge(n));
-    }
-    let mut frame = Vec::with_capacity(n.min(READ_GROW));
-    while frame.len() < n {
-        let want = (n - frame.len()).min(READ_GROW);
-        let start = frame.len();
-        frame.resize(start + want, 0);
-        match rd.read(&mut frame[start..]).await {
-            Ok(0) | Err(_) => return Err(FrameError::Io),
-            Ok(got) => frame.truncate(start + got),
-        }
-    }
-    Ok(Some(frame))
+/// Reads one frame of at most `limit` bytes; `Ok(None)` at a clean end.
+async fn read_frame(rd: &mut Reader, limit: usize) -> Result<Option<BytesMut>, LenError> {
+    rd.decoder_mut().check = MaxLen(limit);
+    rd.next().await.transpose()
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::Receiver<Vec<u8>>) {
@@ -911,7 +901,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: tmpsc::Receiver<Vec<u8>>) {
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(sh: &Arc<Shared>, mut rd: OwnedReadHalf, link: LinkId, addr: &str) {
+async fn read_loop(sh: &Arc<Shared>, mut rd: Reader, link: LinkId, addr: &str) {
     loop {
         let limit = if sh.lock().replica.link_established(link) {
             MAX_INCOMING_FRAME
@@ -920,8 +910,8 @@ async fn read_loop(sh: &Arc<Shared>, mut rd: OwnedReadHalf, link: LinkId, addr: 
         };
         let frame = match read_frame(&mut rd, limit).await {
             Ok(Some(f)) => f,
-            Ok(None) | Err(FrameError::Io) => return,
-            Err(FrameError::TooLarge(n)) => {
+            Ok(None) | Err(LenError::Io(_)) => return,
+            Err(LenError::TooLarge(n, _)) => {
                 sh.lock().note_protocol_error(format!(
                     "minidote link {addr}: frame of {n} bytes exceeds the {limit}-byte limit (garbage or a non-minidote peer)"
                 ));

@@ -107,7 +107,9 @@ def hello(rid, room, token):
 
 def increment_txn(rid, seq, by):
     zig = (by << 1) ^ (by >> 63)
-    blob = b"\x01" + b"\x00" + s("likes") + s("b") + varint(zig)
+    # One effect: key (counter_pn, "likes", "b"), head 1 (a delta, no
+    # floors), the zigzag delta (PROTOCOL.md §5).
+    blob = b"\x01" + b"\x00" + s("likes") + s("b") + b"\x01" + varint(zig)
     return struct.pack("<Q", rid) + varint(seq) + b"\x00" + varint(len(blob)) + blob
 
 

@@ -27,6 +27,22 @@ pub enum ReadError {
     Io(String),
 }
 
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e.to_string())
+    }
+}
+
+impl minidote_framing::Check for Limits {
+    type Error = ReadError;
+    fn check(&self, head: &[u8], len: usize) -> Result<(), ReadError> {
+        Limits::check(self, head, len)
+    }
+    fn most(&self) -> usize {
+        Limits::most(self)
+    }
+}
+
 /// What a transport may read next: checked on the frame's tag and declared
 /// size before its body is read, and the body's buffer grows only as its
 /// bytes arrive.

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
-use bytes::{BufMut as _, Bytes};
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
+use minidote_framing::FrameCodec;
+use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::FramedRead;
 
 use crate::outbox::FrameSink;
 use crate::session::{session, FrameSource, Limits, ReadError};
@@ -44,9 +46,18 @@ pub(crate) async fn tcp_accept_loop(hub: Arc<Hub>, listener: TcpListener) {
 
 async fn serve_tcp(hub: Arc<Hub>, stream: TcpStream) {
     let (r, w) = stream.into_split();
+    let limits = Limits {
+        max: 0,
+        snapshot: 0,
+        only: None,
+    };
     session(
         hub,
-        TcpSource::new(BufReader::with_capacity(64 << 10, r)),
+        TcpSource(FramedRead::with_capacity(
+            r,
+            FrameCodec::new(limits),
+            64 << 10,
+        )),
         TcpSink(BufWriter::with_capacity(64 << 10, w)),
         "tcp",
     )
@@ -112,99 +123,35 @@ impl FrameSink for WsSink {
     }
 }
 
-/// Reads length-prefixed frames. Cancel-safe: the session's `select!`
-/// may drop a `next()` future at any await (a ping tick, the idle
-/// deadline), so progress lives here, not in the future: every completed
-/// `read` is recorded before the next await.
-///
-/// The declared length and the frame's first two bytes (version and tag)
-/// are checked against the limits before the body is read, and the body's
-/// buffer grows as its bytes arrive: a peer that declares 64 MiB and sends
-/// nothing costs 64 KiB, not 64 MiB.
-struct TcpSource {
-    r: BufReader<OwnedReadHalf>,
-    head: [u8; 6],
-    head_filled: usize,
-    body: Option<(Vec<u8>, usize)>,
-}
-
-/// The body buffer grows by at most this much per read.
-const GROW: usize = 64 << 10;
-
-impl TcpSource {
-    fn new(r: BufReader<OwnedReadHalf>) -> Self {
-        TcpSource {
-            r,
-            head: [0; 6],
-            head_filled: 0,
-            body: None,
-        }
-    }
-}
+/// Reads length-prefixed frames through tokio-util's `FramedRead` and
+/// [`FrameCodec`] (relay/framing): cancel-safe, since the session's
+/// `select!` may drop a `next()` future at any await (a ping tick, the idle
+/// deadline) and partial frames stay in the `FramedRead`'s buffer. The
+/// declared length and the frame's first two bytes (version and tag) are
+/// checked against the limits before the body is read, and nothing is
+/// reserved for a declared length: a peer that declares 64 MiB and sends
+/// nothing costs what it sent.
+struct TcpSource(FramedRead<OwnedReadHalf, FrameCodec<Limits>>);
 
 impl FrameSource for TcpSource {
     async fn next(&mut self, limits: Limits) -> Result<Option<Bytes>, ReadError> {
-        let io = |e: std::io::Error| ReadError::Io(e.to_string());
-        if self.body.is_none() {
-            // The length, then up to two bytes of the frame.
-            loop {
-                let want = if self.head_filled < 4 {
-                    4
-                } else {
-                    let len = u32::from_be_bytes(self.head[..4].try_into().expect("4")) as usize;
-                    4 + len.min(2)
-                };
-                if self.head_filled >= want {
-                    break;
-                }
-                let n = self
-                    .r
-                    .read(&mut self.head[self.head_filled..want])
-                    .await
-                    .map_err(io)?;
-                if n == 0 {
-                    return if self.head_filled == 0 {
-                        Ok(None)
-                    } else {
-                        Err(ReadError::Io(
-                            "connection closed inside a frame header".into(),
-                        ))
-                    };
-                }
-                self.head_filled += n;
-            }
-            let len = u32::from_be_bytes(self.head[..4].try_into().expect("4")) as usize;
-            let got = &self.head[4..self.head_filled];
-            limits.check(got, len)?;
-            let mut buf = Vec::with_capacity(len.min(GROW));
-            buf.extend_from_slice(got);
-            self.body = Some((buf, len));
+        self.0.decoder_mut().check = limits;
+        match self.0.next().await {
+            None => Ok(None),
+            // Copied out: the read buffer's allocation is shared by every
+            // frame split from it, so a kept frame (or one transaction of
+            // it, in the room log) would pin the whole chunk. An exact copy
+            // costs what the frame holds, as before.
+            Some(Ok(frame)) => Ok(Some(Bytes::copy_from_slice(&frame))),
+            Some(Err(e)) => Err(e),
         }
-        let (buf, len) = self.body.as_mut().expect("set above");
-        while buf.len() < *len {
-            let rest = *len - buf.len();
-            if buf.capacity() == buf.len() {
-                // Geometric (so a large frame is copied O(1) times) but
-                // exact and never past the frame's end (a plain reserve
-                // may double, and hold twice the frame).
-                buf.reserve_exact(buf.len().max(GROW).min(rest));
-            }
-            let room = (buf.capacity() - buf.len()).min(rest);
-            let n = self
-                .r
-                .read_buf(&mut (&mut *buf).limit(room))
-                .await
-                .map_err(io)?;
-            if n == 0 {
-                return Err(ReadError::Io("connection closed inside a frame".into()));
-            }
-        }
-        let (buf, _) = self.body.take().expect("set above");
-        self.head_filled = 0;
-        Ok(Some(Bytes::from(buf)))
     }
 }
 
+/// Writes length-prefixed frames: the 4-byte length, then the frame's own
+/// bytes (a frame larger than the buffer is written from where it lives,
+/// the room log, with no copy; a framing codec would copy every frame into
+/// its buffer, a megabyte per reader that stopped reading).
 struct TcpSink(BufWriter<OwnedWriteHalf>);
 
 impl FrameSink for TcpSink {

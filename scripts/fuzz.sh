@@ -9,9 +9,11 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked || cargo install cargo-fuzz
 fi
 export RUSTC_BOOTSTRAP=1
-for target in decode_frame replica_frames; do
+for target in decode_frame replica_frames updates; do
   mkdir -p "fuzz/corpus/$target"
-  # Seed the corpus with the golden vectors' frames and known crashers.
+  # Seed the corpus with known crashers and the target's own seeds (the
+  # updates target's: map ops racing removes, in its input format).
   cp core/tests/fuzz-crashers/* "fuzz/corpus/$target/" 2>/dev/null || true
+  cp fuzz/seeds/"$target"/* "fuzz/corpus/$target/" 2>/dev/null || true
   (cd fuzz && cargo fuzz run "$target" -- -max_total_time="$secs" -max_len=4096)
 done

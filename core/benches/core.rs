@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use minidote_core::{
-    CatchUp, Config, CrdtType, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Snapshot, Txn,
-    TxnBytes, Update, Value,
+    CatchUp, Config, CrdtType, Field, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Snapshot,
+    Txn, TxnBytes, Update, Value,
 };
 
 fn likes() -> Key {
@@ -286,5 +286,79 @@ fn snapshot_merge(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, local, remote, codec, catch_up, snapshot_merge);
+/// `doc.meta.f{f} = v`: a field of a `map_rr` inside the `map_rr` `doc`.
+fn nested_write(doc: &Key, f: usize, v: i64) -> Update {
+    let meta = Field::new("meta", CrdtType::MapRr);
+    let field = Field::new(format!("f{f}"), CrdtType::RegisterLww);
+    let op = Op::Update(
+        meta,
+        Box::new(Op::Update(field, Box::new(Op::Assign(Value::Int(v))))),
+    );
+    Update::new(doc.clone(), op)
+}
+
+fn maps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("maps");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("nested_field_write_of_1k_docs", |b| {
+        let mut r = memory(1);
+        let docs: Vec<Key> = (0..1000)
+            .map(|i| Key::new(format!("d{i}"), CrdtType::MapRr, "demo"))
+            .collect();
+        let mut i = 0usize;
+        b.iter(|| {
+            i += 1;
+            let u = nested_write(&docs[i % 1000], i % 10, i as i64);
+            r.update_objects(vec![u], None).unwrap();
+        })
+    });
+    // 100k nested writes made at replica 2, applied in frames of 1,000.
+    let mut w = Replica::new(
+        ReplicaId(2),
+        Config {
+            snapshot_every: 0,
+            ..Config::default()
+        },
+    );
+    let docs: Vec<Key> = (0..1000)
+        .map(|i| Key::new(format!("d{i}"), CrdtType::MapRr, "demo"))
+        .collect();
+    for i in 0..100_000 {
+        w.update_objects(vec![nested_write(&docs[i % 1000], i % 10, i as i64)], None)
+            .unwrap();
+    }
+    let CatchUp::Txns(txns) = w.catch_up(&Default::default()) else {
+        unreachable!()
+    };
+    let frames: Vec<Vec<u8>> = txns
+        .chunks(1000)
+        .map(|c| Frame::Txns(c.to_vec()).encode())
+        .collect();
+    g.throughput(Throughput::Elements(100_000));
+    g.sample_size(10);
+    g.bench_function("remote_apply_100k_nested_writes", |b| {
+        b.iter_batched(
+            || linked(1),
+            |mut r| {
+                for f in &frames {
+                    r.handle_frame(LinkId(1), f, 1).unwrap();
+                }
+                assert_eq!(r.clock().get(ReplicaId(2)), 100_000);
+                r
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    local,
+    remote,
+    codec,
+    catch_up,
+    snapshot_merge,
+    maps
+);
 criterion_main!(benches);

@@ -41,6 +41,14 @@ pub trait Codec: Sized {
     }
 }
 
+/// The capacity to reserve for `n` decoded items: a peer's count is only
+/// checked against the bytes left (see [`Reader::count`]), and an item in
+/// memory can be many times its encoding (a map field's effect, nested),
+/// so at most 1,024 are reserved up front and the rest grow as they decode.
+pub(crate) fn reserve(n: usize) -> usize {
+    n.min(1024)
+}
+
 /// An append-only byte sink.
 #[derive(Debug, Default, Clone)]
 pub struct Writer {

@@ -123,7 +123,7 @@ impl Value {
                 }
                 if tag == T_LIST {
                     let n = r.count(1)?;
-                    let mut l = Vec::with_capacity(n);
+                    let mut l = Vec::with_capacity(crate::codec::reserve(n));
                     for _ in 0..n {
                         l.push(Self::decode_at(r, depth + 1)?);
                     }

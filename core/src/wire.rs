@@ -676,10 +676,15 @@ impl Txn {
         let mut er = Reader::new(r.take(effects_len)?);
         r.finish()?;
         let n = er.count(3)?;
-        let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(n);
+        let mut effects: Vec<(Key, Effect)> = Vec::with_capacity(crate::codec::reserve(n));
         for _ in 0..n {
             let k = Key::decode_with(&mut er, intern)?;
             let e = Effect::decode(k.ty, &mut er)?;
+            if e.is_field_only() {
+                return Err(DecodeError::Inconsistent(
+                    "a reset of an object whose type has none (only a map field can be reset)",
+                ));
+            }
             effects.push((k, e));
         }
         er.finish()?;
@@ -822,7 +827,7 @@ impl Snapshot {
         check_version(r.u8()?)?;
         let clock = VectorClock::decode(&mut r)?;
         let n = r.count(4)?;
-        let mut objects: Vec<(Key, State)> = Vec::with_capacity(n);
+        let mut objects: Vec<(Key, State)> = Vec::with_capacity(crate::codec::reserve(n));
         for _ in 0..n {
             let k = Key::decode(&mut r)?;
             let s = State::decode(k.ty, &mut r)?;

@@ -324,3 +324,86 @@ fn bad_map_ops_are_typed_errors_and_change_nothing() {
         ])
     );
 }
+
+#[test]
+fn the_deepest_nesting_a_peer_can_decode_is_the_deepest_accepted() {
+    // 63 updates deep is accepted and reaches another replica; 64 is refused.
+    let nest = |levels: usize| {
+        let mut op = Op::Increment(1);
+        op = up("c", CrdtType::CounterPn, op);
+        for _ in 1..levels {
+            op = up("m", CrdtType::MapRr, op);
+        }
+        op
+    };
+    let k = key("deep", CrdtType::MapRr);
+    let mut a = replica(1);
+    op(&mut a, &k, nest(63));
+    let mut b = replica(2);
+    sync(&a, &mut b);
+    assert_eq!(read(&mut b, &k), read(&mut a, &k));
+    let snap = a.state_snapshot().encode();
+    assert!(
+        minidote_core::Snapshot::decode(&snap).is_ok(),
+        "its snapshot decodes"
+    );
+    let err = a
+        .update_objects(vec![Update::new(k.clone(), nest(64))], None)
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::TooDeep { .. }), "{err}");
+}
+
+#[test]
+fn a_reset_only_a_map_field_can_have_is_refused_on_a_top_level_object() {
+    use minidote_core::{effect, Effect, ReplicaId, Txn, VectorClock};
+    // A counter_pn effect with a floor, on a top-level counter: no honest
+    // replica makes one (a top-level counter cannot be reset).
+    let t = Txn {
+        origin: ReplicaId(9),
+        seq: 1,
+        deps: VectorClock::new(),
+        effects: vec![(
+            key("likes", CrdtType::CounterPn),
+            Effect::CounterPn(effect::CounterPn {
+                delta: None,
+                reset: vec![(ReplicaId(1), effect::PnEntry { seq: 3, p: 7, n: 0 })],
+            }),
+        )],
+    };
+    assert!(Txn::decode(&t.encode()).is_err());
+    // The same inside a map field is a remove, and decodes.
+    let m = Txn {
+        effects: vec![(
+            key("doc", CrdtType::MapRr),
+            Effect::MapRr(effect::MapRr(vec![(
+                Field::new("n", CrdtType::CounterPn),
+                t.effects[0].1.clone(),
+            )])),
+        )],
+        ..t.clone()
+    };
+    assert!(Txn::decode(&m.encode()).is_ok());
+}
+
+#[test]
+fn removed_counters_leave_no_effects_in_later_resets() {
+    let k = key("dict", CrdtType::MapRr);
+    let mut a = replica(1);
+    for i in 0..50 {
+        let name = format!("c{i}");
+        op(&mut a, &k, up(&name, CrdtType::CounterPn, Op::Increment(1)));
+        op(&mut a, &k, rm(&name, CrdtType::CounterPn));
+    }
+    assert_eq!(read(&mut a, &k), map(&[]));
+    let before = a.catch_up(&Default::default());
+    op(&mut a, &k, Op::Reset);
+    let minidote_core::CatchUp::Txns(all) = a.catch_up(&Default::default()) else {
+        panic!("{before:?}")
+    };
+    let last = all.last().unwrap();
+    assert!(
+        last.len() < 64,
+        "the reset names none of the 50 tombstones: {} bytes",
+        last.len()
+    );
+}

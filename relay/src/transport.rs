@@ -136,6 +136,12 @@ struct TcpSource(FramedRead<OwnedReadHalf, FrameCodec<Limits>>);
 impl FrameSource for TcpSource {
     async fn next(&mut self, limits: Limits) -> Result<Option<Bytes>, ReadError> {
         self.0.decoder_mut().check = limits;
+        // A large frame leaves its allocation behind as the read buffer:
+        // give it back once the buffer is empty.
+        let buf = self.0.read_buffer_mut();
+        if buf.is_empty() && buf.capacity() > 1 << 20 {
+            *buf = bytes::BytesMut::with_capacity(64 << 10);
+        }
         match self.0.next().await {
             None => Ok(None),
             // Copied out: the read buffer's allocation is shared by every

@@ -183,10 +183,61 @@ fn b31<S: Subject>(c: &mut Criterion) {
     g.finish();
 }
 
+/// W7: nested maps. Writes of one field of the `meta` map inside one of
+/// n/1000 document maps, one transaction each; then one replica applies
+/// them all. (Yjs `MapRef` in a root map, Loro `LoroMap` child containers,
+/// automerge nested `Map` objects, minidote a `map_rr` per document with a
+/// `map_rr` field.)
+fn w7<S: Subject>(c: &mut Criterion, w: &Workloads) {
+    if S::NAME == "crdts" {
+        return;
+    }
+    let n = w.nested.len() as u64;
+    let mut g = group(c, "W7 nested map writes", n);
+    g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
+        b.iter_custom(|it| {
+            timed(
+                it,
+                || S::new(realistic_id(1)),
+                |s| {
+                    for &(d, f, v) in &w.nested {
+                        s.nested_write(d, f, v);
+                    }
+                },
+            )
+        })
+    });
+    g.finish();
+    let mut writer = S::new(realistic_id(1));
+    for &(d, f, v) in &w.nested {
+        writer.nested_write(d, f, v);
+    }
+    let effects = writer.take_updates();
+    let probe: Vec<(u32, u32)> = w.nested.iter().rev().take(100).map(|&(d, f, _)| (d, f)).collect();
+    let want: Vec<u64> = probe.iter().map(|&(d, f)| writer.nested_read(d, f)).collect();
+    assert!(want.iter().any(|v| *v != 0), "{} wrote", S::NAME);
+    let mut g = group(c, "W7 nested map remote apply", n);
+    g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {
+        b.iter_custom(|it| {
+            timed(
+                it,
+                || S::new(realistic_id(2)),
+                |s| {
+                    s.apply(&effects);
+                    let got: Vec<u64> = probe.iter().map(|&(d, f)| s.nested_read(d, f)).collect();
+                    assert_eq!(got, want, "{} replica agrees", S::NAME);
+                },
+            )
+        })
+    });
+    g.finish();
+}
+
 fn all<S: Subject>(c: &mut Criterion, w: &Workloads, n: usize) {
     w1::<S>(c, w, n);
     w2_w4_w5::<S>(c, w);
     b31::<S>(c);
+    w7::<S>(c, w);
 }
 
 fn benches(c: &mut Criterion) {

@@ -64,6 +64,8 @@ pub struct Workloads {
     pub writes: Vec<(u32, u64)>,
     /// W2: mixed ops in causal (program) order.
     pub mixed: Vec<Mixed>,
+    /// W7: nested map writes (document, field of its `meta` map, value).
+    pub nested: Vec<(u32, u32, u64)>,
 }
 
 impl Workloads {
@@ -83,11 +85,16 @@ impl Workloads {
                 _ => Mixed::Write(r.below(keys) as u32, i as u64),
             })
             .collect();
+        let docs = (n / 1000).max(1) as u64;
+        let nested = (0..n)
+            .map(|i| (r.below(docs) as u32, r.below(10) as u32, i as u64))
+            .collect();
         Workloads {
             set_adds,
             set_removes,
             writes,
             mixed,
+            nested,
         }
     }
 }
@@ -137,6 +144,11 @@ pub trait Subject: Sized {
     /// A number that depends on the state, to check replicas agree and to
     /// keep the optimiser honest.
     fn digest(&mut self) -> u64;
+    /// W7: in one transaction, sets field `f` of the map `meta` inside the
+    /// map of document `doc` to `v` (the nested maps are made on first use).
+    fn nested_write(&mut self, doc: u32, f: u32, v: u64);
+    /// W7: the value at `doc.meta.f` (0 if absent).
+    fn nested_read(&mut self, doc: u32, f: u32) -> u64;
 }
 
 // ------------------------------------------------------------ minidote
@@ -145,8 +157,8 @@ pub mod md {
     use super::*;
     use minidote_core::wire::txns_frames;
     use minidote_core::{
-        CatchUp, Config, CrdtType, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId, Update,
-        UpdateOutcome, Value, VectorClock,
+        CatchUp, Config, CrdtType, Field, Frame, Hello, Key, LinkId, Op, Replica, ReplicaId,
+        Update, UpdateOutcome, Value, VectorClock,
     };
 
     pub struct Md {
@@ -155,6 +167,10 @@ pub mod md {
         set: Key,
         flag: Key,
         regs: HashMap<u32, Key>,
+        /// W7: one `map_rr` object per document, and the field names.
+        docs: HashMap<u32, Key>,
+        meta: Field,
+        fields: Vec<Field>,
         sent: usize,
         /// W3: a link to a listening peer, whose frames are the broadcast.
         live: Option<LinkId>,
@@ -195,6 +211,11 @@ pub mod md {
                 set: Key::new("s", CrdtType::SetAw, "b"),
                 flag: Key::new("f", CrdtType::FlagEw, "b"),
                 regs: HashMap::new(),
+                docs: HashMap::new(),
+                meta: Field::new("meta", CrdtType::MapRr),
+                fields: (0..10)
+                    .map(|f| Field::new(format!("f{f}"), CrdtType::RegisterLww))
+                    .collect(),
                 sent: 0,
                 live: None,
             }
@@ -293,6 +314,32 @@ pub mod md {
             m.r = r;
             m
         }
+        fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
+            let key = self
+                .docs
+                .entry(doc)
+                .or_insert_with(|| Key::new(format!("d{doc}"), CrdtType::MapRr, "b"))
+                .clone();
+            let assign = Op::Assign(Value::Int(v as i64));
+            let op = Op::Update(
+                self.meta.clone(),
+                Box::new(Op::Update(self.fields[f as usize].clone(), Box::new(assign))),
+            );
+            self.run(vec![Update::new(key, op)]);
+        }
+        fn nested_read(&mut self, doc: u32, f: u32) -> u64 {
+            let key = Key::new(format!("d{doc}"), CrdtType::MapRr, "b");
+            let Value::Map(m) = self.r.value(&key) else {
+                return 0;
+            };
+            match m.get("meta") {
+                Some(Value::Map(meta)) => match meta.get(&format!("f{f}")) {
+                    Some(Value::Int(i)) => *i as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        }
         fn digest(&mut self) -> u64 {
             let c = self.r.value(&self.counter);
             let s = self.r.value(&self.set);
@@ -321,6 +368,8 @@ pub mod am {
         set: automerge::ObjId,
         regs: automerge::ObjId,
         heads: Vec<automerge::ChangeHash>,
+        /// W7: each document's `meta` map.
+        meta: HashMap<u32, automerge::ObjId>,
     }
 
     impl Subject for Am {
@@ -408,6 +457,7 @@ pub mod am {
                 set,
                 regs,
                 heads,
+                meta: HashMap::new(),
             }
         }
         fn digest(&mut self) -> u64 {
@@ -420,6 +470,45 @@ pub mod am {
             };
             c ^ ((self.d.length(&self.set) as u64) << 32)
         }
+        fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
+            let meta = match self.meta.get(&doc) {
+                Some(m) => m.clone(),
+                None => {
+                    let d = self
+                        .d
+                        .put_object(ROOT, format!("d{doc}"), automerge::ObjType::Map)
+                        .unwrap();
+                    let m = self
+                        .d
+                        .put_object(&d, "meta", automerge::ObjType::Map)
+                        .unwrap();
+                    self.meta.insert(doc, m.clone());
+                    m
+                }
+            };
+            self.d.put(&meta, format!("f{f}"), v).unwrap();
+            self.d.commit();
+        }
+        fn nested_read(&mut self, doc: u32, f: u32) -> u64 {
+            let obj = |d: &AutoCommit, at: &automerge::ObjId, k: &str| match d.get(at, k).unwrap() {
+                Some((automerge::Value::Object(_), id)) => Some(id),
+                _ => None,
+            };
+            let Some(dm) = obj(&self.d, &ROOT, &format!("d{doc}")) else {
+                return 0;
+            };
+            let Some(meta) = obj(&self.d, &dm, "meta") else {
+                return 0;
+            };
+            match self.d.get(&meta, format!("f{f}").as_str()).unwrap() {
+                Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+                    ScalarValue::Uint(u) => *u,
+                    ScalarValue::Int(i) => *i as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        }
     }
 }
 
@@ -429,13 +518,16 @@ pub mod ys {
     use super::*;
     use yrs::updates::decoder::Decode;
     use yrs::updates::encoder::Encode;
-    use yrs::{Doc, Map, MapRef, Options, ReadTxn, Transact, Update};
+    use yrs::{Doc, Map, MapPrelim, MapRef, Options, Out, ReadTxn, Transact, Update};
 
     pub struct Ys {
         pub d: Doc,
         m: MapRef,
         s: MapRef,
         r: MapRef,
+        /// W7: the root map of documents, and each document's `meta` map.
+        docs: MapRef,
+        meta: HashMap<u32, MapRef>,
         pending: Vec<Vec<u8>>,
         sv: yrs::StateVector,
         /// Capture each transaction's own update (what a Yjs provider
@@ -466,11 +558,14 @@ pub mod ys {
             let m = d.get_or_insert_map("m");
             let s = d.get_or_insert_map("s");
             let r = d.get_or_insert_map("r");
+            let docs = d.get_or_insert_map("docs");
             Ys {
                 d,
                 m,
                 s,
                 r,
+                docs,
+                meta: HashMap::new(),
                 pending: Vec::new(),
                 sv: yrs::StateVector::default(),
                 live: false,
@@ -576,6 +671,38 @@ pub mod ys {
                 .unwrap_or(0) as u64;
             c ^ ((self.s.len(&t) as u64) << 32)
         }
+        fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
+            let mut t = self.d.transact_mut();
+            let meta = match self.meta.get(&doc) {
+                Some(m) => m.clone(),
+                None => {
+                    let dm = self
+                        .docs
+                        .insert(&mut t, format!("d{doc}"), MapPrelim::default());
+                    let m = dm.insert(&mut t, "meta", MapPrelim::default());
+                    self.meta.insert(doc, m.clone());
+                    m
+                }
+            };
+            meta.insert(&mut t, format!("f{f}"), v as i64);
+            if self.live {
+                let u = t.encode_update_v1();
+                drop(t);
+                self.pending.push(u);
+            }
+        }
+        fn nested_read(&mut self, doc: u32, f: u32) -> u64 {
+            let t = self.d.transact();
+            let Some(Out::YMap(dm)) = self.docs.get(&t, &format!("d{doc}")) else {
+                return 0;
+            };
+            let Some(Out::YMap(meta)) = dm.get(&t, "meta") else {
+                return 0;
+            };
+            meta.get(&t, &format!("f{f}"))
+                .and_then(|v| v.cast::<i64>().ok())
+                .unwrap_or(0) as u64
+        }
     }
 }
 
@@ -592,6 +719,10 @@ pub mod lo {
         r: LoroMap,
         f: LoroMap,
         vv: VersionVector,
+        /// W7: the root map of documents (child containers), and each
+        /// document's `meta` map.
+        docs: LoroMap,
+        meta: HashMap<u32, LoroMap>,
     }
 
     impl Subject for Lo {
@@ -605,6 +736,7 @@ pub mod lo {
             let s = d.get_map("s");
             let r = d.get_map("r");
             let f = d.get_map("f");
+            let docs = d.get_map("docs");
             Lo {
                 d,
                 c,
@@ -612,6 +744,8 @@ pub mod lo {
                 r,
                 f,
                 vv: VersionVector::default(),
+                docs,
+                meta: HashMap::new(),
             }
         }
         fn counter_single(&mut self, n: usize) {
@@ -677,6 +811,39 @@ pub mod lo {
         }
         fn digest(&mut self) -> u64 {
             (self.c.get_value() as i64 as u64) ^ ((self.s.len() as u64) << 32)
+        }
+        fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
+            let meta = match self.meta.get(&doc) {
+                Some(m) => m.clone(),
+                None => {
+                    let dm = self
+                        .docs
+                        .get_or_create_container(&format!("d{doc}"), LoroMap::new())
+                        .unwrap();
+                    let m = dm
+                        .get_or_create_container("meta", LoroMap::new())
+                        .unwrap();
+                    self.meta.insert(doc, m.clone());
+                    m
+                }
+            };
+            meta.insert(&format!("f{f}"), v as i64).unwrap();
+            self.d.commit();
+        }
+        fn nested_read(&mut self, doc: u32, f: u32) -> u64 {
+            use loro::{Container, LoroValue, ValueOrContainer};
+            let map = |v: Option<ValueOrContainer>| match v {
+                Some(ValueOrContainer::Container(Container::Map(m))) => Some(m),
+                _ => None,
+            };
+            let Some(meta) = map(self.docs.get(&format!("d{doc}"))).and_then(|d| map(d.get("meta")))
+            else {
+                return 0;
+            };
+            match meta.get(&format!("f{f}")) {
+                Some(ValueOrContainer::Value(LoroValue::I64(i))) => i as u64,
+                _ => 0,
+            }
         }
     }
 }
@@ -760,6 +927,11 @@ pub mod cr {
         fn digest(&mut self) -> u64 {
             let c: i64 = self.c.read().try_into().unwrap_or(0);
             (c as u64) ^ ((self.s.read().val.len() as u64) << 32)
+        }
+        /// W7 is not run for crdts (no transactions or sync to compare).
+        fn nested_write(&mut self, _doc: u32, _f: u32, _v: u64) {}
+        fn nested_read(&mut self, _doc: u32, _f: u32) -> u64 {
+            0
         }
     }
 

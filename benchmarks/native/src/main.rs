@@ -356,7 +356,7 @@ fn w4_w6(n: usize) {
         );
     }
     // W6: bytes per op of each kind (one op, one transaction, as sent).
-    fn per_op<S: Subject>() -> [usize; 4] {
+    fn per_op<S: Subject>() -> [usize; 5] {
         let mut s = S::new(minidote_benchmarks::realistic_id(1));
         // The size of the second op of a kind (a different element, key
         // or value), so one-off setup is excluded.
@@ -371,19 +371,27 @@ fn w4_w6(n: usize) {
             size(&|s| s.set_add(42), &|s| s.set_add(43)),
             size(&|s| s.write(7, 123_456), &|s| s.write(8, 654_321)),
             size(&|s| s.flag(false), &|s| s.flag(true)),
+            // W7: a field of an existing nested map (the maps were made by
+            // the first write).
+            size(&|s| s.nested_write(3, 1, 123_456), &|s| {
+                s.nested_write(3, 2, 654_321)
+            }),
         ]
     }
     println!("\n### W6, sizes\n");
     println!("Encoded bytes of one op in its own transaction, as shipped to a peer:\n");
-    println!("| library | counter increment | set add | register write | flag enable |");
-    println!("|---|---|---|---|---|");
+    println!("| library | counter increment | set add | register write | flag enable | nested map field write |");
+    println!("|---|---|---|---|---|---|");
     for (name, b) in [
         ("minidote", per_op::<Md>()),
         ("automerge", per_op::<Am>()),
         ("yrs", per_op::<Ys>()),
         ("loro", per_op::<Lo>()),
     ] {
-        println!("| {name} | {} | {} | {} | {} |", b[0], b[1], b[2], b[3]);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            b[0], b[1], b[2], b[3], b[4]
+        );
     }
     fn w1_snapshot<S: Subject>(w: &Workloads, n: usize) -> usize {
         w1_state::<S>(w, n).save().len()

@@ -2,6 +2,7 @@
 //! effect per key (every effect prepared before any is applied).
 
 use super::*;
+use crate::types::LARGE_OBSERVED;
 
 /// A frame's bytes around one transaction's effects: version, tag, count,
 /// origin, seq, deps (generously) and the blob length.
@@ -124,8 +125,7 @@ impl Replica {
         let start = self.log_bytes.len();
         let mut changed_keys = Vec::new();
         // The one-lookup path applies as it prepares, so it is taken only
-        // when the effect cannot be large: no reset, and an object whose
-        // whole-object ops name few observed tokens.
+        // when the effect's size is bounded by the op (see `unmeasured`).
         if updates.len() == 1 {
             // The common case, with one hash lookup and no effect list.
             let Update { key, op } = updates.pop().expect("one update");
@@ -133,10 +133,11 @@ impl Replica {
             let limit = self.config.max_frame_bytes;
             let origin = self.id;
             let effect = with_state(&mut self.objects, &key, key.ty, |st| {
-                if !st.may_be_large(&op) {
+                if unmeasured(st, &[(0, &op)]) {
                     return prepare_apply(st, &[(0, &op)], origin, dot);
                 }
-                // Many observed tokens: measure before applying.
+                // An effect whose size depends on the state: measure it
+                // before applying.
                 let effect = prepare(key.ty, Some(st), &[(0, &op)], origin)?;
                 let mut w = Writer::new();
                 key.encode(&mut w);
@@ -240,12 +241,11 @@ impl Replica {
             // One object: prepare and apply in one lookup, unless the effect
             // may be large and must be measured first.
             let (key, origin) = (*key, self.id);
-            let large = ops.iter().any(|(_, op)| op.observes_all())
-                || self
-                    .objects
-                    .get(key)
-                    .is_some_and(|st| ops.iter().any(|(_, op)| st.may_be_large(op)));
-            if !large {
+            let small = match self.objects.get(key) {
+                Some(st) => unmeasured(st, ops),
+                None => unmeasured(&State::bottom(key.ty), ops),
+            };
+            if small {
                 let effect = with_state(&mut self.objects, key, key.ty, |st| {
                     prepare_apply(st, ops, origin, dot)
                 })?;
@@ -284,5 +284,30 @@ impl Replica {
         let start = self.log_bytes.len();
         self.log_bytes.extend_from_slice(bytes);
         self.log_push(txn.origin, txn.seq, start, bytes.len(), local);
+    }
+}
+
+/// True if the effect of `ops` on `st` cannot be much larger than the ops
+/// themselves (which `update_objects` measured), so it may be applied as
+/// it is prepared, without encoding it first: counter ops (a counter's
+/// effect has a constant size), or one op on one element or value of an
+/// object with few observed tokens. Anything else (several set ops, a
+/// reset, a map field) is prepared, measured and only then applied, so a
+/// transaction too large for a frame is refused whole.
+fn unmeasured(st: &State, ops: &[(usize, &Op)]) -> bool {
+    if ops
+        .iter()
+        .all(|(_, op)| matches!(op, Op::Increment(_) | Op::Decrement(_)))
+    {
+        return true;
+    }
+    match ops {
+        [(_, op)] => {
+            matches!(
+                op,
+                Op::Add(_) | Op::Remove(_) | Op::Assign(_) | Op::Enable | Op::Disable
+            ) && st.tokens() < LARGE_OBSERVED
+        }
+        _ => false,
     }
 }

@@ -191,7 +191,18 @@ impl Crdt for CounterPn {
             });
         }
         let reset = decode_n_entries(r, n)?;
+        if reset.iter().any(|(_, f)| f.seq == 0) {
+            return Err(DecodeError::Inconsistent("a counter floor at seq 0"));
+        }
         Ok(Effect { delta, reset })
+    }
+
+    fn is_field_only(e: &Effect) -> bool {
+        !e.reset.is_empty()
+    }
+
+    fn is_noop(e: &Effect) -> bool {
+        e.delta.is_none() && e.reset.is_empty()
     }
 
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {

@@ -204,6 +204,14 @@ impl Crdt for CounterPnSb {
         })
     }
 
+    fn is_field_only(e: &Effect) -> bool {
+        !e.reset.is_empty()
+    }
+
+    fn is_noop(e: &Effect) -> bool {
+        e.totals.is_none() && e.reset.is_empty()
+    }
+
     fn observed(_: &Effect, _: &mut dyn FnMut(Dot)) {}
 
     fn rename(e: &mut Effect, base: Option<&Self>, rn: &Rename) {

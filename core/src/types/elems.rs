@@ -334,7 +334,7 @@ pub(crate) fn encode<T: Tokens>(m: &ElemMap<T>, w: &mut Writer) {
 /// without tokens.
 pub(crate) fn decode<T: Tokens>(r: &mut Reader<'_>) -> Result<ElemMap<T>, DecodeError> {
     let n = r.count(if T::NEG { 3 } else { 2 })?;
-    let mut entries: Vec<(Value, T)> = Vec::with_capacity(n);
+    let mut entries: Vec<(Value, T)> = Vec::with_capacity(crate::codec::reserve(n));
     for _ in 0..n {
         let e = Value::decode(r)?;
         let t = T::decode(r)?;
@@ -365,7 +365,7 @@ pub(crate) fn decode_effects(
     what: &'static str,
 ) -> Result<Vec<ElemEffect>, DecodeError> {
     let n = r.count(3)?;
-    let mut es: Vec<ElemEffect> = Vec::with_capacity(n);
+    let mut es: Vec<ElemEffect> = Vec::with_capacity(crate::codec::reserve(n));
     for _ in 0..n {
         let elem = Value::decode(r)?;
         let removed = DotSet::decode(r)?;
@@ -472,6 +472,16 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
 
     fn decode_effect(r: &mut Reader<'_>) -> Result<Self::Effect, DecodeError> {
         decode_effects(r, T::NEG, R::TYPE.name())
+    }
+
+    /// A reset (an element left with no token) in a set whose users
+    /// cannot reset it.
+    fn is_field_only(e: &Self::Effect) -> bool {
+        !R::accepts(&Op::Reset) && e.iter().any(|ee| ee.mark == Mark::None)
+    }
+
+    fn is_noop(e: &Self::Effect) -> bool {
+        e.is_empty()
     }
 
     fn observed(e: &Self::Effect, f: &mut dyn FnMut(Dot)) {

@@ -91,6 +91,10 @@ impl Crdt for FlagDw {
         })
     }
 
+    fn is_noop(e: &Effect) -> bool {
+        e.mark == Mark::None && e.removed.is_empty()
+    }
+
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

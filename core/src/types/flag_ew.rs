@@ -86,6 +86,10 @@ impl Crdt for FlagEw {
         })
     }
 
+    fn is_noop(e: &Effect) -> bool {
+        !e.enable && e.removed.is_empty()
+    }
+
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

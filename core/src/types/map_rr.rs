@@ -125,7 +125,11 @@ impl<R: MapRules> Crdt for Map<R> {
         for (f, ops) in fields {
             let current = state.and_then(|s| s.0.get(&f));
             let e = prepare_field(f.ty, current, &ops, origin)?;
-            out.push((f, e));
+            // A reset of a field with nothing left to reset (a removed
+            // counter's floors) changes nothing: leave it out.
+            if !e.is_noop() {
+                out.push((f, e));
+            }
         }
         Ok(Effect(out))
     }
@@ -175,16 +179,6 @@ impl<R: MapRules> Crdt for Map<R> {
         self.0.values().any(State::is_visible)
     }
 
-    fn may_be_large(&self, op: &Op) -> bool {
-        match op {
-            Op::Update(f, inner) => match self.0.get(f) {
-                Some(s) => s.may_be_large(inner),
-                None => inner.observes_all(),
-            },
-            _ => true,
-        }
-    }
-
     fn encode(&self, w: &mut Writer) {
         w.varint(self.0.len() as u64);
         for (f, s) in &self.0 {
@@ -219,7 +213,7 @@ impl<R: MapRules> Crdt for Map<R> {
 
     fn decode_effect(r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
         let n = r.count(3)?;
-        let mut v: Vec<(Field, AnyEffect)> = Vec::with_capacity(n);
+        let mut v: Vec<(Field, AnyEffect)> = Vec::with_capacity(crate::codec::reserve(n));
         for _ in 0..n {
             let f = Field::decode(r)?;
             let fe = AnyEffect::decode(f.ty, r)?;
@@ -231,6 +225,10 @@ impl<R: MapRules> Crdt for Map<R> {
             v.push((f, fe));
         }
         Ok(Effect(v))
+    }
+
+    fn is_noop(e: &Effect) -> bool {
+        e.0.is_empty()
     }
 
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {

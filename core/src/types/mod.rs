@@ -138,12 +138,6 @@ pub trait Crdt: Default + Clone + PartialEq + Eq + Debug {
         0
     }
 
-    /// True if an effect of `op` on this state may be large (it names
-    /// everything observed), so the replica measures it before applying.
-    fn may_be_large(&self, op: &Op) -> bool {
-        op.observes_all() || self.tokens() >= LARGE_OBSERVED
-    }
-
     /// Appends the state's encoding (its type is held by the key).
     fn encode(&self, w: &mut Writer);
 
@@ -155,6 +149,20 @@ pub trait Crdt: Default + Clone + PartialEq + Eq + Debug {
 
     /// Decodes an effect.
     fn decode_effect(r: &mut Reader<'_>) -> Result<Self::Effect, DecodeError>;
+
+    /// True if only a field of a map can have this effect (a reset of a
+    /// type whose users cannot reset it: a counter's floors, a
+    /// `register_lww` reset). A transaction that has one on an object is
+    /// refused when decoded.
+    fn is_field_only(_e: &Self::Effect) -> bool {
+        false
+    }
+
+    /// True if applying the effect changes nothing (a map leaves such
+    /// field effects out).
+    fn is_noop(_e: &Self::Effect) -> bool {
+        false
+    }
 
     /// Calls `f` with every dot the effect observed at its origin. A
     /// receiver must have delivered each of them before it applies the
@@ -266,12 +274,6 @@ macro_rules! dispatch {
                 }
             }
 
-            pub(crate) fn may_be_large(&self, op: &Op) -> bool {
-                match self {
-                    $(State::$ty(s) => s.may_be_large(op),)*
-                }
-            }
-
             /// Applies an effect of the transaction `dot`, delivered in
             /// causal order. An effect of another type is ignored: keys
             /// carry their type, so the replica never pairs them, and a
@@ -333,6 +335,21 @@ macro_rules! dispatch {
                         $(CrdtType::$ty => Effect::$ty(<$module::$ty as Crdt>::decode_effect(r)?),)*
                     })
                 })
+            }
+
+            /// True if only a field of a map can have this effect (see
+            /// [`Crdt::is_field_only`]).
+            pub(crate) fn is_field_only(&self) -> bool {
+                match self {
+                    $(Effect::$ty(e) => <$module::$ty as Crdt>::is_field_only(e),)*
+                }
+            }
+
+            /// True if applying the effect changes nothing.
+            pub(crate) fn is_noop(&self) -> bool {
+                match self {
+                    $(Effect::$ty(e) => <$module::$ty as Crdt>::is_noop(e),)*
+                }
             }
 
             /// Calls `f` with every dot the effect observed at its origin (the

@@ -75,8 +75,8 @@ impl Op {
     /// as "no argument" for ops that take none and for counters (default 1).
     pub fn parse(ty: CrdtType, name: &str, arg: Option<Value>) -> Result<Op, UpdateError> {
         let op = Self::parse_at(ty, name, arg, 0)?;
-        ty.check_op(&op, 0)?;
         op.check_depth(0)?;
+        ty.check_op(&op, 0)?;
         Ok(op)
     }
 
@@ -202,8 +202,8 @@ impl Op {
 
     /// Checks that `ty` supports this op and that its values can be stored.
     pub fn check(&self, ty: CrdtType, index: usize) -> Result<(), UpdateError> {
-        ty.check_op(self, index)?;
-        self.check_depth(index)
+        self.check_depth(index)?;
+        ty.check_op(self, index)
     }
 
     fn check_depth(&self, index: usize) -> Result<(), UpdateError> {
@@ -218,8 +218,12 @@ impl Op {
                 Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.depth() > MAX_DEPTH,
                 Op::AddAll(l) | Op::RemoveAll(l) => l.iter().any(|v| v.depth() > MAX_DEPTH),
                 Op::Update(_, inner) => {
+                    // The object and each field it goes through are one
+                    // level of the effect's encoding each, and decoders
+                    // take at most MAX_DEPTH: so at most MAX_DEPTH - 1
+                    // updates nest.
                     depth += 1;
-                    if depth > MAX_DEPTH {
+                    if depth >= MAX_DEPTH {
                         return Err(too_deep);
                     }
                     op = inner;

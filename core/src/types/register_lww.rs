@@ -160,6 +160,14 @@ impl Crdt for RegisterLww {
         Ok(Effect { ts, removed, value })
     }
 
+    fn is_field_only(e: &Effect) -> bool {
+        e.value.is_none()
+    }
+
+    fn is_noop(e: &Effect) -> bool {
+        e.value.is_none() && e.removed.is_empty()
+    }
+
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

@@ -129,6 +129,10 @@ impl Crdt for RegisterMv {
         Ok(Effect { removed, value })
     }
 
+    fn is_noop(e: &Effect) -> bool {
+        e.value.is_none() && e.removed.is_empty()
+    }
+
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

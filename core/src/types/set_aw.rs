@@ -136,6 +136,10 @@ impl Crdt for SetAw {
         elems::decode_effects(r, false, "set_aw mark")
     }
 
+    fn is_noop(e: &Self::Effect) -> bool {
+        e.is_empty()
+    }
+
     fn observed(e: &Self::Effect, f: &mut dyn FnMut(Dot)) {
         elems::observed(e, f)
     }

@@ -122,6 +122,8 @@ impl<C> Encoder<Bytes> for FrameCodec<C> {
     type Error = std::io::Error;
 
     fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        // Decoding narrows the shared codec's limit; writing has none.
+        self.inner.set_max_frame_length(usize::MAX);
         self.inner.encode(frame, dst)
     }
 }

@@ -176,11 +176,13 @@ impl Dot {
 }
 
 impl Codec for Dot {
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.u64_le(self.replica.0);
         w.varint(self.seq);
     }
 
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let replica = ReplicaId(r.u64_le()?);
         let seq = r.varint()?;
@@ -419,6 +421,7 @@ impl Codec for VectorClock {
     /// for each further entry, its id gap and seq, zero-padded to a byte.
     /// Random 64-bit ids and seqs rarely fill their bytes, so packing saves
     /// the unused bits of each.
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         let e = self.slice();
         w.varint(e.len() as u64);
@@ -449,6 +452,7 @@ impl Codec for VectorClock {
 
     /// Decodes a clock, refusing unsorted, duplicate or zero entries and any
     /// encoding but the canonical one.
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.varint()?;
         if n < PACK_FROM as u64 {

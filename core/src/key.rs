@@ -87,6 +87,7 @@ impl Key {
 
 impl Codec for Key {
     /// Appends the encoding: type tag, key, bucket.
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.u8(self.ty as u8);
         w.str(&self.key);
@@ -94,6 +95,7 @@ impl Codec for Key {
     }
 
     /// Decodes a key.
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Self::decode_with(r, &mut |s| Arc::from(s))
     }
@@ -127,12 +129,14 @@ impl Field {
 
 impl Codec for Field {
     /// Appends the encoding: name, then type tag.
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.str(&self.name);
         w.u8(self.ty as u8);
     }
 
     /// Decodes a field.
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let name = Arc::from(r.str()?);
         let ty = CrdtType::from_tag(r.u8()?)?;

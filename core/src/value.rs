@@ -151,6 +151,7 @@ impl Value {
 
 impl Codec for Value {
     /// Appends the canonical encoding.
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         match self {
             Value::Null => w.u8(T_NULL),
@@ -191,6 +192,7 @@ impl Codec for Value {
     }
 
     /// Decodes one value, refusing nesting deeper than [`MAX_DEPTH`].
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
         Self::decode_at(r, 0)
     }

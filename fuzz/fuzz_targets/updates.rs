@@ -7,17 +7,30 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minidote_core::{CatchUp, Codec, Config, CrdtType, Key, Replica, ReplicaId, Snapshot, Update, Value};
+use minidote_core::{
+    CatchUp, Codec, Config, CrdtType, Key, Replica, ReplicaId, Snapshot, Update, Value,
+};
 
 const OPS: [&str; 12] = [
-    "increment", "decrement", "add", "remove", "add_all", "remove_all", "reset", "assign",
-    "enable", "disable", "update", "nope",
+    "increment",
+    "decrement",
+    "add",
+    "remove",
+    "add_all",
+    "remove_all",
+    "reset",
+    "assign",
+    "enable",
+    "disable",
+    "update",
+    "nope",
 ];
 
 fn sync(from: &Replica, to: &mut Replica) {
     match from.catch_up(to.clock()) {
         CatchUp::Txns(t) => {
-            to.handle_txns(None, t).expect("an honest replica's transactions");
+            to.handle_txns(None, t)
+                .expect("an honest replica's transactions");
         }
         CatchUp::Snapshot(s) => to.merge_snapshot(&s),
         CatchUp::UpToDate | CatchUp::Deferred => {}
@@ -25,7 +38,10 @@ fn sync(from: &Replica, to: &mut Replica) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let config = Config { snapshot_every: 0, ..Config::default() };
+    let config = Config {
+        snapshot_every: 0,
+        ..Config::default()
+    };
     let mut rs = [
         Replica::new(ReplicaId(1), config.clone()),
         Replica::new(ReplicaId(2), config),
@@ -41,10 +57,16 @@ fuzz_target!(|data: &[u8]| {
         let at = usize::from(t & 1);
         if o == 0xff {
             let (a, b) = rs.split_at_mut(1);
-            if at == 0 { sync(&a[0], &mut b[0]) } else { sync(&b[0], &mut a[0]) }
+            if at == 0 {
+                sync(&a[0], &mut b[0])
+            } else {
+                sync(&b[0], &mut a[0])
+            }
             continue;
         }
-        let Some((&len, tail)) = rest.split_first() else { break };
+        let Some((&len, tail)) = rest.split_first() else {
+            break;
+        };
         let (arg, tail) = tail.split_at(usize::from(len).min(tail.len()));
         rest = tail;
         let arg = match Value::from_bytes(arg) {
@@ -58,7 +80,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let before = rs[at].state_snapshot();
         if rs[at].update_objects(vec![u], None).is_err() {
-            assert_eq!(rs[at].state_snapshot(), before, "a refused update changes nothing");
+            assert_eq!(
+                rs[at].state_snapshot(),
+                before,
+                "a refused update changes nothing"
+            );
         }
         let _ = rs[at].value(&key);
         keys.push(key);
@@ -67,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
     sync(&a[0], &mut b[0]);
     sync(&b[0], &mut a[0]);
     let sa = rs[0].state_snapshot();
-    assert_eq!(sa.objects, rs[1].state_snapshot().objects, "replicas converge");
+    assert_eq!(
+        sa.objects,
+        rs[1].state_snapshot().objects,
+        "replicas converge"
+    );
     for k in &keys {
         assert_eq!(rs[0].value(k), rs[1].value(k));
     }
@@ -76,7 +106,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back.encode(), bytes);
     let mut fresh = Replica::new(ReplicaId(3), Config::default());
     fresh.merge_snapshot(&sa);
-    assert_eq!(fresh.state_snapshot().objects, sa.objects, "merge into bottom is the identity");
+    assert_eq!(
+        fresh.state_snapshot().objects,
+        sa.objects,
+        "merge into bottom is the identity"
+    );
     if let CatchUp::Txns(t) = rs[0].catch_up(&minidote_core::VectorClock::new()) {
         for txn in t {
             // Decoded deps also hold the observed dots, so compare values.

@@ -213,8 +213,17 @@ fn w7<S: Subject>(c: &mut Criterion, w: &Workloads) {
         writer.nested_write(d, f, v);
     }
     let effects = writer.take_updates();
-    let probe: Vec<(u32, u32)> = w.nested.iter().rev().take(100).map(|&(d, f, _)| (d, f)).collect();
-    let want: Vec<u64> = probe.iter().map(|&(d, f)| writer.nested_read(d, f)).collect();
+    let probe: Vec<(u32, u32)> = w
+        .nested
+        .iter()
+        .rev()
+        .take(100)
+        .map(|&(d, f, _)| (d, f))
+        .collect();
+    let want: Vec<u64> = probe
+        .iter()
+        .map(|&(d, f)| writer.nested_read(d, f))
+        .collect();
     assert!(want.iter().any(|v| *v != 0), "{} wrote", S::NAME);
     let mut g = group(c, "W7 nested map remote apply", n);
     g.bench_function(BenchmarkId::from_parameter(S::NAME), |b| {

@@ -323,7 +323,10 @@ pub mod md {
             let assign = Op::Assign(Value::Int(v as i64));
             let op = Op::Update(
                 self.meta.clone(),
-                Box::new(Op::Update(self.fields[f as usize].clone(), Box::new(assign))),
+                Box::new(Op::Update(
+                    self.fields[f as usize].clone(),
+                    Box::new(assign),
+                )),
             );
             self.run(vec![Update::new(key, op)]);
         }
@@ -812,6 +815,10 @@ pub mod lo {
         fn digest(&mut self) -> u64 {
             (self.c.get_value() as i64 as u64) ^ ((self.s.len() as u64) << 32)
         }
+        // Child containers as loro 1.x makes them on a map key (the call
+        // is deprecated in favour of `ensure_mergeable_*` since 1.8, which
+        // these measurements predate).
+        #[allow(deprecated)]
         fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
             let meta = match self.meta.get(&doc) {
                 Some(m) => m.clone(),
@@ -820,9 +827,7 @@ pub mod lo {
                         .docs
                         .get_or_create_container(&format!("d{doc}"), LoroMap::new())
                         .unwrap();
-                    let m = dm
-                        .get_or_create_container("meta", LoroMap::new())
-                        .unwrap();
+                    let m = dm.get_or_create_container("meta", LoroMap::new()).unwrap();
                     self.meta.insert(doc, m.clone());
                     m
                 }
@@ -836,7 +841,8 @@ pub mod lo {
                 Some(ValueOrContainer::Container(Container::Map(m))) => Some(m),
                 _ => None,
             };
-            let Some(meta) = map(self.docs.get(&format!("d{doc}"))).and_then(|d| map(d.get("meta")))
+            let Some(meta) =
+                map(self.docs.get(&format!("d{doc}"))).and_then(|d| map(d.get("meta")))
             else {
                 return 0;
             };

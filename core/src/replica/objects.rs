@@ -294,6 +294,7 @@ impl Replica {
 /// object with few observed tokens. Anything else (several set ops, a
 /// reset, a map field) is prepared, measured and only then applied, so a
 /// transaction too large for a frame is refused whole.
+#[inline]
 fn unmeasured(st: &State, ops: &[(usize, &Op)]) -> bool {
     if ops
         .iter()

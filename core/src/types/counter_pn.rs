@@ -76,6 +76,7 @@ impl Crdt for CounterPn {
     const TYPE: CrdtType = CrdtType::CounterPn;
     const OPS: &'static str = "increment, decrement";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Increment(_) | Op::Decrement(_) => Ok(()),
@@ -83,6 +84,7 @@ impl Crdt for CounterPn {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -105,6 +107,7 @@ impl Crdt for CounterPn {
         Ok(e)
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         for (r, f) in &e.reset {
             max_in(&mut self.floors, *r, *f);
@@ -142,16 +145,19 @@ impl Crdt for CounterPn {
         Value::Int(v as i64)
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.totals.is_empty() && self.floors.is_empty()
     }
 
     /// Visible once an op touched it after its last reset (an increment of
     /// 0 included).
+    #[inline]
     fn is_visible(&self) -> bool {
         self.above_floor().next().is_some()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         encode_entries(&self.totals, w);
         encode_entries(&self.floors, w);
@@ -164,6 +170,7 @@ impl Crdt for CounterPn {
         })
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         // One varint says both whether there is a delta and how many
         // floors follow: `2 × floors + has_delta`.
@@ -197,14 +204,17 @@ impl Crdt for CounterPn {
         Ok(Effect { delta, reset })
     }
 
+    #[inline]
     fn is_field_only(e: &Effect) -> bool {
         !e.reset.is_empty()
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.delta.is_none() && e.reset.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         for (r, t) in &e.reset {
             f(Dot::new(*r, t.seq));

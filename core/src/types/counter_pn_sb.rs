@@ -18,6 +18,9 @@ use crate::value::Value;
 
 type Totals = BTreeMap<ReplicaId, (u64, u64)>;
 
+/// Per-origin totals as encoded: ascending by origin.
+type TotalsList = Vec<(ReplicaId, (u64, u64))>;
+
 /// The state: per-origin totals, and the totals resets observed.
 #[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct CounterPnSb {
@@ -59,6 +62,7 @@ impl Crdt for CounterPnSb {
     const TYPE: CrdtType = CrdtType::CounterPnSb;
     const OPS: &'static str = "increment, decrement";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Increment(_) | Op::Decrement(_) => Ok(()),
@@ -66,6 +70,7 @@ impl Crdt for CounterPnSb {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -122,6 +127,7 @@ impl Crdt for CounterPnSb {
         Ok(e)
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         for (r, f) in &e.reset {
             max_in(&mut self.floors, *r, *f);
@@ -144,12 +150,14 @@ impl Crdt for CounterPnSb {
         Value::Int(self.total().clamp(i64::MIN.into(), i64::MAX.into()) as i64)
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.totals.is_empty() && self.floors.is_empty()
     }
 
     /// Visible once it counted something after its last reset: an origin
     /// with totals and no floor, or totals past it.
+    #[inline]
     fn is_visible(&self) -> bool {
         self.totals.iter().any(|(r, (p, n))| match self.floors.get(r) {
             None => true,
@@ -157,6 +165,7 @@ impl Crdt for CounterPnSb {
         })
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         encode_totals(self.totals.iter().map(|(r, t)| (*r, *t)), self.totals.len(), w);
         encode_totals(self.floors.iter().map(|(r, t)| (*r, *t)), self.floors.len(), w);
@@ -170,6 +179,7 @@ impl Crdt for CounterPnSb {
         Ok(Self { totals, floors })
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         // `2 × floors + has_totals`, then the totals, then the floors.
         w.varint(((e.reset.len() as u64) << 1) | u64::from(e.totals.is_some()));
@@ -204,14 +214,17 @@ impl Crdt for CounterPnSb {
         })
     }
 
+    #[inline]
     fn is_field_only(e: &Effect) -> bool {
         !e.reset.is_empty()
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.totals.is_none() && e.reset.is_empty()
     }
 
+    #[inline]
     fn observed(_: &Effect, _: &mut dyn FnMut(Dot)) {}
 
     fn rename(e: &mut Effect, base: Option<&Self>, rn: &Rename) {
@@ -250,7 +263,7 @@ fn encode_totals(it: impl Iterator<Item = (ReplicaId, (u64, u64))>, len: usize, 
     }
 }
 
-fn decode_totals(r: &mut Reader<'_>, n: usize) -> Result<Vec<(ReplicaId, (u64, u64))>, DecodeError> {
+fn decode_totals(r: &mut Reader<'_>, n: usize) -> Result<TotalsList, DecodeError> {
     let mut v: Vec<(ReplicaId, (u64, u64))> = Vec::with_capacity(n);
     for _ in 0..n {
         let rid = ReplicaId(r.u64_le()?);

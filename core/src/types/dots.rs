@@ -158,10 +158,12 @@ impl DotSet {
 }
 
 impl Codec for DotSet {
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         encode_dots(self.as_slice(), w);
     }
 
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         decode_dots(r).map(Self::from_sorted)
     }
@@ -231,11 +233,13 @@ pub struct PosNeg {
 }
 
 impl Codec for PosNeg {
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         self.pos.encode(w);
         self.neg.encode(w);
     }
 
+    #[inline]
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(PosNeg {
             pos: DotSet::decode(r)?,

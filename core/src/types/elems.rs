@@ -158,6 +158,7 @@ pub trait Tokens: Codec + Default + Clone + PartialEq + Eq + Debug {
 
 impl Tokens for DotSet {
     const NEG: bool = false;
+    #[inline]
     fn apply(&mut self, removed: &[Dot], mark: Mark, dot: Dot) {
         DotSet::apply(self, removed, (mark == Mark::Pos).then_some(dot));
     }
@@ -177,6 +178,7 @@ impl Tokens for DotSet {
 
 impl Tokens for PosNeg {
     const NEG: bool = true;
+    #[inline]
     fn apply(&mut self, removed: &[Dot], mark: Mark, dot: Dot) {
         PosNeg::apply(self, removed, mark, dot)
     }
@@ -426,6 +428,7 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
     const TYPE: CrdtType = R::TYPE;
     const OPS: &'static str = R::OPS;
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         if R::accepts(op) {
             Ok(())
@@ -434,6 +437,7 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -442,6 +446,7 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
         Ok(prepare(state.map(|s| &s.0), ops, R::RULES))
     }
 
+    #[inline]
     fn apply(&mut self, effect: &Self::Effect, dot: Dot) {
         apply(&mut self.0, effect, dot)
     }
@@ -454,10 +459,12 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
         Value::List(self.0.sorted_keys(R::present))
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         encode(&self.0, w)
     }
@@ -466,6 +473,7 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
         decode(r).map(|m| Self(m, Default::default()))
     }
 
+    #[inline]
     fn encode_effect(e: &Self::Effect, w: &mut Writer) {
         encode_effects(e, w)
     }
@@ -476,14 +484,17 @@ impl<T: Tokens, R: SetRules<T>> Crdt for ElemSet<T, R> {
 
     /// A reset (an element left with no token) in a set whose users
     /// cannot reset it.
+    #[inline]
     fn is_field_only(e: &Self::Effect) -> bool {
         !R::accepts(&Op::Reset) && e.iter().any(|ee| ee.mark == Mark::None)
     }
 
+    #[inline]
     fn is_noop(e: &Self::Effect) -> bool {
         e.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Self::Effect, f: &mut dyn FnMut(Dot)) {
         observed(e, f)
     }

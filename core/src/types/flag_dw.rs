@@ -29,6 +29,7 @@ impl Crdt for FlagDw {
     const TYPE: CrdtType = CrdtType::FlagDw;
     const OPS: &'static str = "enable, disable, reset";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Enable | Op::Disable | Op::Reset => Ok(()),
@@ -36,6 +37,7 @@ impl Crdt for FlagDw {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -51,6 +53,7 @@ impl Crdt for FlagDw {
         })
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         self.0.apply(&e.removed, e.mark, dot)
     }
@@ -63,14 +66,17 @@ impl Crdt for FlagDw {
         Value::Bool(self.0.negative_wins())
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn tokens(&self) -> usize {
         self.0.pos.len() + self.0.neg.len()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         self.0.encode(w)
     }
@@ -79,6 +85,7 @@ impl Crdt for FlagDw {
         PosNeg::decode(r).map(Self)
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         encode_dots(&e.removed, w);
         w.u8(e.mark.tag());
@@ -91,10 +98,12 @@ impl Crdt for FlagDw {
         })
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.mark == Mark::None && e.removed.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

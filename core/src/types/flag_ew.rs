@@ -28,6 +28,7 @@ impl Crdt for FlagEw {
     const TYPE: CrdtType = CrdtType::FlagEw;
     const OPS: &'static str = "enable, disable, reset";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Enable | Op::Disable | Op::Reset => Ok(()),
@@ -35,6 +36,7 @@ impl Crdt for FlagEw {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -46,6 +48,7 @@ impl Crdt for FlagEw {
         })
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         self.0.apply(&e.removed, e.enable.then_some(dot));
     }
@@ -58,14 +61,17 @@ impl Crdt for FlagEw {
         Value::Bool(!self.0.is_empty())
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn tokens(&self) -> usize {
         self.0.len()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         self.0.encode(w)
     }
@@ -74,6 +80,7 @@ impl Crdt for FlagEw {
         DotSet::decode(r).map(Self)
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         encode_dots(&e.removed, w);
         w.u8(u8::from(e.enable));
@@ -86,10 +93,12 @@ impl Crdt for FlagEw {
         })
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         !e.enable && e.removed.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

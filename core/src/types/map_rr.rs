@@ -81,6 +81,7 @@ impl<R: MapRules> Crdt for Map<R> {
     const TYPE: CrdtType = R::TYPE;
     const OPS: &'static str = R::OPS;
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Update(f, inner) => f.ty.check_op(inner, index),
@@ -90,6 +91,7 @@ impl<R: MapRules> Crdt for Map<R> {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -134,6 +136,7 @@ impl<R: MapRules> Crdt for Map<R> {
         Ok(Effect(out))
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         for (f, fe) in &e.0 {
             apply_at(&mut self.0, f, fe, dot);
@@ -171,14 +174,17 @@ impl<R: MapRules> Crdt for Map<R> {
         Value::Map(m)
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn is_visible(&self) -> bool {
         self.0.values().any(State::is_visible)
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.varint(self.0.len() as u64);
         for (f, s) in &self.0 {
@@ -203,6 +209,7 @@ impl<R: MapRules> Crdt for Map<R> {
         Ok(Self(m, PhantomData))
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         w.varint(e.0.len() as u64);
         for (f, fe) in &e.0 {
@@ -227,10 +234,12 @@ impl<R: MapRules> Crdt for Map<R> {
         Ok(Effect(v))
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.0.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         for (_, fe) in &e.0 {
             fe.for_each_observed(&mut *f);

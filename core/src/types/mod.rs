@@ -101,6 +101,7 @@ pub trait Crdt: Default + Clone + PartialEq + Eq + Debug {
 
     /// [`Crdt::prepare`] then [`Crdt::apply`], all or nothing; a type may
     /// do both in one pass.
+    #[inline]
     fn prepare_apply(
         &mut self,
         ops: &[(usize, &Op)],
@@ -216,6 +217,7 @@ macro_rules! dispatch {
 
         impl CrdtType {
             /// The op names this type accepts, for error messages.
+            #[inline]
             pub fn ops(self) -> &'static str {
                 match self {
                     $(CrdtType::$ty => <$module::$ty as Crdt>::OPS,)*
@@ -223,6 +225,7 @@ macro_rules! dispatch {
             }
 
             /// Accepts `op` for this type, or says why not.
+            #[inline]
             pub(crate) fn check_op(self, op: &Op, index: usize) -> Result<(), UpdateError> {
                 match self {
                     $(CrdtType::$ty => <$module::$ty as Crdt>::check(op, index),)*
@@ -232,6 +235,7 @@ macro_rules! dispatch {
 
         impl State {
             /// The initial (bottom) state of a type.
+            #[inline]
             pub fn bottom(ty: CrdtType) -> State {
                 match ty {
                     $(CrdtType::$ty => State::$ty(Default::default()),)*
@@ -239,6 +243,7 @@ macro_rules! dispatch {
             }
 
             /// The state's type.
+            #[inline]
             pub fn ty(&self) -> CrdtType {
                 match self {
                     $(State::$ty(_) => CrdtType::$ty,)*
@@ -246,6 +251,7 @@ macro_rules! dispatch {
             }
 
             /// True for the bottom state; such objects are not stored.
+            #[inline]
             pub fn is_bottom(&self) -> bool {
                 match self {
                     $(State::$ty(s) => s.is_bottom(),)*
@@ -253,6 +259,7 @@ macro_rules! dispatch {
             }
 
             /// True if the state shows anything (see [`Crdt::is_visible`]).
+            #[inline]
             pub fn is_visible(&self) -> bool {
                 match self {
                     $(State::$ty(s) => s.is_visible(),)*
@@ -260,6 +267,7 @@ macro_rules! dispatch {
             }
 
             /// The value a read returns.
+            #[inline]
             pub fn value(&self) -> Value {
                 match self {
                     $(State::$ty(s) => s.value(),)*
@@ -268,6 +276,7 @@ macro_rules! dispatch {
 
             /// How many tokens a whole-object effect (an assign, a flag op)
             /// would name as observed: what makes such an effect large.
+            #[inline]
             pub fn tokens(&self) -> usize {
                 match self {
                     $(State::$ty(s) => s.tokens(),)*
@@ -278,6 +287,7 @@ macro_rules! dispatch {
             /// causal order. An effect of another type is ignored: keys
             /// carry their type, so the replica never pairs them, and a
             /// hostile peer cannot corrupt state.
+            #[inline]
             pub fn apply(&mut self, effect: &Effect, dot: Dot) {
                 match (self, effect) {
                     $((State::$ty(s), Effect::$ty(e)) => s.apply(e, dot),)*
@@ -287,6 +297,7 @@ macro_rules! dispatch {
 
             /// Joins `other` (under context `theirs`) into `self` (under
             /// `mine`). States of different types are left alone.
+            #[inline]
             pub fn join(&mut self, mine: &VectorClock, other: &State, theirs: &VectorClock) {
                 match (self, other) {
                     $((State::$ty(a), State::$ty(b)) => a.join(mine, b, theirs),)*
@@ -296,6 +307,7 @@ macro_rules! dispatch {
 
             /// Appends the state's encoding (without its type, which the
             /// key holds).
+            #[inline]
             pub(crate) fn encode(&self, w: &mut Writer) {
                 match self {
                     $(State::$ty(s) => s.encode(w),)*
@@ -303,6 +315,7 @@ macro_rules! dispatch {
             }
 
             /// Decodes a state of type `ty`.
+            #[inline]
             pub(crate) fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<State, DecodeError> {
                 r.nested(|r| {
                     Ok(match ty {
@@ -314,6 +327,7 @@ macro_rules! dispatch {
 
         impl Effect {
             /// The effect's type.
+            #[inline]
             pub fn ty(&self) -> CrdtType {
                 match self {
                     $(Effect::$ty(_) => CrdtType::$ty,)*
@@ -322,6 +336,7 @@ macro_rules! dispatch {
 
             /// Appends the effect's body (the caller writes the key, with
             /// the type, first).
+            #[inline]
             pub(crate) fn encode(&self, w: &mut Writer) {
                 match self {
                     $(Effect::$ty(e) => <$module::$ty as Crdt>::encode_effect(e, w),)*
@@ -329,6 +344,7 @@ macro_rules! dispatch {
             }
 
             /// Decodes an effect body for an object of type `ty`.
+            #[inline]
             pub(crate) fn decode(ty: CrdtType, r: &mut Reader<'_>) -> Result<Effect, DecodeError> {
                 r.nested(|r| {
                     Ok(match ty {
@@ -339,6 +355,7 @@ macro_rules! dispatch {
 
             /// True if only a field of a map can have this effect (see
             /// [`Crdt::is_field_only`]).
+            #[inline]
             pub(crate) fn is_field_only(&self) -> bool {
                 match self {
                     $(Effect::$ty(e) => <$module::$ty as Crdt>::is_field_only(e),)*
@@ -346,6 +363,7 @@ macro_rules! dispatch {
             }
 
             /// True if applying the effect changes nothing.
+            #[inline]
             pub(crate) fn is_noop(&self) -> bool {
                 match self {
                     $(Effect::$ty(e) => <$module::$ty as Crdt>::is_noop(e),)*
@@ -357,6 +375,7 @@ macro_rules! dispatch {
             /// them before it applies the effect, whatever the transaction's
             /// declared deps say: a remove of a dot that has not arrived
             /// would otherwise be lost at this replica only.
+            #[inline]
             pub fn for_each_observed(&self, mut f: impl FnMut(Dot)) {
                 match self {
                     $(Effect::$ty(e) => <$module::$ty as Crdt>::observed(e, &mut f),)*
@@ -365,6 +384,7 @@ macro_rules! dispatch {
 
             /// Renames the effect of a re-issued transaction; `base` is the
             /// object's state in the repair's base.
+            #[inline]
             pub(crate) fn rename(&mut self, base: Option<&State>, r: &Rename) {
                 match self {
                     $(Effect::$ty(e) => {
@@ -383,6 +403,7 @@ macro_rules! dispatch {
         /// (`None` if never written), `origin` the local replica. The ops
         /// were checked ([`CrdtType::check_op`]); a type may still refuse
         /// them against the state (an overflow, an index out of range).
+        #[inline]
         pub(crate) fn prepare(
             ty: CrdtType,
             state: Option<&State>,
@@ -402,6 +423,7 @@ macro_rules! dispatch {
 
         /// [`prepare`] then [`State::apply`] on an existing state, all or
         /// nothing, in one pass where the type can.
+        #[inline]
         pub(crate) fn prepare_apply(
             state: &mut State,
             ops: &[(usize, &Op)],

@@ -181,6 +181,7 @@ impl Op {
 
     /// The encoded size of the op's values: a lower bound on the size of
     /// its effect.
+    #[inline]
     pub fn values_len(&self) -> usize {
         match self {
             Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.encoded_len(),
@@ -192,6 +193,7 @@ impl Op {
 
     /// True if the op's effect names every token it observed on the whole
     /// object (its size depends on the state, not on the op).
+    #[inline]
     pub fn observes_all(&self) -> bool {
         match self {
             Op::Reset | Op::RemoveAll(_) => true,
@@ -201,6 +203,7 @@ impl Op {
     }
 
     /// Checks that `ty` supports this op and that its values can be stored.
+    #[inline]
     pub fn check(&self, ty: CrdtType, index: usize) -> Result<(), UpdateError> {
         self.check_depth(index)?;
         ty.check_op(self, index)

@@ -49,6 +49,7 @@ impl Crdt for RegisterLww {
     const TYPE: CrdtType = CrdtType::RegisterLww;
     const OPS: &'static str = "assign";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Assign(_) => Ok(()),
@@ -56,6 +57,7 @@ impl Crdt for RegisterLww {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -86,6 +88,7 @@ impl Crdt for RegisterLww {
         })
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         for d in &e.removed {
             self.0.remove(d);
@@ -104,14 +107,17 @@ impl Crdt for RegisterLww {
         self.winner().map_or(Value::Null, |(_, v)| v.clone())
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn tokens(&self) -> usize {
         self.0.len()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.varint(self.0.len() as u64);
         for (d, (ts, v)) in &self.0 {
@@ -138,6 +144,7 @@ impl Crdt for RegisterLww {
         Ok(Self(m))
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         encode_dots(&e.removed, w);
         match &e.value {
@@ -160,14 +167,17 @@ impl Crdt for RegisterLww {
         Ok(Effect { ts, removed, value })
     }
 
+    #[inline]
     fn is_field_only(e: &Effect) -> bool {
         e.value.is_none()
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.value.is_none() && e.removed.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

@@ -32,6 +32,7 @@ impl Crdt for RegisterMv {
     const TYPE: CrdtType = CrdtType::RegisterMv;
     const OPS: &'static str = "assign, reset";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Assign(_) | Op::Reset => Ok(()),
@@ -39,6 +40,7 @@ impl Crdt for RegisterMv {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -52,6 +54,7 @@ impl Crdt for RegisterMv {
         Ok(Effect { removed, value })
     }
 
+    #[inline]
     fn apply(&mut self, e: &Effect, dot: Dot) {
         for d in &e.removed {
             self.0.remove(d);
@@ -71,14 +74,17 @@ impl Crdt for RegisterMv {
         Value::List(set.into_iter().cloned().collect())
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn tokens(&self) -> usize {
         self.0.len()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         w.varint(self.0.len() as u64);
         for (d, v) in &self.0 {
@@ -103,6 +109,7 @@ impl Crdt for RegisterMv {
         Ok(Self(m))
     }
 
+    #[inline]
     fn encode_effect(e: &Effect, w: &mut Writer) {
         encode_dots(&e.removed, w);
         match &e.value {
@@ -129,10 +136,12 @@ impl Crdt for RegisterMv {
         Ok(Effect { removed, value })
     }
 
+    #[inline]
     fn is_noop(e: &Effect) -> bool {
         e.value.is_none() && e.removed.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Effect, f: &mut dyn FnMut(Dot)) {
         e.removed.iter().copied().for_each(f)
     }

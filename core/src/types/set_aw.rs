@@ -30,6 +30,7 @@ impl Crdt for SetAw {
     const TYPE: CrdtType = CrdtType::SetAw;
     const OPS: &'static str = "add, remove, add_all, remove_all, reset";
 
+    #[inline]
     fn check(op: &Op, index: usize) -> Result<(), UpdateError> {
         match op {
             Op::Add(_) | Op::Remove(_) | Op::AddAll(_) | Op::RemoveAll(_) | Op::Reset => Ok(()),
@@ -37,6 +38,7 @@ impl Crdt for SetAw {
         }
     }
 
+    #[inline]
     fn prepare(
         state: Option<&Self>,
         ops: &[(usize, &Op)],
@@ -47,6 +49,7 @@ impl Crdt for SetAw {
 
     /// The commonest transaction, one add or remove, takes one element
     /// lookup instead of two.
+    #[inline]
     fn prepare_apply(
         &mut self,
         ops: &[(usize, &Op)],
@@ -85,6 +88,7 @@ impl Crdt for SetAw {
         }
     }
 
+    #[inline]
     fn apply(&mut self, effect: &Self::Effect, dot: Dot) {
         let m = &mut self.0;
         for ee in effect {
@@ -116,10 +120,12 @@ impl Crdt for SetAw {
         Value::List(self.0.sorted_keys(|_| true))
     }
 
+    #[inline]
     fn is_bottom(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn encode(&self, w: &mut Writer) {
         elems::encode(&self.0, w)
     }
@@ -128,6 +134,7 @@ impl Crdt for SetAw {
         elems::decode(r).map(Self)
     }
 
+    #[inline]
     fn encode_effect(e: &Self::Effect, w: &mut Writer) {
         elems::encode_effects(e, w)
     }
@@ -136,10 +143,12 @@ impl Crdt for SetAw {
         elems::decode_effects(r, false, "set_aw mark")
     }
 
+    #[inline]
     fn is_noop(e: &Self::Effect) -> bool {
         e.is_empty()
     }
 
+    #[inline]
     fn observed(e: &Self::Effect, f: &mut dyn FnMut(Dot)) {
         elems::observed(e, f)
     }

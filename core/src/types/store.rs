@@ -23,24 +23,30 @@ pub(crate) trait Slots<K> {
 }
 
 impl<K: Hash + Eq> Slots<K> for KeyedMap<K, State> {
+    #[inline]
     fn slot(&mut self, k: &K) -> Option<&mut State> {
         self.get_mut(k)
     }
+    #[inline]
     fn put(&mut self, k: K, s: State) {
         self.insert(k, s);
     }
+    #[inline]
     fn drop_slot(&mut self, k: &K) {
         self.remove(k);
     }
 }
 
 impl<K: Ord> Slots<K> for BTreeMap<K, State> {
+    #[inline]
     fn slot(&mut self, k: &K) -> Option<&mut State> {
         self.get_mut(k)
     }
+    #[inline]
     fn put(&mut self, k: K, s: State) {
         self.insert(k, s);
     }
+    #[inline]
     fn drop_slot(&mut self, k: &K) {
         self.remove(k);
     }
@@ -49,6 +55,7 @@ impl<K: Ord> Slots<K> for BTreeMap<K, State> {
 /// Runs `f` on the state at `k` (bottom of `ty` if missing), then stores
 /// the result unless it is bottom. On an error the store is unchanged if
 /// `f` changed nothing before failing (every caller prepares first).
+#[inline]
 pub(crate) fn with_state<K: Clone, M: Slots<K>, T, E>(
     slots: &mut M,
     k: &K,
@@ -75,6 +82,7 @@ pub(crate) fn with_state<K: Clone, M: Slots<K>, T, E>(
 }
 
 /// Applies `e` at `k` as transaction `dot`.
+#[inline]
 pub(crate) fn apply_at<K: Clone, M: Slots<K>>(slots: &mut M, k: &K, e: &Effect, dot: Dot) {
     let _ = with_state(slots, k, e.ty(), |s| {
         s.apply(e, dot);

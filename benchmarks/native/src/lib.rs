@@ -815,9 +815,9 @@ pub mod lo {
         fn digest(&mut self) -> u64 {
             (self.c.get_value() as i64 as u64) ^ ((self.s.len() as u64) << 32)
         }
-        // Child containers as loro 1.x makes them on a map key (the call
-        // is deprecated in favour of `ensure_mergeable_*` since 1.8, which
-        // these measurements predate).
+        // Child containers made on a map key with `get_or_create_container`
+        // (deprecated in loro 1.x in favour of `ensure_mergeable_*`, which
+        // makes mergeable children); kept as measured in BENCHMARKS.md.
         #[allow(deprecated)]
         fn nested_write(&mut self, doc: u32, f: u32, v: u64) {
             let meta = match self.meta.get(&doc) {

@@ -112,3 +112,44 @@ impl Crdt for FlagDw {
         r.dots(&mut e.removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ReplicaId = ReplicaId(1);
+    const B: ReplicaId = ReplicaId(2);
+
+    fn step(s: &mut FlagDw, op: &Op, dot: Dot) -> Effect {
+        let e = FlagDw::prepare(Some(s), &[(0, op)], dot.replica).unwrap();
+        s.apply(&e, dot);
+        e
+    }
+
+    #[test]
+    fn concurrent_enable_and_disable_and_the_state_join_agree() {
+        let mut base = FlagDw::default();
+        step(&mut base, &Op::Enable, Dot::new(A, 1));
+        let mut a = base.clone();
+        let mut b = base.clone();
+        let en = step(&mut a, &Op::Enable, Dot::new(A, 2));
+        let dis = step(&mut b, &Op::Disable, Dot::new(B, 1));
+        let (ca, cb) = (
+            VectorClock::from_entries([(A, 2)]),
+            VectorClock::from_entries([(A, 1), (B, 1)]),
+        );
+        let mut joined = a.clone();
+        joined.join(&ca, &b, &cb);
+        a.apply(&dis, Dot::new(B, 1));
+        b.apply(&en, Dot::new(A, 2));
+        assert_eq!(a, b);
+        assert_eq!(a, joined);
+        assert_eq!(a.value(), Value::Bool(false));
+        let r = step(&mut a, &Op::Reset, Dot::new(A, 3));
+        assert!(a.is_bottom());
+        let mut w = Writer::new();
+        FlagDw::encode_effect(&r, &mut w);
+        let bytes = w.into_vec();
+        assert_eq!(FlagDw::decode_effect(&mut Reader::new(&bytes)).unwrap(), r);
+    }
+}

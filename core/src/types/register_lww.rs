@@ -186,3 +186,43 @@ impl Crdt for RegisterLww {
         r.dots(&mut e.removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ReplicaId = ReplicaId(1);
+    const B: ReplicaId = ReplicaId(2);
+
+    fn step(s: &mut RegisterLww, ops: &[Op], dot: Dot) -> Effect {
+        let ops: Vec<(usize, &Op)> = ops.iter().enumerate().collect();
+        let e = RegisterLww::prepare(Some(s), &ops, dot.replica).unwrap();
+        s.apply(&e, dot);
+        e
+    }
+
+    #[test]
+    fn a_write_wins_over_what_it_saw_and_a_reset_encodes_without_a_value() {
+        let mut a = RegisterLww::default();
+        let first = step(&mut a, &[Op::Assign("x".into())], Dot::new(A, 1));
+        let mut b = RegisterLww::default();
+        b.apply(&first, Dot::new(A, 1));
+        // b overwrites what it saw, even against a huge timestamp.
+        let mut big = first.clone();
+        big.ts = u64::MAX;
+        let mut c = RegisterLww::default();
+        c.apply(&big, Dot::new(A, 1));
+        let over = step(&mut c, &[Op::Assign("y".into())], Dot::new(B, 1));
+        assert_eq!(over.ts, u64::MAX, "saturates");
+        assert_eq!(c.value(), Value::from("y"));
+        // A reset (inside a map) leaves the register at bottom.
+        let r = step(&mut b, &[Op::Assign("z".into()), Op::Reset], Dot::new(B, 1));
+        assert_eq!(r.value, None);
+        assert!(b.is_bottom());
+        assert!(RegisterLww::is_field_only(&r));
+        let mut w = Writer::new();
+        RegisterLww::encode_effect(&r, &mut w);
+        let bytes = w.into_vec();
+        assert_eq!(RegisterLww::decode_effect(&mut Reader::new(&bytes)).unwrap(), r);
+    }
+}

@@ -151,3 +151,35 @@ impl Crdt for RegisterMv {
     }
 
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ReplicaId = ReplicaId(1);
+    const B: ReplicaId = ReplicaId(2);
+
+    fn step(s: &mut RegisterMv, op: &Op, dot: Dot) -> Effect {
+        let e = RegisterMv::prepare(Some(s), &[(0, op)], dot.replica).unwrap();
+        s.apply(&e, dot);
+        e
+    }
+
+    #[test]
+    fn concurrent_assigns_stay_until_one_sees_both_and_reset_clears_only_what_it_saw() {
+        let mut a = RegisterMv::default();
+        let mut b = RegisterMv::default();
+        let ea = step(&mut a, &Op::Assign(1.into()), Dot::new(A, 1));
+        let eb = step(&mut b, &Op::Assign(2.into()), Dot::new(B, 1));
+        a.apply(&eb, Dot::new(B, 1));
+        b.apply(&ea, Dot::new(A, 1));
+        assert_eq!(a, b);
+        assert_eq!(a.value(), Value::List(vec![1.into(), 2.into()]));
+        let r = step(&mut a, &Op::Reset, Dot::new(A, 2));
+        assert!(a.is_bottom());
+        let mut w = Writer::new();
+        RegisterMv::encode_effect(&r, &mut w);
+        let bytes = w.into_vec();
+        assert_eq!(RegisterMv::decode_effect(&mut Reader::new(&bytes)).unwrap(), r);
+    }
+}

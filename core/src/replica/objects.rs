@@ -133,7 +133,7 @@ impl Replica {
             let limit = self.config.max_frame_bytes;
             let origin = self.id;
             let effect = with_state(&mut self.objects, &key, key.ty, |st| {
-                if unmeasured(st, &[(0, &op)]) {
+                if unmeasured(st.tokens(), &[(0, &op)]) {
                     return prepare_apply(st, &[(0, &op)], origin, dot);
                 }
                 // An effect whose size depends on the state: measure it
@@ -241,11 +241,8 @@ impl Replica {
             // One object: prepare and apply in one lookup, unless the effect
             // may be large and must be measured first.
             let (key, origin) = (*key, self.id);
-            let small = match self.objects.get(key) {
-                Some(st) => unmeasured(st, ops),
-                None => unmeasured(&State::bottom(key.ty), ops),
-            };
-            if small {
+            let tokens = self.objects.get(key).map_or(0, State::tokens);
+            if unmeasured(tokens, ops) {
                 let effect = with_state(&mut self.objects, key, key.ty, |st| {
                     prepare_apply(st, ops, origin, dot)
                 })?;
@@ -287,7 +284,8 @@ impl Replica {
     }
 }
 
-/// True if the effect of `ops` on `st` cannot be much larger than the ops
+/// True if the effect of `ops` on an object with `tokens` observed tokens
+/// cannot be much larger than the ops
 /// themselves (which `update_objects` measured), so it may be applied as
 /// it is prepared, without encoding it first: counter ops (a counter's
 /// effect has a constant size), or one op on one element or value of an
@@ -295,7 +293,7 @@ impl Replica {
 /// reset, a map field) is prepared, measured and only then applied, so a
 /// transaction too large for a frame is refused whole.
 #[inline]
-fn unmeasured(st: &State, ops: &[(usize, &Op)]) -> bool {
+fn unmeasured(tokens: usize, ops: &[(usize, &Op)]) -> bool {
     if ops
         .iter()
         .all(|(_, op)| matches!(op, Op::Increment(_) | Op::Decrement(_)))
@@ -307,7 +305,7 @@ fn unmeasured(st: &State, ops: &[(usize, &Op)]) -> bool {
             matches!(
                 op,
                 Op::Add(_) | Op::Remove(_) | Op::Assign(_) | Op::Enable | Op::Disable
-            ) && st.tokens() < LARGE_OBSERVED
+            ) && tokens < LARGE_OBSERVED
         }
         _ => false,
     }

@@ -191,17 +191,6 @@ impl Op {
         }
     }
 
-    /// True if the op's effect names every token it observed on the whole
-    /// object (its size depends on the state, not on the op).
-    #[inline]
-    pub fn observes_all(&self) -> bool {
-        match self {
-            Op::Reset | Op::RemoveAll(_) => true,
-            Op::Update(_, op) => op.observes_all(),
-            _ => false,
-        }
-    }
-
     /// Checks that `ty` supports this op and that its values can be stored.
     #[inline]
     pub fn check(&self, ty: CrdtType, index: usize) -> Result<(), UpdateError> {

@@ -128,6 +128,27 @@ pub enum UpdateError {
         /// The limit ([`crate::Config::max_frame_bytes`]).
         limit: usize,
     },
+    /// A list or text index (or the end of a deleted range) is past the
+    /// object's length.
+    #[error("update #{index}: {op} at index {at} is out of range (the length is {len})")]
+    IndexOutOfRange {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The op name.
+        op: &'static str,
+        /// The index given (or the end of the range).
+        at: u64,
+        /// The object's length, in the index's unit.
+        len: u64,
+    },
+    /// A UTF-16 index falls between the two halves of a surrogate pair.
+    #[error("update #{index}: UTF-16 index {at} falls inside a surrogate pair (one character); use an index on either side of it")]
+    InsideSurrogatePair {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The index given.
+        at: u64,
+    },
     /// A value nests lists or maps too deeply to be stored.
     #[error("update #{index}: value nested deeper than {max} levels")]
     TooDeep {
@@ -146,6 +167,8 @@ impl UpdateError {
             | UpdateError::MissingArgument { index, .. }
             | UpdateError::WrongArgument { index, .. }
             | UpdateError::Overflow { index }
+            | UpdateError::IndexOutOfRange { index, .. }
+            | UpdateError::InsideSurrogatePair { index, .. }
             | UpdateError::TooDeep { index, .. } => *index = i,
             UpdateError::UnknownType(_)
             | UpdateError::SeqExhausted

@@ -38,6 +38,6 @@ pub use replica::{
     ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica, RestoreError, Stats,
     Ticket, Transmit, UpdateOutcome,
 };
-pub use types::{effect, Effect, Op, State, Update};
+pub use types::{effect, Effect, Op, Pos, State, Update};
 pub use value::Value;
 pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

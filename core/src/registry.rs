@@ -25,6 +25,8 @@ macro_rules! for_each_type {
             9 flag_dw FlagDw "Disable-wins flag.",
             10 map_rr MapRr "Map of embedded objects; remove and reset undo what was observed.",
             11 map_go MapGo "Map of embedded objects; fields are never removed.",
+            12 list List "Ordered list of values; concurrent inserts do not interleave.",
+            13 text Text "Collaborative text; concurrent inserts do not interleave.",
         }
     };
 }

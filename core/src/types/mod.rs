@@ -32,9 +32,11 @@ use crate::value::Value;
 pub(crate) mod dots;
 pub(crate) mod elems;
 mod op;
+pub(crate) mod seq;
 pub(crate) mod store;
 
 pub use op::{Op, Update};
+pub use seq::Pos;
 
 /// How a repair renames one replica's writes (see `Replica::repair`): the
 /// old id's seqs from `from` on become the new id's seqs from 1, and their
@@ -201,6 +203,7 @@ macro_rules! dispatch {
             pub use super::counter_pn::PnEntry;
             pub use super::dots::{DotSet, Mark};
             pub use super::elems::ElemEffect;
+            pub use super::seq::{ElemId, ListChunk, Piece, Ref, TextChunk};
         }
 
         /// An object's full state.

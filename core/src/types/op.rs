@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::seq::Pos;
 use crate::codec::MAX_DEPTH;
 use crate::error::UpdateError;
 use crate::key::{CrdtType, Field, Key};
@@ -36,10 +37,18 @@ pub enum Op {
     Disable,
     /// Maps: apply an op of the field's type to the field.
     Update(Field, Box<Op>),
+    /// Lists: insert a value at an index. Text: insert a string.
+    Insert(Pos, Value),
+    /// Lists: insert several values at an index.
+    InsertAll(Pos, Vec<Value>),
+    /// Lists and text: delete `count` elements (text: units) from an index.
+    Delete(Pos, u64),
+    /// Text: delete `count` units from an index, then insert a string there.
+    Splice(Pos, u64, String),
 }
 
 /// The vocabulary: every op name, for parsing.
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 15] = [
     "increment",
     "decrement",
     "add",
@@ -51,6 +60,10 @@ const NAMES: [&str; 11] = [
     "enable",
     "disable",
     "update",
+    "insert",
+    "insert_all",
+    "delete",
+    "splice",
 ];
 
 impl Op {
@@ -68,6 +81,25 @@ impl Op {
             Op::Enable => "enable",
             Op::Disable => "disable",
             Op::Update(..) => "update",
+            Op::Insert(..) => "insert",
+            Op::InsertAll(..) => "insert_all",
+            Op::Delete(..) => "delete",
+            Op::Splice(..) => "splice",
+        }
+    }
+
+    /// The same op with its list and text indexes counted in UTF-16 units
+    /// (JavaScript's `string.length`) instead of code points; nested ops
+    /// of map fields too.
+    pub fn in_utf16(self) -> Op {
+        let u = |p: Pos| Pos { utf16: true, ..p };
+        match self {
+            Op::Insert(p, v) => Op::Insert(u(p), v),
+            Op::InsertAll(p, v) => Op::InsertAll(u(p), v),
+            Op::Delete(p, n) => Op::Delete(u(p), n),
+            Op::Splice(p, n, s) => Op::Splice(u(p), n, s),
+            Op::Update(f, op) => Op::Update(f, Box::new(op.in_utf16())),
+            op => op,
         }
     }
 
@@ -139,6 +171,45 @@ impl Op {
                 None => return Err(missing("a list of elements")),
                 Some(v) => return Err(wrong("a list of elements", &v)),
             },
+            "insert" | "insert_all" | "delete" | "splice" => {
+                let shape: &'static str = match op_name {
+                    "insert" => "[index, value]",
+                    "insert_all" => "[index, [values]]",
+                    "delete" => "[index, count]",
+                    _ => "[index, count, string]",
+                };
+                let n = if op_name == "splice" { 3 } else { 2 };
+                let parts = match arg {
+                    Some(Value::List(l)) if l.len() == n => l,
+                    None => return Err(missing(shape)),
+                    Some(v) => return Err(wrong(shape, &v)),
+                };
+                let mut parts = parts.into_iter();
+                let int = |v: Value| match v {
+                    Value::Int(i) if i >= 0 => Ok(i as u64),
+                    v => Err(wrong(shape, &v)),
+                };
+                let at = Pos {
+                    at: int(parts.next().expect("parts"))?,
+                    utf16: false,
+                };
+                let second = parts.next().expect("parts");
+                match op_name {
+                    "insert" => Op::Insert(at, second),
+                    "insert_all" => match second {
+                        Value::List(l) => Op::InsertAll(at, l),
+                        v => return Err(wrong(shape, &v)),
+                    },
+                    "delete" => Op::Delete(at, int(second)?),
+                    _ => {
+                        let count = int(second)?;
+                        match parts.next().expect("parts") {
+                            Value::Str(s) => Op::Splice(at, count, s),
+                            v => return Err(wrong(shape, &v)),
+                        }
+                    }
+                }
+            }
             "update" => {
                 const SHAPE: &str = "[field, op] or [field, op, arg], field = [name, type]";
                 let parts = match arg {
@@ -184,8 +255,11 @@ impl Op {
     #[inline]
     pub fn values_len(&self) -> usize {
         match self {
-            Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.encoded_len(),
-            Op::AddAll(l) | Op::RemoveAll(l) => l.iter().map(Value::encoded_len).sum(),
+            Op::Add(v) | Op::Remove(v) | Op::Assign(v) | Op::Insert(_, v) => v.encoded_len(),
+            Op::AddAll(l) | Op::RemoveAll(l) | Op::InsertAll(_, l) => {
+                l.iter().map(Value::encoded_len).sum()
+            }
+            Op::Splice(_, _, s) => s.len(),
             Op::Update(f, op) => f.name.len() + op.values_len(),
             _ => 0,
         }
@@ -207,8 +281,12 @@ impl Op {
         let mut depth = 0;
         loop {
             let deep = match op {
-                Op::Add(v) | Op::Remove(v) | Op::Assign(v) => v.depth() > MAX_DEPTH,
-                Op::AddAll(l) | Op::RemoveAll(l) => l.iter().any(|v| v.depth() > MAX_DEPTH),
+                Op::Add(v) | Op::Remove(v) | Op::Assign(v) | Op::Insert(_, v) => {
+                    v.depth() > MAX_DEPTH
+                }
+                Op::AddAll(l) | Op::RemoveAll(l) | Op::InsertAll(_, l) => {
+                    l.iter().any(|v| v.depth() > MAX_DEPTH)
+                }
                 Op::Update(_, inner) => {
                     // The object and each field it goes through are one
                     // level of the effect's encoding each, and decoders

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{key, op, read, replica, sync, update};
-use minidote_core::{CrdtType, Field, Key, Op, Replica, Update, UpdateError, Value};
+use minidote_core::{CrdtType, Field, Key, Op, Pos, Replica, Update, UpdateError, Value};
 
 fn up(name: &str, ty: CrdtType, inner: Op) -> Op {
     Op::Update(Field::new(name, ty), Box::new(inner))
@@ -42,6 +42,22 @@ fn ops_for(ty: CrdtType) -> (Op, Op) {
         MapRr | MapGo => (
             up("x", CounterPn, Op::Increment(7)),
             up("y", SetAw, Op::Add("new".into())),
+        ),
+        List | Text => (
+            Op::Insert(
+                Pos {
+                    at: 0,
+                    utf16: false,
+                },
+                "old".into(),
+            ),
+            Op::Insert(
+                Pos {
+                    at: 0,
+                    utf16: false,
+                },
+                "new".into(),
+            ),
         ),
         other => panic!("no ops for {other}"),
     }
@@ -87,7 +103,10 @@ fn a_remove_concurrent_with_an_update_keeps_only_the_update_for_every_embedded_t
             CrdtType::CounterPn | CrdtType::CounterPnSb => {
                 assert_eq!(want, map(&[("f", Value::Int(5))]))
             }
-            CrdtType::RegisterLww => assert_eq!(want, map(&[("f", "new".into())])),
+            CrdtType::RegisterLww | CrdtType::Text => {
+                assert_eq!(want, map(&[("f", "new".into())]))
+            }
+            CrdtType::List => assert_eq!(want, map(&[("f", Value::List(vec!["new".into()]))])),
             _ => {}
         }
     }

@@ -581,10 +581,14 @@ impl Sim {
                 }
             }
             // A batch that grew past the frame limit by the time it ran (a
-            // reset names every observed token) is refused whole: fine.
+            // reset names every observed token), or whose list or text
+            // index is out of range by then (it waited for a session clock
+            // while others deleted), is refused whole: fine.
             Event::UpdateFailed {
                 ticket,
-                error: minidote_core::UpdateError::TooLarge { .. },
+                error:
+                    minidote_core::UpdateError::TooLarge { .. }
+                    | minidote_core::UpdateError::IndexOutOfRange { .. },
             } => {
                 for s in 0..self.sessions.len() {
                     if let Some(Waiting::Update(n, t, _)) = &self.sessions[s].waiting {
@@ -779,6 +783,8 @@ impl Sim {
             if depth == 0 {
                 fields.push(Field::new("m", MapRr));
                 fields.push(Field::new("g", MapGo));
+                fields.push(Field::new("q", List));
+                fields.push(Field::new("x", Text));
             }
             let f = self.rng.pick(&fields).clone();
             if ty == MapRr {
@@ -833,6 +839,23 @@ impl Sim {
                 1 => Op::Disable,
                 _ => Op::Reset,
             },
+            // Inside maps only inserts at the start (always in range);
+            // top-level objects get raw indexes that `fit` brings into
+            // range against the replica the client writes to.
+            List | Text if depth > 0 => Op::Insert(pos(0), Value::from("m")),
+            List => match r.below(4) {
+                0 | 1 => Op::Insert(pos(r.below(1000)), v(r)),
+                2 => Op::InsertAll(pos(r.below(1000)), vec![v(r), v(r)]),
+                _ => Op::Delete(pos(r.below(1000)), 1 + r.below(3)),
+            },
+            Text => {
+                let s = ["a", "bc", "é", "😀x", "hello"][r.below(5) as usize].to_owned();
+                match r.below(5) {
+                    0..=2 => Op::Insert(pos(r.below(1000)), Value::Str(s)),
+                    3 => Op::Delete(pos(r.below(1000)), 1 + r.below(3)),
+                    _ => Op::Splice(pos(r.below(1000)), r.below(3), s),
+                }
+            }
             _ => unreachable!("maps are handled above"),
         }
     }
@@ -866,6 +889,22 @@ impl Sim {
                 let k = self.rng.pick(&self.keys).clone();
                 let op = self.random_op(&k);
                 updates.push(Update::new(k, op));
+            }
+            // Bring list and text indexes into range, op after op.
+            {
+                let r = self.nodes[i].replica.as_ref().unwrap();
+                let mut lens: HashMap<Key, u64> = HashMap::new();
+                for u in &mut updates {
+                    if matches!(u.key.ty, CrdtType::List | CrdtType::Text) {
+                        let len = *lens
+                            .entry(u.key.clone())
+                            .or_insert_with(|| seq_len(&r.value(&u.key)));
+                        let op = std::mem::replace(&mut u.op, Op::Reset);
+                        let (op, n) = fit(u.key.ty, op, len);
+                        u.op = op;
+                        lens.insert(u.key.clone(), n);
+                    }
+                }
             }
             let invalid = self.rng.chance(0.05);
             if invalid {
@@ -1378,6 +1417,59 @@ impl Sim {
             let st = n.replica.as_ref().unwrap().stats();
             assert_eq!(st.buffered, 0, "seed {}: buffer not drained", self.seed);
         }
+    }
+}
+
+fn pos(at: u64) -> minidote_core::Pos {
+    minidote_core::Pos { at, utf16: false }
+}
+
+/// The length of a list or text value (code points).
+fn seq_len(v: &Value) -> u64 {
+    match v {
+        Value::Str(s) => s.chars().count() as u64,
+        Value::List(l) => l.len() as u64,
+        _ => 0,
+    }
+}
+
+/// Brings a list or text op's raw index into range for an object of
+/// length `len` (a delete of an empty object becomes an insert); returns
+/// the length after it.
+fn fit(ty: CrdtType, op: Op, len: u64) -> (Op, u64) {
+    let at = |p: minidote_core::Pos, n: u64| pos(p.at % n.max(1));
+    match op {
+        Op::Insert(p, v) => {
+            let n = match &v {
+                Value::Str(s) => s.chars().count() as u64,
+                _ => 1,
+            };
+            (Op::Insert(at(p, len + 1), v), len + n)
+        }
+        Op::InsertAll(p, l) => {
+            let n = l.len() as u64;
+            (Op::InsertAll(at(p, len + 1), l), len + n)
+        }
+        Op::Delete(..) | Op::Splice(..) if len == 0 => {
+            let v = if ty == CrdtType::Text {
+                Value::from("z")
+            } else {
+                Value::Null
+            };
+            (Op::Insert(pos(0), v), 1)
+        }
+        Op::Delete(p, n) => {
+            let a = at(p, len);
+            let n = n.min(len - a.at);
+            (Op::Delete(a, n), len - n)
+        }
+        Op::Splice(p, n, s) => {
+            let a = at(p, len);
+            let n = n.min(len - a.at);
+            let k = s.chars().count() as u64;
+            (Op::Splice(a, n, s), len - n + k)
+        }
+        op => (op, len),
     }
 }
 

@@ -34,10 +34,10 @@ pub use error::{DecodeError, UpdateError};
 pub use hashing::set_hash_key;
 pub use key::{CrdtType, Field, Key};
 pub use replica::{
-    CatchUp, Config, Event, ImportStatus, LinkId, LinkPolicy, PeerStats, ProtocolError,
-    ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica, RestoreError, Stats,
-    Ticket, Transmit, UpdateOutcome,
+    CatchUp, Config, CursorError, Event, ImportStatus, LinkId, LinkPolicy, PeerStats,
+    ProtocolError, ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica,
+    RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
 };
-pub use types::{effect, Effect, Op, Pos, State, Update};
+pub use types::{effect, DeltaOp, Effect, Op, Pos, State, Update};
 pub use value::Value;
 pub use wire::{Frame, Hello, Snapshot, Txn, TxnBytes, TxnHeader, PROTOCOL_VERSION};

@@ -135,3 +135,22 @@ pub enum RepairError {
     #[error("cannot re-issue this replica's writes: {0}")]
     Unrepairable(String),
 }
+
+/// Why a cursor cannot be made or resolved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CursorError {
+    /// The bytes are not a cursor.
+    #[error("not a cursor: {0}")]
+    Malformed(#[from] DecodeError),
+    /// Cursors point into `list` and `text` objects only.
+    #[error("cursors point into list and text objects, not {0}")]
+    NotASequence(crate::key::CrdtType),
+    /// The index is out of range.
+    #[error(transparent)]
+    Index(#[from] crate::error::UpdateError),
+    /// The cursor's element has not reached this replica yet (the cursor
+    /// was made by a replica that is ahead; wait for its writes).
+    #[error("the cursor's element {0:?} has not reached this replica yet")]
+    Unknown(Dot),
+}

@@ -2,6 +2,7 @@
 //! lacks, as transactions or as the whole state.
 
 use super::*;
+use crate::types::{diff, has_deltas};
 
 /// What a peer lacks, as computed by [`Replica::catch_up`].
 #[derive(Clone, PartialEq, Debug)]
@@ -114,7 +115,17 @@ impl Replica {
                 .objects
                 .entry(k.clone())
                 .or_insert_with(|| State::bottom(k.ty));
+            let old = (self.config.emit_changes && has_deltas(k.ty)).then(|| mine.value());
             mine.join(&self.clock, s, theirs);
+            if let Some(old) = old {
+                let delta = diff(&old, &mine.value());
+                if !delta.is_empty() {
+                    self.events.push_back(Event::Delta {
+                        key: k.clone(),
+                        delta,
+                    });
+                }
+            }
             changed.push(k.clone());
         }
         self.objects.retain(|_, s| !s.is_bottom());

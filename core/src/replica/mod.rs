@@ -29,6 +29,7 @@ use crate::types::{prepare, prepare_apply, Effect, Op, Rename, State, Update};
 use crate::value::Value;
 use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 
+mod cursors;
 mod durability;
 mod errors;
 mod links;
@@ -40,7 +41,7 @@ mod stats;
 
 pub use durability::Record;
 use durability::{MAX_UNCONFIRMED, MAX_UNCONFIRMED_BYTES};
-pub use errors::{ProtocolError, RepairError};
+pub use errors::{CursorError, ProtocolError, RepairError};
 use links::forward;
 pub use links::{ImportStatus, LinkId, LinkPolicy, Transmit};
 pub use log::CatchUp;
@@ -130,6 +131,15 @@ pub enum Event {
     },
     /// Objects changed (only with [`Config::emit_changes`]).
     Changed(Vec<Key>),
+    /// What changed in a `list` or `text` object, as a delta in document
+    /// order (only with [`Config::emit_changes`]). It comes right before
+    /// the [`Event::Changed`] that names its key.
+    Delta {
+        /// The object.
+        key: Key,
+        /// The change.
+        delta: Vec<crate::types::DeltaOp>,
+    },
     /// A link's handshake completed.
     LinkUp {
         /// The link.

@@ -2,7 +2,7 @@
 //! effect per key (every effect prepared before any is applied).
 
 use super::*;
-use crate::types::LARGE_OBSERVED;
+use crate::types::{compose, has_deltas, SeqEdit, LARGE_OBSERVED};
 
 /// A frame's bytes around one transaction's effects: version, tag, count,
 /// origin, seq, deps (generously) and the blob length.
@@ -132,8 +132,13 @@ impl Replica {
             let deps_len = self.deps_len();
             let limit = self.config.max_frame_bytes;
             let origin = self.id;
+            let record = self.config.emit_changes && has_deltas(key.ty);
+            let mut rec = Vec::new();
             let effect = with_state(&mut self.objects, &key, key.ty, |st| {
                 if unmeasured(st.tokens(), &[(0, &op)]) {
+                    if record {
+                        return st.prepare_apply_recording(&[(0, &op)], origin, dot, &mut rec);
+                    }
                     return prepare_apply(st, &[(0, &op)], origin, dot);
                 }
                 // An effect whose size depends on the state: measure it
@@ -146,9 +151,14 @@ impl Replica {
                 if size > limit {
                     return Err(UpdateError::TooLarge { size, limit });
                 }
-                st.apply(&effect, dot);
+                if record {
+                    st.apply_recording(&effect, dot, &mut rec);
+                } else {
+                    st.apply(&effect, dot);
+                }
                 Ok(effect)
             })?;
+            self.push_delta(&key, rec);
             let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
             let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
             crate::wire::encode_txn(&mut w, self.id, seq, &deps, &[(&key, &effect)]);
@@ -243,9 +253,16 @@ impl Replica {
             let (key, origin) = (*key, self.id);
             let tokens = self.objects.get(key).map_or(0, State::tokens);
             if unmeasured(tokens, ops) {
+                let record = self.config.emit_changes && has_deltas(key.ty);
+                let mut rec = Vec::new();
                 let effect = with_state(&mut self.objects, key, key.ty, |st| {
-                    prepare_apply(st, ops, origin, dot)
+                    if record {
+                        st.prepare_apply_recording(ops, origin, dot, &mut rec)
+                    } else {
+                        prepare_apply(st, ops, origin, dot)
+                    }
                 })?;
+                self.push_delta(key, rec);
                 return Ok(vec![(key.clone(), effect)]);
             }
         }
@@ -266,7 +283,27 @@ impl Replica {
 
     pub(super) fn apply_effects(&mut self, effects: &[(Key, Effect)], dot: Dot) {
         for (k, e) in effects {
-            apply_at(&mut self.objects, k, e, dot);
+            if self.config.emit_changes && has_deltas(k.ty) {
+                let mut rec = Vec::new();
+                let _ = with_state(&mut self.objects, k, e.ty(), |s| {
+                    s.apply_recording(e, dot, &mut rec);
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                self.push_delta(k, rec);
+            } else {
+                apply_at(&mut self.objects, k, e, dot);
+            }
+        }
+    }
+
+    /// Emits the delta of recorded list or text edits (before the
+    /// transaction's [`Event::Changed`]).
+    pub(super) fn push_delta(&mut self, key: &Key, rec: Vec<SeqEdit>) {
+        if !rec.is_empty() {
+            self.events.push_back(Event::Delta {
+                key: key.clone(),
+                delta: compose(&rec),
+            });
         }
     }
 
@@ -301,6 +338,8 @@ fn unmeasured(tokens: usize, ops: &[(usize, &Op)]) -> bool {
         return true;
     }
     match ops {
+        // An insert's effect is its content and two element ids.
+        [(_, Op::Insert(..) | Op::InsertAll(..))] => true,
         [(_, op)] => {
             matches!(
                 op,

@@ -36,7 +36,63 @@ pub(crate) mod seq;
 pub(crate) mod store;
 
 pub use op::{Op, Update};
-pub use seq::Pos;
+pub use seq::{compose, diff, Assoc, DeltaOp, ElemId, Pos, SeqEdit};
+
+/// True for the types whose changes subscribers get as deltas.
+#[inline]
+pub(crate) fn has_deltas(ty: CrdtType) -> bool {
+    matches!(ty, CrdtType::List | CrdtType::Text)
+}
+
+impl State {
+    /// Where a cursor at `p` sticks in a list or text (`None` for other
+    /// types; `Ok(None)` for an empty object).
+    pub(crate) fn cursor_at(&self, p: Pos) -> Option<Result<Option<(ElemId, Assoc)>, UpdateError>> {
+        match self {
+            State::List(s) => Some(s.seq().cursor_at(p)),
+            State::Text(s) => Some(s.seq().cursor_at(p)),
+            _ => None,
+        }
+    }
+
+    /// The index (code points, UTF-16 units) of a cursor's element now, if
+    /// this list or text has it.
+    pub(crate) fn resolve(&self, id: ElemId, assoc: Assoc) -> Option<(u64, u64)> {
+        match self {
+            State::List(s) => s.seq().resolve(id, assoc),
+            State::Text(s) => s.seq().resolve(id, assoc),
+            _ => None,
+        }
+    }
+
+    /// [`State::apply`], recording list and text edits into `rec`.
+    pub(crate) fn apply_recording(&mut self, e: &Effect, dot: Dot, rec: &mut Vec<SeqEdit>) {
+        match (self, e) {
+            (State::List(s), Effect::List(e)) => s.apply_recording(e, dot, rec),
+            (State::Text(s), Effect::Text(e)) => s.apply_recording(e, dot, rec),
+            (s, e) => s.apply(e, dot),
+        }
+    }
+
+    /// [`prepare_apply`], recording list and text edits into `rec`.
+    pub(crate) fn prepare_apply_recording(
+        &mut self,
+        ops: &[(usize, &Op)],
+        origin: ReplicaId,
+        dot: Dot,
+        rec: &mut Vec<SeqEdit>,
+    ) -> Result<Effect, UpdateError> {
+        match self {
+            State::List(s) => Ok(Effect::List(
+                s.prepare_apply_recording(ops, origin, dot, rec)?,
+            )),
+            State::Text(s) => Ok(Effect::Text(
+                s.prepare_apply_recording(ops, origin, dot, rec)?,
+            )),
+            s => prepare_apply(s, ops, origin, dot),
+        }
+    }
+}
 
 /// How a repair renames one replica's writes (see `Replica::repair`): the
 /// old id's seqs from `from` on become the new id's seqs from 1, and their

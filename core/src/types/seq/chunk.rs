@@ -40,6 +40,8 @@ pub trait Chunk: Clone + PartialEq + Eq + Debug + Default {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
     /// The encoded size, roughly (for frame measurements).
     fn bytes(&self) -> usize;
+    /// The content as a value (a string, or a list of values).
+    fn to_value(&self) -> Value;
 }
 
 /// A piece of text, with its lengths in both index units.
@@ -212,6 +214,10 @@ impl Chunk for TextChunk {
     fn bytes(&self) -> usize {
         self.s.len() + 5
     }
+
+    fn to_value(&self) -> Value {
+        Value::Str(self.s.clone())
+    }
 }
 
 /// Some list elements.
@@ -296,6 +302,10 @@ impl Chunk for ListChunk {
 
     fn bytes(&self) -> usize {
         self.0.iter().map(Value::encoded_len).sum::<usize>() + 5
+    }
+
+    fn to_value(&self) -> Value {
+        Value::List(self.0.clone())
     }
 }
 

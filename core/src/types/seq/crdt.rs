@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Chunk, Effect, Seq, SeqOp};
+use super::{Chunk, Effect, Seq, SeqEdit, SeqOp};
 use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
@@ -33,6 +33,30 @@ impl<K: SeqKind> SeqType<K> {
     /// The sequence.
     pub fn seq(&self) -> &Seq<K::Chunk> {
         &self.0
+    }
+}
+
+impl<K: SeqKind> SeqType<K> {
+    /// [`Crdt::apply`], recording the edits (for subscribers' deltas).
+    pub(crate) fn apply_recording(
+        &mut self,
+        e: &Effect<K::Chunk>,
+        dot: Dot,
+        rec: &mut Vec<SeqEdit>,
+    ) {
+        self.0.apply(e, dot, Some(rec))
+    }
+
+    /// [`Crdt::prepare_apply`], recording the edits.
+    pub(crate) fn prepare_apply_recording(
+        &mut self,
+        ops: &[(usize, &Op)],
+        origin: ReplicaId,
+        dot: Dot,
+        rec: &mut Vec<SeqEdit>,
+    ) -> Result<Effect<K::Chunk>, UpdateError> {
+        self.0
+            .prepare_apply(&seq_ops::<K>(ops), origin, dot, Some(rec))
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod chunk;
 mod crdt;
+mod delta;
 mod index;
 mod run;
 mod tree;
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 
 pub use chunk::{Chunk, ListChunk, TextChunk};
 pub use crdt::{SeqKind, SeqType};
+pub use delta::{compose, diff, DeltaOp, SeqEdit};
 pub use run::ElemId;
 use run::{id_at, Run};
 use tree::{Cursor, Metric, Tree};
@@ -113,31 +115,6 @@ pub enum SeqOp<C> {
     Splice(Pos, u64, C),
     /// Delete everything visible (a reset).
     Clear,
-}
-
-/// One change, in visible units at the time it applied (for deltas).
-#[derive(Clone, PartialEq, Debug)]
-pub enum Edit<C> {
-    /// Content inserted at code point `at` (UTF-16 unit `at16`).
-    Ins {
-        /// Index in elements (code points).
-        at: u64,
-        /// Index in UTF-16 units.
-        at16: u64,
-        /// What.
-        content: C,
-    },
-    /// `n` elements (`n16` UTF-16 units) deleted from `at` (`at16`).
-    Del {
-        /// Index in elements.
-        at: u64,
-        /// Index in UTF-16 units.
-        at16: u64,
-        /// Elements deleted.
-        n: u64,
-        /// UTF-16 units deleted.
-        n16: u64,
-    },
 }
 
 /// Whether a cursor sticks to the element after its index or before it.
@@ -438,7 +415,7 @@ impl<C: Chunk> Seq<C> {
         ops: &[(usize, SeqOp<C>)],
         origin: ReplicaId,
         dot: Dot,
-        rec: Option<&mut Vec<Edit<C>>>,
+        rec: Option<&mut Vec<SeqEdit>>,
     ) -> Result<Effect<C>, UpdateError> {
         if let [(i, SeqOp::Ins(p, c))] = ops {
             let at = self.to_elems(*p, *i, "insert")?;
@@ -448,10 +425,10 @@ impl<C: Chunk> Seq<C> {
             let (left, right, after) = self.origins(at);
             if let Some(rec) = rec {
                 let at16 = self.tree.before(after).utf16;
-                rec.push(Edit::Ins {
+                rec.push(SeqEdit::Ins {
                     at,
                     at16,
-                    content: c.clone(),
+                    content: c.to_value(),
                 });
             }
             let run = Run {
@@ -478,7 +455,7 @@ impl<C: Chunk> Seq<C> {
 
     /// Applies an effect of transaction `dot`.
     #[inline]
-    pub fn apply(&mut self, e: &Effect<C>, dot: Dot, rec: Option<&mut Vec<Edit<C>>>) {
+    pub fn apply(&mut self, e: &Effect<C>, dot: Dot, rec: Option<&mut Vec<SeqEdit>>) {
         self.apply_from(e, dot, 0, rec);
     }
 
@@ -489,7 +466,7 @@ impl<C: Chunk> Seq<C> {
         e: &[Piece<C>],
         dot: Dot,
         mut off: u32,
-        mut rec: Option<&mut Vec<Edit<C>>>,
+        mut rec: Option<&mut Vec<SeqEdit>>,
     ) -> u32 {
         for p in e {
             match p {
@@ -525,7 +502,7 @@ impl<C: Chunk> Seq<C> {
         left: Option<ElemId>,
         right: Option<ElemId>,
         content: Option<C>,
-        rec: Option<&mut Vec<Edit<C>>>,
+        rec: Option<&mut Vec<SeqEdit>>,
     ) -> bool {
         let len = match &content {
             Some(c) => c.len(),
@@ -544,7 +521,7 @@ impl<C: Chunk> Seq<C> {
         )
     }
 
-    fn integrate_run(&mut self, run: Run<C>, rec: Option<&mut Vec<Edit<C>>>) -> bool {
+    fn integrate_run(&mut self, run: Run<C>, rec: Option<&mut Vec<SeqEdit>>) -> bool {
         let (id, left, right) = (run.id, run.left, run.right);
         let start = match left {
             None => self.tree.start(),
@@ -609,10 +586,10 @@ impl<C: Chunk> Seq<C> {
                     Spot::At(c) => self.tree.before(c),
                     Spot::End => self.tree.total(),
                 };
-                rec.push(Edit::Ins {
+                rec.push(SeqEdit::Ins {
                     at: before.vis,
                     at16: before.utf16,
-                    content: content.clone(),
+                    content: content.to_value(),
                 });
             }
         }
@@ -658,7 +635,7 @@ impl<C: Chunk> Seq<C> {
         first: ElemId,
         len: u32,
         per_txn: bool,
-        mut rec: Option<&mut Vec<Edit<C>>>,
+        mut rec: Option<&mut Vec<SeqEdit>>,
     ) {
         let per = per_txn && len > 1;
         let mut k = 0u32;
@@ -679,7 +656,7 @@ impl<C: Chunk> Seq<C> {
                 let before = rec.is_some().then(|| self.tree.before(c));
                 let removed = self.tree.delete(c, n);
                 if let (Some(rec), Some(b), Some(ch)) = (rec.as_deref_mut(), before, removed) {
-                    rec.push(Edit::Del {
+                    rec.push(SeqEdit::Del {
                         at: b.vis,
                         at16: b.utf16,
                         n: ch.len() as u64,

@@ -86,6 +86,12 @@ pub enum ProtocolError {
     /// replica's writes from that seq on under a new replica id.
     #[error("transaction {0:?} of this replica exists elsewhere with other bytes: this replica was restored from an older copy of its file; its writes from that seq on are re-issued under a new replica id")]
     RestoredBackup(Dot),
+    /// A frame handed to [`crate::Replica::apply_update`] carries no
+    /// update (only `Txns`, `Snapshot` and `SnapshotPart` do).
+    #[error(
+        "a {0} frame carries no update; apply_update takes Txns, Snapshot and SnapshotPart frames"
+    )]
+    NotAnUpdate(&'static str),
 }
 
 impl ProtocolError {

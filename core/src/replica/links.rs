@@ -220,7 +220,9 @@ impl Replica {
             ProtocolError::HelloExpected(_) => Some(error_code::HELLO_EXPECTED),
             ProtocolError::RoomMismatch { .. } => Some(error_code::ROOM_MISMATCH),
             ProtocolError::SameReplicaId(_) => Some(error_code::DUPLICATE_ID),
-            ProtocolError::PeerChanged { .. } => Some(error_code::MALFORMED),
+            ProtocolError::PeerChanged { .. } | ProtocolError::NotAnUpdate(_) => {
+                Some(error_code::MALFORMED)
+            }
             ProtocolError::IdleTimeout(_) => Some(error_code::IDLE),
             ProtocolError::ForeignOrigin { .. } | ProtocolError::SnapshotForbidden(_) => {
                 Some(error_code::FORBIDDEN)

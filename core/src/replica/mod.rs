@@ -38,6 +38,7 @@ mod objects;
 mod pending;
 mod repair;
 mod stats;
+mod transport;
 
 pub use durability::Record;
 use durability::{MAX_UNCONFIRMED, MAX_UNCONFIRMED_BYTES};
@@ -299,6 +300,9 @@ pub struct Replica {
     events: VecDeque<Event>,
     now_ms: u64,
     stats: Stats,
+    /// A snapshot arriving in pieces outside any link
+    /// ([`Replica::apply_update`]).
+    loose_parts: crate::wire::SnapshotAssembler,
 }
 
 impl Replica {
@@ -334,7 +338,14 @@ impl Replica {
             events: VecDeque::new(),
             now_ms: 0,
             stats: Stats::default(),
+            loose_parts: Default::default(),
         }
+    }
+
+    /// Turns [`Event::Changed`] and [`Event::Delta`] on or off (a binding
+    /// turns them on when an app subscribes).
+    pub fn set_emit_changes(&mut self, on: bool) {
+        self.config.emit_changes = on;
     }
 
     /// Rebuilds a replica from its latest stored snapshot and the

@@ -27,6 +27,13 @@ static INVALID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static STORAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static PROTOCOL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `ProtocolError(MinidoteError)`: bytes from a peer or a channel that the
+/// protocol refuses.
+pub fn protocol(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+    make(py, &PROTOCOL, "ProtocolError", msg.into())
+}
 
 /// `InvalidOperation(MinidoteError, ValueError)`.
 pub fn invalid(py: Python<'_>, msg: impl Into<String>) -> PyErr {

@@ -127,6 +127,84 @@ struct Replica {
     id: String,
     room: String,
     path: Option<PathBuf>,
+    subs: Subscribers,
+}
+
+/// Subscribed callbacks, by id.
+type Subscribers = Arc<std::sync::Mutex<Vec<(u64, Py<PyAny>)>>>;
+
+/// Calling it ends a subscription (`Replica.subscribe`). Idempotent.
+#[pyclass(frozen, module = "minidote._minidote", name = "Unsubscribe")]
+struct Unsubscribe {
+    subs: Subscribers,
+    id: u64,
+}
+
+#[pymethods]
+impl Unsubscribe {
+    fn __call__(&self) {
+        let mut g = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        g.retain(|(i, _)| *i != self.id);
+    }
+}
+
+/// `(key, type, bucket)`.
+fn key_tuple<'py>(py: Python<'py>, k: &minidote_core::Key) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(py, [&*k.key, k.ty.name(), &*k.bucket])
+}
+
+/// A delta as `[{"retain": n}, {"insert": x}, {"delete": n}]`, code points.
+fn delta_list<'py>(py: Python<'py>, d: &[minidote_core::DeltaOp]) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for op in d {
+        let e = PyDict::new(py);
+        match op {
+            minidote_core::DeltaOp::Retain { n, .. } => e.set_item("retain", n)?,
+            minidote_core::DeltaOp::Delete { n, .. } => e.set_item("delete", n)?,
+            minidote_core::DeltaOp::Insert(v) => {
+                e.set_item("insert", convert::from_value(py, v)?)?
+            }
+        }
+        out.append(e)?;
+    }
+    Ok(out)
+}
+
+/// Calls every subscriber with each change, on this thread, until the
+/// replica closes.
+fn dispatch(rx: std::sync::mpsc::Receiver<node::Change>, subs: Subscribers) {
+    while let Ok((keys, deltas)) = rx.recv() {
+        Python::attach(|py| {
+            let cbs: Vec<Py<PyAny>> = {
+                let g = subs.lock().unwrap_or_else(|p| p.into_inner());
+                g.iter().map(|(_, c)| c.clone_ref(py)).collect()
+            };
+            if cbs.is_empty() {
+                return;
+            }
+            let args = || -> PyResult<(Bound<'_, PyList>, Bound<'_, PyDict>)> {
+                let ks = PyList::empty(py);
+                for k in &keys {
+                    ks.append(key_tuple(py, k)?)?;
+                }
+                let ds = PyDict::new(py);
+                for (k, d) in &deltas {
+                    ds.set_item(key_tuple(py, k)?, delta_list(py, d)?)?;
+                }
+                Ok((ks, ds))
+            };
+            match args() {
+                Ok((ks, ds)) => {
+                    for cb in cbs {
+                        if let Err(e) = cb.call1(py, (ks.clone(), ds.clone())) {
+                            e.write_unraisable(py, Some(cb.bind(py)));
+                        }
+                    }
+                }
+                Err(e) => e.write_unraisable(py, None),
+            }
+        });
+    }
 }
 
 fn random_id() -> ReplicaId {
@@ -247,6 +325,7 @@ impl Replica {
             id,
             room,
             path,
+            subs: Default::default(),
         })
     }
 
@@ -395,6 +474,103 @@ impl Replica {
         )
     }
 
+    /// A cursor at `index` (code points) of the list or text `key`: opaque
+    /// bytes that stay with the element there while others edit.
+    fn cursor<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        index: i64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let k = convert::Converter::default().key(key)?;
+        let index = u64::try_from(index)
+            .map_err(|_| errors::invalid(py, format!("cursor: index {index} is out of range")))?;
+        let out = self.with_node(py, |n| n.shared.lock().replica.cursor(&k, index, false))?;
+        let bytes = out.map_err(|e| errors::invalid(py, format!("cursor: {e}")))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The index (code points) a cursor points at now.
+    fn resolve(&self, py: Python<'_>, cursor: &[u8]) -> PyResult<u64> {
+        let c = cursor.to_vec();
+        let out = self.with_node(py, move |n| n.shared.lock().replica.resolve(&c))?;
+        out.map(|(_, n, _)| n)
+            .map_err(|e| errors::invalid(py, format!("resolve: {e}")))
+    }
+
+    /// Calls `callback(keys, deltas)` after every local and remote change,
+    /// on a background thread: `keys` lists the changed `(key, type,
+    /// bucket)`s, `deltas` maps each changed list or text to its delta
+    /// `[{"retain": n}, {"insert": x}, {"delete": n}]`. Returns a function
+    /// that ends the subscription.
+    fn subscribe(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
+        if !callback.bind(py).is_callable() {
+            return Err(errors::invalid(
+                py,
+                "subscribe: the callback must be callable",
+            ));
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, callback));
+        let subs = self.subs.clone();
+        let started = self.with_node(py, move |n| -> std::io::Result<()> {
+            let mut g = n.shared.lock();
+            if g.subscribers.is_none() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("minidote-subscribers".into())
+                    .spawn(move || dispatch(rx, subs))?;
+                g.subscribers = Some(tx);
+                g.replica.set_emit_changes(true);
+            }
+            Ok(())
+        })?;
+        started.map_err(|e| errors::base(py, format!("subscribe: {e}")))?;
+        Ok(Unsubscribe {
+            subs: self.subs.clone(),
+            id,
+        })
+    }
+
+    /// The wire frames a replica at `clock` lacks (all of them without a
+    /// clock): transactions, or a snapshot where the log was pruned. Carry
+    /// them over any channel and `apply_update` them at the other end.
+    #[pyo3(signature = (clock=None))]
+    fn export_since<'py>(
+        &self,
+        py: Python<'py>,
+        clock: Option<PyRef<'py, Clock>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let theirs = clock.map(|c| c.inner.clone()).unwrap_or_default();
+        let frames = self.with_node(py, move |n| n.shared.lock().replica.export_since(&theirs))?;
+        PyList::new(py, frames.iter().map(|f| PyBytes::new(py, f)))
+    }
+
+    /// Applies a frame from any channel; returns `{"applied": n,
+    /// "pending": n, "missing": Clock}` (what the causal buffer waits for).
+    /// Bytes that are not an update raise `ProtocolError`; nothing of them
+    /// is applied.
+    fn apply_update<'py>(&self, py: Python<'py>, frame: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+        let f = frame.to_vec();
+        let out = self.with_node(py, move |n| {
+            let mut g = n.shared.lock();
+            let out = g.replica.apply_update(&f);
+            g.drain(&n.shared.cond);
+            out
+        })?;
+        let st = out.map_err(|e| errors::protocol(py, format!("apply_update: {e}")))?;
+        let missing: VectorClock = st.missing.iter().map(|m| (m.origin, m.to)).collect();
+        let d = PyDict::new(py);
+        d.set_item("applied", st.delivered)?;
+        d.set_item("pending", st.buffered)?;
+        d.set_item("missing", Clock { inner: missing })?;
+        Ok(d)
+    }
+
     /// Listens for peers on `addr`; returns the bound port. With
     /// `auth_secret` (HS256) or `auth_public_key` (Ed25519 public key, PEM),
     /// every peer must present a token for this room, as at a relay.
@@ -536,6 +712,7 @@ fn _minidote(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<Clock>()?;
     m.add_class::<Replica>()?;
+    m.add_class::<Unsubscribe>()?;
     m.add("PROTOCOL_VERSION", minidote_core::PROTOCOL_VERSION)?;
     Ok(())
 }

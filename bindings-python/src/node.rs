@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use minidote_core::wire::{error_code, Frame, HelloHead};
 use minidote_core::{
-    Config, Event, LinkId, LinkPolicy, ProtocolError, Record, Replica, Stats, Ticket, UpdateError,
-    Value, VectorClock,
+    Config, DeltaOp, Event, Key, LinkId, LinkPolicy, ProtocolError, Record, Replica, Stats, Ticket,
+    UpdateError, Value, VectorClock,
 };
 use minidote_framing::{FrameCodec, LenError, MaxLen};
 use tokio::io::AsyncWriteExt;
@@ -112,7 +112,15 @@ pub struct Inner {
     /// reported persisted.
     persistent: bool,
     logs: Vec<String>,
+    /// Where changes go once an app subscribed (`Replica.subscribe`).
+    pub subscribers: Option<mpsc::Sender<Change>>,
+    /// Deltas of the transaction whose `Changed` event comes next.
+    deltas: Vec<(Key, Vec<DeltaOp>)>,
 }
+
+/// One transaction's changes, for subscribers: the keys, and the deltas of
+/// the lists and texts among them.
+pub type Change = (Vec<Key>, Vec<(Key, Vec<DeltaOp>)>);
 
 pub struct Shared {
     pub inner: Mutex<Inner>,
@@ -246,7 +254,20 @@ impl Inner {
                         let _ = w.send(Job::Repair);
                     }
                 }
-                Event::LinkUp { .. } | Event::Changed(_) => {}
+                Event::Delta { key, delta } => {
+                    if self.subscribers.is_some() {
+                        self.deltas.push((key, delta));
+                    }
+                }
+                Event::Changed(keys) => {
+                    let deltas = std::mem::take(&mut self.deltas);
+                    if let Some(tx) = &self.subscribers {
+                        if tx.send((keys, deltas)).is_err() {
+                            self.subscribers = None;
+                        }
+                    }
+                }
+                Event::LinkUp { .. } => {}
             }
         }
         if wake {
@@ -309,6 +330,8 @@ impl Node {
                 storage_commits: 0,
                 persistent,
                 logs: Vec::new(),
+                subscribers: None,
+                deltas: Vec::new(),
             }),
             cond: Condvar::new(),
             start: Instant::now(),
@@ -560,6 +583,8 @@ impl Node {
             }
             g.links.clear();
             g.outgoing.clear();
+            // Ends the subscribers' thread once it delivered what is queued.
+            g.subscribers = None;
             // Dropping the sender ends the writer after it stored the rest.
             g.writer = None;
         }

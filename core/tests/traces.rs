@@ -1,5 +1,5 @@
-//! The real editing traces of `../shared/traces/` ("editing-traces by Joseph
-//! Gentle and contributors", CC BY 4.0), replayed through the replica API:
+//! The real editing traces of `benchmarks/traces/` ("editing-traces by
+//! Joseph Gentle and contributors", CC BY 4.0), replayed through the replica API:
 //! every sequential trace one transaction per trace transaction (its
 //! patches as ops) must end at `endContent`, at the writer and at a replica
 //! that receives the whole history; the concurrent trace, one replica per
@@ -18,18 +18,9 @@ use minidote_core::{
 };
 use serde_json::Value as Json;
 
+/// The traces, copied into the repository (`benchmarks/traces/`).
 fn traces_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for d in [
-        here.join("../../shared/traces"),
-        here.join("../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ] {
-        if d.is_dir() {
-            return d;
-        }
-    }
-    panic!("the editing traces are not found (../shared/traces)");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/traces")
 }
 
 fn load(name: &str) -> Json {

@@ -2,7 +2,7 @@
 
 # A key is ``(key, type, bucket)``; the type is one of counter_pn,
 # counter_pn_sb, set_aw, set_rw, set_go, set_2p, register_mv, register_lww,
-# flag_ew, flag_dw, map_rr, map_go. An update is ``(key, op)`` or
+# flag_ew, flag_dw, map_rr, map_go, list, text. An update is ``(key, op)`` or
 # ``(key, op, arg)``, e.g. ``(k, "increment", 2)``.
 #
 # Maps: a field is ``[name, type]`` (any type, maps included). Ops are
@@ -12,12 +12,23 @@
 # A map reads as ``{name: value}``; a field back at its initial state is
 # absent. ``remove`` and ``reset`` undo what this replica had observed of a
 # field, for every type; an update concurrent with them survives.
+#
+# Lists and text: ``(l, "insert", [index, value])``, ``(l, "insert_all",
+# [index, [values]])``, ``(l, "delete", [index, count])``; ``(t, "insert",
+# [index, "string"])``, ``(t, "delete", [index, count])``, ``(t, "splice",
+# [index, count, "string"])``. Indexes count code points (as ``len(str)``);
+# ``0 <= index <= length`` for inserts, ``index + count <= length`` for
+# deletes, else ``InvalidOperation`` and nothing of the call is applied.
+# Concurrent inserts at one place never interleave.
 
 import os
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union, final
 
-__all__ = ["Clock", "Replica", "PROTOCOL_VERSION"]
+__all__ = ["Clock", "Replica", "Unsubscribe", "PROTOCOL_VERSION"]
+
+_Key = Tuple[str, str, str]
+_Delta = List[Dict[str, Any]]
 
 PROTOCOL_VERSION: int
 
@@ -44,6 +55,12 @@ class Clock:
     def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __len__(self) -> int: ...
+
+@final
+class Unsubscribe:
+    """Returned by ``Replica.subscribe``: call it to end the subscription."""
+
+    def __call__(self) -> None: ...
 
 @final
 class Replica:
@@ -82,6 +99,23 @@ class Replica:
         self, keys: Iterable[Tuple[str, str, str]], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
     ) -> Tuple[List[Any], Clock]:
         """Read values (same order as ``keys``) and the clock they reflect."""
+    def cursor(self, key: _Key, index: int) -> bytes:
+        """An opaque position at ``index`` (code points) of a list or text
+        that stays with its element while others edit."""
+    def resolve(self, cursor: bytes) -> int:
+        """The index (code points) a cursor points at now."""
+    def subscribe(self, callback: Callable[[List[_Key], Dict[_Key, _Delta]], Any]) -> Unsubscribe:
+        """Call ``callback(keys, deltas)`` after every local and remote
+        change, on a background thread. ``deltas`` maps each changed list or
+        text to ``[{"retain": n}, {"insert": x}, {"delete": n}]`` (code
+        points; ``x`` a string for text, a list for lists)."""
+    def export_since(self, clock: Optional[Clock] = None) -> List[bytes]:
+        """The wire frames a replica at ``clock`` lacks (everything without
+        one): carry them over any channel, then ``apply_update`` them."""
+    def apply_update(self, frame: bytes) -> Dict[str, Any]:
+        """Apply a frame from any channel: ``{"applied": n, "pending": n,
+        "missing": Clock}``. Garbage raises ``ProtocolError`` and applies
+        nothing; a frame applied twice changes nothing."""
     def listen(
         self,
         addr: str = "127.0.0.1:0",

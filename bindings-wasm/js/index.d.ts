@@ -6,7 +6,8 @@ export type CrdtType =
   | "set_aw" | "set_rw" | "set_go" | "set_2p"
   | "register_mv" | "register_lww"
   | "flag_ew" | "flag_dw"
-  | "map_rr" | "map_go";
+  | "map_rr" | "map_go"
+  | "list" | "text";
 
 /** A field of a map: `[name, type]`; any type, maps included. */
 export type Field = [name: string, type: CrdtType];
@@ -19,6 +20,24 @@ export type Field = [name: string, type: CrdtType];
  * this replica had observed of a field, for every type; an update
  * concurrent with them survives. */
 export type FieldUpdate = [field: Field, op: string] | [field: Field, op: string, arg: Value];
+
+/** List and text ops: `insert [index, value]`, `insert_all [index,
+ * [values]]`, `delete [index, count]` (lists); `insert [index, string]`,
+ * `delete [index, count]`, `splice [index, count, string]` (text). Indexes
+ * count UTF-16 units, as `string.length`; an index out of range (or inside
+ * a surrogate pair) is `invalid_operation` and nothing is applied.
+ * Concurrent inserts at one place never interleave. */
+export type DeltaOp = { retain: number } | { insert: string | Value[] } | { delete: number };
+
+/** What `applyUpdate` did. */
+export interface ImportStatus {
+  /** Transactions applied (with those it released from the buffer). */
+  applied: number;
+  /** Transactions waiting in the causal buffer. */
+  pending: number;
+  /** What the buffer waits for: fetch frames since this clock's entries. */
+  missing: Clock;
+}
 
 /** An object's address: `[key, type, bucket]`. */
 export type Key = [key: string, type: CrdtType, bucket: string];
@@ -117,7 +136,17 @@ export class Replica {
   readObjects(keys: Key[], clock?: Clock, options?: { timeoutMs?: number }): Promise<[Value[], Clock]>;
   connect(url: string, options?: { token?: string }): void;
   disconnect(): void;
-  subscribe(callback: (changedKeys: Key[]) => void): () => void;
+  /** `callback(changedKeys, deltas)`; `deltas` maps a changed list's or
+   * text's `JSON.stringify(key)` to its delta (UTF-16 units). */
+  subscribe(callback: (changedKeys: Key[], deltas: Map<string, DeltaOp[]>) => void): () => void;
+  /** An opaque position that stays with its element (index in UTF-16 units). */
+  cursor(key: Key, index: number): Uint8Array;
+  /** The index (UTF-16 units) a cursor points at now. */
+  resolve(cursor: Uint8Array): number;
+  /** The wire frames a replica at `clock` lacks (everything without one). */
+  exportSince(clock?: Clock): Uint8Array[];
+  /** Applies a frame from any channel; garbage rejects with code "protocol". */
+  applyUpdate(frame: Uint8Array): Promise<ImportStatus>;
   stats(): Stats;
   snapshot(): void;
   close(): Promise<void>;

@@ -156,7 +156,53 @@ export class Replica {
     this.#core.disconnect();
   }
 
-  /** `cb(changedKeys)` on local and remote changes; returns `unsubscribe`. */
+  /** A cursor at `index` (UTF-16 units) of a list or text: opaque bytes
+   * that stay with their element while others edit. */
+  cursor(key, index) {
+    try {
+      return this.#core.cursor(key, Number(index));
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** The index (UTF-16 units) a cursor points at now. */
+  resolve(cursor) {
+    if (!(cursor instanceof Uint8Array)) {
+      throw new MinidoteError("invalid_operation", "a cursor is a Uint8Array");
+    }
+    try {
+      return this.#core.resolve(cursor);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** The wire frames a replica at `clock` lacks (everything without one). */
+  exportSince(clock) {
+    try {
+      return this.#core.exportSince(clockBytes(clock));
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** Applies a frame from any channel; resolves with `{applied, pending,
+   * missing}`. Garbage rejects with code "protocol" and applies nothing. */
+  async applyUpdate(frame) {
+    if (!(frame instanceof Uint8Array)) {
+      throw new MinidoteError("protocol", "a frame is a Uint8Array");
+    }
+    try {
+      return this.#core.applyUpdate(frame);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** `cb(changedKeys, deltas)` on local and remote changes, where `deltas`
+   * maps each changed list or text (by its key's JSON) to
+   * `[{retain}, {insert}, {delete}]` in UTF-16 units; returns `unsubscribe`. */
   subscribe(cb) {
     if (typeof cb !== "function") throw new TypeError("subscribe takes a function");
     const id = this.#core.subscribe(cb);

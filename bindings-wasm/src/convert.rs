@@ -292,7 +292,10 @@ pub fn to_updates(v: &JsValue) -> Result<Vec<Update>, String> {
         } else {
             None
         };
-        out.push(Update::parse(key, &op, arg).map_err(|e| e.at(i).to_string())?);
+        // List and text indexes count UTF-16 units here (`string.length`).
+        let mut u = Update::parse(key, &op, arg).map_err(|e| e.at(i).to_string())?;
+        u.op = u.op.in_utf16();
+        out.push(u);
     }
     Ok(out)
 }
@@ -304,4 +307,24 @@ pub fn from_key(k: &Key) -> JsValue {
     a.push(&JsValue::from_str(k.ty.name()));
     a.push(&JsValue::from_str(&k.bucket));
     a.into()
+}
+
+/// A delta as `[{retain: n}, {insert: x}, {delete: n}]`, in UTF-16 units.
+pub fn from_delta(d: &[minidote_core::DeltaOp]) -> JsValue {
+    let out = js_sys::Array::new();
+    for op in d {
+        let o = js_sys::Object::new();
+        let (k, v) = match op {
+            minidote_core::DeltaOp::Retain { n16, .. } => {
+                ("retain", JsValue::from_f64(*n16 as f64))
+            }
+            minidote_core::DeltaOp::Delete { n16, .. } => {
+                ("delete", JsValue::from_f64(*n16 as f64))
+            }
+            minidote_core::DeltaOp::Insert(v) => ("insert", from_value(v)),
+        };
+        let _ = js_sys::Reflect::set(&o, &k.into(), &v);
+        out.push(&o);
+    }
+    out.into()
 }

@@ -18,8 +18,8 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use minidote_core::{
-    Config, Event, LinkId, ReadOutcome, Record, Replica, ReplicaId, Ticket, UpdateOutcome,
-    VectorClock,
+    Config, DeltaOp, Event, Key, LinkId, ReadOutcome, Record, Replica, ReplicaId, Ticket,
+    UpdateOutcome, VectorClock,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -209,6 +209,8 @@ struct Node {
     waiters: HashMap<Ticket, Waiter>,
     subscribers: Vec<(u32, Function)>,
     next_sub: u32,
+    /// Deltas of the transaction whose `Changed` event comes next.
+    deltas: Vec<(Key, Vec<DeltaOp>)>,
     idb: Option<Rc<Idb>>,
     unsaved: Vec<Record>,
     writing: bool,
@@ -284,11 +286,25 @@ impl Node {
                         let _ = w.resolve.call1(&JsValue::NULL, &pair);
                     }
                 }
+                Event::Delta { key, delta } => {
+                    if !self.subscribers.is_empty() {
+                        self.deltas.push((key, delta));
+                    }
+                }
                 Event::Changed(keys) => {
+                    let deltas = std::mem::take(&mut self.deltas);
                     if !self.subscribers.is_empty() {
                         // Called from a microtask, outside this borrow, so a
                         // subscriber may call back into the replica.
                         let arr: Array = keys.iter().map(convert::from_key).collect();
+                        // Keyed by the key's JSON, as API.md says.
+                        let map = js_sys::Map::new();
+                        for (k, d) in &deltas {
+                            let json = js_sys::JSON::stringify(&convert::from_key(k))
+                                .map(String::from)
+                                .unwrap_or_default();
+                            map.set(&json.into(), &convert::from_delta(d));
+                        }
                         let me = self.me.clone();
                         wasm_bindgen_futures::spawn_local(async move {
                             let subs: Vec<Function> = match me.upgrade() {
@@ -301,7 +317,7 @@ impl Node {
                                 None => return,
                             };
                             for f in subs {
-                                if let Err(e) = f.call1(&JsValue::NULL, &arr) {
+                                if let Err(e) = f.call2(&JsValue::NULL, &arr, &map) {
                                     console_warn(&format!("minidote: a subscriber threw: {e:?}"));
                                 }
                             }
@@ -719,6 +735,7 @@ impl Core {
                 waiters: HashMap::new(),
                 subscribers: Vec::new(),
                 next_sub: 1,
+                deltas: Vec::new(),
                 idb,
                 unsaved: Vec::new(),
                 writing: false,
@@ -870,6 +887,59 @@ impl Core {
         n.next_sub += 1;
         n.subscribers.push((id, cb));
         id
+    }
+
+    /// A cursor at `index` (UTF-16 units) of the list or text `key`.
+    pub fn cursor(&self, key: JsValue, index: f64) -> Result<Vec<u8>, JsValue> {
+        let k = convert::to_key(&key).map_err(|e| js_err("invalid_operation", &e))?;
+        if !(index >= 0.0 && index.fract() == 0.0) {
+            return Err(js_err(
+                "invalid_operation",
+                &format!("cursor: index {index} is out of range"),
+            ));
+        }
+        let n = self.node.borrow();
+        n.replica
+            .cursor(&k, index as u64, true)
+            .map_err(|e| js_err("invalid_operation", &format!("cursor: {e}")))
+    }
+
+    /// The index (UTF-16 units) a cursor points at now.
+    pub fn resolve(&self, cursor: Vec<u8>) -> Result<f64, JsValue> {
+        let n = self.node.borrow();
+        n.replica
+            .resolve(&cursor)
+            .map(|(_, _, n16)| n16 as f64)
+            .map_err(|e| js_err("invalid_operation", &format!("resolve: {e}")))
+    }
+
+    /// The wire frames a replica at `clock` lacks (everything without one).
+    #[wasm_bindgen(js_name = exportSince)]
+    pub fn export_since(&self, clock: Option<Vec<u8>>) -> Result<Array, JsValue> {
+        let theirs = clock_arg(clock)?.unwrap_or_default();
+        let n = self.node.borrow();
+        Ok(n.replica
+            .export_since(&theirs)
+            .iter()
+            .map(|f| JsValue::from(Uint8Array::from(&f[..])))
+            .collect())
+    }
+
+    /// Applies a frame from any channel: `{applied, pending, missing}`.
+    /// Bytes that are not an update throw `protocol`; nothing is applied.
+    #[wasm_bindgen(js_name = applyUpdate)]
+    pub fn apply_update(&self, frame: Vec<u8>) -> Result<JsValue, JsValue> {
+        let mut n = self.node.borrow_mut();
+        n.check_usable()?;
+        let out = n.replica.apply_update(&frame);
+        n.drain();
+        let st = out.map_err(|e| js_err("protocol", &format!("applyUpdate: {e}")))?;
+        let missing: VectorClock = st.missing.iter().map(|m| (m.origin, m.to)).collect();
+        let o = Object::new();
+        let _ = Reflect::set(&o, &"applied".into(), &(st.delivered as f64).into());
+        let _ = Reflect::set(&o, &"pending".into(), &(st.buffered as f64).into());
+        let _ = Reflect::set(&o, &"missing".into(), &Clock { inner: missing }.into());
+        Ok(o.into())
     }
 
     /// Removes a subscriber.

@@ -60,8 +60,27 @@ impl<K: SeqKind> SeqType<K> {
     }
 }
 
-fn seq_ops<K: SeqKind>(ops: &[(usize, &Op)]) -> Vec<(usize, SeqOp<K::Chunk>)> {
-    ops.iter().map(|(i, op)| (*i, K::seq_op(op))).collect()
+fn seq_ops<K: SeqKind>(ops: &[(usize, &Op)]) -> SeqOps<K::Chunk> {
+    match ops {
+        [(i, op)] => SeqOps::One([(*i, K::seq_op(op))]),
+        _ => SeqOps::Many(ops.iter().map(|(i, op)| (*i, K::seq_op(op))).collect()),
+    }
+}
+
+/// Sequence ops, without a heap allocation for the usual single op.
+enum SeqOps<C> {
+    One([(usize, SeqOp<C>); 1]),
+    Many(Vec<(usize, SeqOp<C>)>),
+}
+
+impl<C> std::ops::Deref for SeqOps<C> {
+    type Target = [(usize, SeqOp<C>)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            SeqOps::One(a) => a,
+            SeqOps::Many(v) => v,
+        }
+    }
 }
 
 impl<K: SeqKind> Crdt for SeqType<K> {

@@ -47,8 +47,34 @@ impl IdIndex {
         value: u32,
         check: bool,
     ) -> bool {
+        self.assign_ids(first, len, per_txn, value, check, false)
+    }
+
+    /// [`IdIndex::assign`] of ids never indexed before (new elements).
+    #[inline]
+    pub fn assign_new(&mut self, first: ElemId, len: u32, per_txn: bool, value: u32) {
+        self.assign_ids(first, len, per_txn, value, false, true);
+    }
+
+    fn assign_ids(
+        &mut self,
+        first: ElemId,
+        len: u32,
+        per_txn: bool,
+        value: u32,
+        check: bool,
+        fresh: bool,
+    ) -> bool {
         let r = first.dot.replica.0;
         let s = first.dot.seq;
+        // The common case, typing: new ids right after a range of the same
+        // value, which just grows (one lookup instead of five).
+        if !check
+            && (len == 1 || per_txn || first.off > 0)
+            && self.extend(first, len, per_txn, value, fresh)
+        {
+            return true;
+        }
         if per_txn && len > 1 {
             let end = s.saturating_add(len as u64);
             if check && self.any_firsts(r, s, end) {
@@ -75,6 +101,67 @@ impl IdIndex {
             return false;
         }
         self.assign_rest(r, s, off, off.saturating_add(n), value);
+        true
+    }
+
+    /// Grows the range that ends right before `first` (same value) to
+    /// cover the new ids, if there is one and nothing follows it.
+    #[inline]
+    fn extend(&mut self, first: ElemId, len: u32, per_txn: bool, value: u32, fresh: bool) -> bool {
+        let r = first.dot.replica.0;
+        let s = first.dot.seq;
+        if first.off == 0 && (per_txn || len == 1) {
+            let Some(end) = s.checked_add(if per_txn { len as u64 } else { 1 }) else {
+                return false;
+            };
+            let Some((k, v)) = self.firsts.range_mut(..(r, s)).next_back() else {
+                return false;
+            };
+            if k.0 != r || v.0 != s || v.1 != value {
+                return false;
+            }
+            v.0 = end;
+            // Nothing may start inside the grown range (only ids indexed
+            // before, being moved to another leaf, could).
+            if fresh {
+                return true;
+            }
+            if self.firsts.range((r, s)..(r, end)).next().is_some() {
+                // Undo and take the general path.
+                if let Some((_, v)) = self.firsts.range_mut(..(r, s)).next_back() {
+                    v.0 = s;
+                }
+                return false;
+            }
+            return true;
+        }
+        if first.off == 0 {
+            return false;
+        }
+        let Some(end) = first.off.checked_add(len) else {
+            return false;
+        };
+        let Some((k, v)) = self.rest.range_mut(..(r, s, first.off)).next_back() else {
+            return false;
+        };
+        if k.0 != r || k.1 != s || v.0 != first.off || v.1 != value {
+            return false;
+        }
+        v.0 = end;
+        if fresh {
+            return true;
+        }
+        if self
+            .rest
+            .range((r, s, first.off)..(r, s, end))
+            .next()
+            .is_some()
+        {
+            if let Some((_, v)) = self.rest.range_mut(..(r, s, first.off)).next_back() {
+                v.0 = first.off;
+            }
+            return false;
+        }
         true
     }
 

@@ -431,15 +431,19 @@ impl<C: Chunk> Seq<C> {
                     content: c.to_value(),
                 });
             }
-            let run = Run {
-                id: ElemId::new(dot, 0),
-                len: c.len(),
-                per_txn: false,
-                left,
-                right,
-                content: Some(c.clone()),
-            };
-            self.put(Spot::At(after), run);
+            let id = ElemId::new(dot, 0);
+            // Typing: the new elements continue the run before them.
+            if !self.tree.try_append(after, id, left, right, c) {
+                let run = Run {
+                    id,
+                    len: c.len(),
+                    per_txn: false,
+                    left,
+                    right,
+                    content: Some(c.clone()),
+                };
+                self.put(Spot::At(after), run);
+            }
             return Ok(vec![Piece::Ins {
                 left: left.map(Ref::Id),
                 right: right.map(Ref::Id),

@@ -196,6 +196,28 @@ impl<C: Chunk> Run<C> {
         }
     }
 
+    /// [`Run::joins`] for a one-transaction visible run not built yet.
+    #[inline]
+    pub fn joins_new(
+        &self,
+        id: ElemId,
+        left: Option<ElemId>,
+        right: Option<ElemId>,
+        len: u32,
+    ) -> Option<bool> {
+        if left != Some(self.last()) || right != self.right {
+            return None;
+        }
+        let shape = self.continued_by(id)?;
+        if len > 1 && shape {
+            return None;
+        }
+        match &self.content {
+            Some(a) if a.len() + len <= RUN_MAX => Some(shape),
+            _ => None,
+        }
+    }
+
     /// Merges `next` onto the end (after [`Run::joins`] said `Some(shape)`).
     #[inline]
     pub fn absorb(&mut self, next: Run<C>, shape: bool) {

@@ -59,6 +59,8 @@ impl Sum {
 #[derive(Clone)]
 struct Leaf<C> {
     runs: Vec<Run<C>>,
+    /// The sum of `runs`.
+    sum: Sum,
     parent: u32,
     next: u32,
 }
@@ -127,6 +129,7 @@ impl<C: Chunk> Default for Tree<C> {
         Tree {
             leaves: vec![Leaf {
                 runs: Vec::new(),
+                sum: Sum::default(),
                 parent: NONE,
                 next: NONE,
             }],
@@ -168,6 +171,11 @@ impl<C: Chunk> Tree<C> {
 
     #[inline]
     fn leaf_sum(&self, l: u32) -> Sum {
+        self.leaves[l as usize].sum
+    }
+
+    /// Sums a leaf's runs.
+    fn recount(&self, l: u32) -> Sum {
         let mut s = Sum::default();
         for r in &self.leaves[l as usize].runs {
             s.add(&Sum::of(r));
@@ -358,32 +366,44 @@ impl<C: Chunk> Tree<C> {
         None
     }
 
-    /// Recomputes leaf `l`'s sum after a change, given its sum before.
+    /// Adds `add` and takes `sub` from leaf `l`'s sum and its ancestors'.
     #[inline]
-    fn refresh(&mut self, l: u32, old: Sum) {
-        let new = self.leaf_sum(l);
-        if new == old {
-            return;
-        }
+    fn bump(&mut self, l: u32, add: Sum, sub: Sum) {
+        let lf = &mut self.leaves[l as usize];
+        lf.sum.add(&add);
+        lf.sum.sub(&sub);
         let mut child = l;
-        let mut p = self.leaves[l as usize].parent;
+        let mut p = lf.parent;
         while p != NONE {
             let n = &mut self.nodes[p as usize];
             let i = n.kids.iter().position(|k| *k == child).expect("child");
-            n.sums[i].sub(&old);
-            n.sums[i].add(&new);
+            n.sums[i].add(&add);
+            n.sums[i].sub(&sub);
             child = p;
             p = n.parent;
+        }
+    }
+
+    /// The runs count of leaf `l` went from `before` to now: the delta.
+    #[inline]
+    fn runs_delta(&self, l: u32, before: usize) -> (u64, u64) {
+        let now = self.leaves[l as usize].runs.len();
+        if now >= before {
+            ((now - before) as u64, 0)
+        } else {
+            (0, (before - now) as u64)
         }
     }
 
     /// Inserts `run` before run `i` of `leaf` (merging it with a
     /// neighbour where it can), and indexes its ids.
     pub fn insert(&mut self, leaf: u32, i: usize, mut run: Run<C>) {
-        let old = self.leaf_sum(leaf);
+        let before = self.leaves[leaf as usize].runs.len();
         let per = run.per_txn && run.len > 1;
         run.per_txn = per;
         let (first, len) = (run.id, run.len);
+        let mut add = Sum::of(&run);
+        add.runs = 0;
         let runs = &mut self.leaves[leaf as usize].runs;
         let mut run = Some(run);
         if i > 0 {
@@ -404,11 +424,61 @@ impl<C: Chunk> Tree<C> {
                 runs.push(r);
             }
         }
-        self.index.assign(first, len, per, leaf, false);
-        self.refresh(leaf, old);
+        // The run's ids are new to this tree.
+        self.index.assign_new(first, len, per, leaf);
+        let (up, down) = self.runs_delta(leaf, before);
+        add.runs = up;
+        self.bump(
+            leaf,
+            add,
+            Sum {
+                runs: down,
+                ..Sum::default()
+            },
+        );
         if self.leaves[leaf as usize].runs.len() > LEAF_MAX {
             self.split_leaf(leaf);
         }
+    }
+
+    /// Appends new visible elements (ids from `id`, one transaction) onto
+    /// the end of the run before cursor `c` if they continue it; false if
+    /// they do not (then nothing changed).
+    #[inline]
+    pub fn try_append(
+        &mut self,
+        c: Cursor,
+        id: ElemId,
+        left: Option<ElemId>,
+        right: Option<ElemId>,
+        content: &C,
+    ) -> bool {
+        if c.off != 0 || c.run == 0 {
+            return false;
+        }
+        let n = content.len();
+        let leaf = c.leaf;
+        let prev = &mut self.leaves[leaf as usize].runs[c.run - 1];
+        let Some(shape) = prev.joins_new(id, left, right, n) else {
+            return false;
+        };
+        prev.per_txn = shape;
+        prev.len += n;
+        if let Some(a) = &mut prev.content {
+            a.append(content);
+        }
+        self.index.assign_new(id, n, false, leaf);
+        self.bump(
+            leaf,
+            Sum {
+                elems: n as u64,
+                vis: n as u64,
+                utf16: content.utf16() as u64,
+                runs: 0,
+            },
+            Sum::default(),
+        );
+        true
     }
 
     /// Appends a run at the document's end, refusing ids already present
@@ -419,9 +489,9 @@ impl<C: Chunk> Tree<C> {
         if !self.index.assign(run.id, run.len, run.per_txn, leaf, true) {
             return false;
         }
-        let old = self.leaf_sum(leaf);
+        let add = Sum::of(&run);
         self.leaves[leaf as usize].runs.push(run);
-        self.refresh(leaf, old);
+        self.bump(leaf, add, Sum::default());
         if self.leaves[leaf as usize].runs.len() > LEAF_MAX {
             self.split_leaf(leaf);
         }
@@ -435,11 +505,17 @@ impl<C: Chunk> Tree<C> {
         if c.off == 0 {
             return c.run;
         }
-        let old = self.leaf_sum(c.leaf);
         let runs = &mut self.leaves[c.leaf as usize].runs;
         let tail = runs[c.run].split(c.off);
         runs.insert(c.run + 1, tail);
-        self.refresh(c.leaf, old);
+        self.bump(
+            c.leaf,
+            Sum {
+                runs: 1,
+                ..Sum::default()
+            },
+            Sum::default(),
+        );
         c.run + 1
     }
 
@@ -448,7 +524,7 @@ impl<C: Chunk> Tree<C> {
     /// they were deleted already).
     pub fn delete(&mut self, c: Cursor, n: u32) -> Option<C> {
         let leaf = c.leaf;
-        let old = self.leaf_sum(leaf);
+        let before = self.leaves[leaf as usize].runs.len();
         let runs = &mut self.leaves[leaf as usize].runs;
         if runs[c.run].content.is_none() {
             return None;
@@ -468,7 +544,23 @@ impl<C: Chunk> Tree<C> {
         if i > 0 {
             merge_pair(runs, i - 1);
         }
-        self.refresh(leaf, old);
+        let (up, down) = self.runs_delta(leaf, before);
+        let gone = removed
+            .as_ref()
+            .map_or((0, 0), |c| (c.len() as u64, c.utf16() as u64));
+        self.bump(
+            leaf,
+            Sum {
+                runs: up,
+                ..Sum::default()
+            },
+            Sum {
+                elems: 0,
+                vis: gone.0,
+                utf16: gone.1,
+                runs: down,
+            },
+        );
         if self.leaves[leaf as usize].runs.len() > LEAF_MAX {
             self.split_leaf(leaf);
         }
@@ -486,6 +578,7 @@ impl<C: Chunk> Tree<C> {
         }
         self.leaves.push(Leaf {
             runs: tail,
+            sum: Sum::default(),
             parent,
             next,
         });
@@ -493,8 +586,10 @@ impl<C: Chunk> Tree<C> {
         if self.last == l {
             self.last = nl;
         }
-        let left = self.leaf_sum(l);
-        let right = self.leaf_sum(nl);
+        let left = self.recount(l);
+        let right = self.recount(nl);
+        self.leaves[l as usize].sum = left;
+        self.leaves[nl as usize].sum = right;
         self.add_sibling(l, nl, left, right, parent, true);
     }
 
@@ -575,7 +670,8 @@ impl<C: Chunk> Tree<C> {
     pub fn check(&self) {
         fn sum_node<C: Chunk>(t: &Tree<C>, node: u32, h: u32) -> Sum {
             if h == 0 {
-                return t.leaf_sum(node);
+                assert_eq!(t.leaf_sum(node), t.recount(node), "a leaf's sum");
+                return t.recount(node);
             }
             let n = &t.nodes[node as usize];
             let mut s = Sum::default();

@@ -16,7 +16,7 @@ const KIND_TXN: i64 = 0;
 const KIND_SNAPSHOT: i64 = 1;
 /// Follows the protocol: records hold protocol-3 bytes; a file of an older
 /// version is refused rather than misread.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Everything read back from an existing file.
 pub struct Loaded {

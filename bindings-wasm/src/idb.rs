@@ -19,7 +19,7 @@ const KIND_TXN: u8 = 0;
 const KIND_SNAPSHOT: u8 = 1;
 /// 2: records hold protocol-2 bytes (packed clocks); a version-1 database
 /// is refused rather than misread.
-const SCHEMA: f64 = 4.0;
+const SCHEMA: f64 = 5.0;
 
 /// What an existing database holds.
 #[derive(Debug, Default)]

@@ -191,5 +191,37 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     )
     .unwrap();
     out.push(("snapshot", r.state_snapshot().encode()));
+    // Text: replica 0x0a types "hi" (one transaction), then "!" after it,
+    // then deletes the "h"; a list gets two values in one transaction.
+    let doc = Key::new("doc", CrdtType::Text, "demo");
+    let at = |at| Pos { at, utf16: false };
+    let mut t = Replica::new(a, Config::default());
+    let step = |t: &mut Replica, op: Op| -> Vec<u8> {
+        let before = t.clock().clone();
+        t.update_objects(vec![Update::new(doc.clone(), op)], None)
+            .unwrap();
+        match t.catch_up(&before) {
+            CatchUp::Txns(mut x) => x.remove(0).to_vec(),
+            _ => unreachable!(),
+        }
+    };
+    step(&mut t, Op::Insert(at(0), Value::from("hi")));
+    out.push((
+        "txn_text_insert",
+        step(&mut t, Op::Insert(at(2), Value::from("!"))),
+    ));
+    out.push(("txn_text_delete", step(&mut t, Op::Delete(at(0), 1))));
+    out.push(("snapshot_text", t.state_snapshot().encode()));
+    let items = Key::new("items", CrdtType::List, "demo");
+    let mut l = Replica::new(b, Config::default());
+    l.update_objects(
+        vec![Update::new(
+            items,
+            Op::InsertAll(at(0), vec![Value::Int(1), Value::from("x")]),
+        )],
+        None,
+    )
+    .unwrap();
+    out.push(("snapshot_list", l.state_snapshot().encode()));
     out
 }

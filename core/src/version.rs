@@ -5,7 +5,7 @@ use crate::error::DecodeError;
 
 /// The protocol version this build speaks. Every frame, record, snapshot
 /// and standalone clock starts with it.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Refuses any version but [`PROTOCOL_VERSION`].
 pub fn check_version(v: u8) -> Result<(), DecodeError> {

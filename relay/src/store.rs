@@ -104,7 +104,7 @@ pub struct Store {
 /// The store's layout version, which follows the protocol: rows hold
 /// protocol-3 bytes (register_lww effects name what they overwrite). A file
 /// of an older version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);

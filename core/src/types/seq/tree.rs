@@ -11,7 +11,7 @@ use super::run::{ElemId, Run};
 
 const NONE: u32 = u32::MAX;
 /// Most runs per leaf.
-const LEAF_MAX: usize = 64;
+const LEAF_MAX: usize = 32;
 /// Most children per inner node.
 const NODE_MAX: usize = 16;
 

@@ -619,7 +619,7 @@ impl Sim {
                 }
                 self.disconnect(i, peer);
             }
-            Event::LinkUp { .. } | Event::Changed(_) => {}
+            Event::LinkUp { .. } | Event::Changed(_) | Event::Delta { .. } => {}
         }
     }
 

@@ -134,8 +134,9 @@ impl Replica {
             let origin = self.id;
             let record = self.config.emit_changes && has_deltas(key.ty);
             let mut rec = Vec::new();
+            let room = limit.saturating_sub(TXN_FRAME_OVERHEAD + deps_len + key_bytes(&key));
             let effect = with_state(&mut self.objects, &key, key.ty, |st| {
-                if unmeasured(st.tokens(), &[(0, &op)]) {
+                if unmeasured(st.tokens(), &[(0, &op)], room) {
                     if record {
                         return st.prepare_apply_recording(&[(0, &op)], origin, dot, &mut rec);
                     }
@@ -252,7 +253,11 @@ impl Replica {
             // may be large and must be measured first.
             let (key, origin) = (*key, self.id);
             let tokens = self.objects.get(key).map_or(0, State::tokens);
-            if unmeasured(tokens, ops) {
+            let room = self
+                .config
+                .max_frame_bytes
+                .saturating_sub(TXN_FRAME_OVERHEAD + self.deps_len() + key_bytes(key));
+            if unmeasured(tokens, ops, room) {
                 let record = self.config.emit_changes && has_deltas(key.ty);
                 let mut rec = Vec::new();
                 let effect = with_state(&mut self.objects, key, key.ty, |st| {
@@ -321,6 +326,12 @@ impl Replica {
     }
 }
 
+/// The encoded size of a key, generously.
+#[inline]
+fn key_bytes(k: &Key) -> usize {
+    k.key.len() + k.bucket.len() + 12
+}
+
 /// True if the effect of `ops` on an object with `tokens` observed tokens
 /// cannot be much larger than the ops
 /// themselves (which `update_objects` measured), so it may be applied as
@@ -329,13 +340,37 @@ impl Replica {
 /// object with few observed tokens. Anything else (several set ops, a
 /// reset, a map field) is prepared, measured and only then applied, so a
 /// transaction too large for a frame is refused whole.
+///
+/// List and text ops qualify when even the largest effect they could have
+/// fits in `room` (the frame bytes the rest of the transaction leaves):
+/// an insert is its content and two ids, and a delete names at most one id
+/// range per run the object holds (`tokens`), plus the runs earlier ops of
+/// the batch split.
 #[inline]
-fn unmeasured(tokens: usize, ops: &[(usize, &Op)]) -> bool {
+fn unmeasured(tokens: usize, ops: &[(usize, &Op)], room: usize) -> bool {
     if ops
         .iter()
         .all(|(_, op)| matches!(op, Op::Increment(_) | Op::Decrement(_)))
     {
         return true;
+    }
+    if ops.iter().all(|(_, op)| {
+        matches!(
+            op,
+            Op::Insert(..) | Op::InsertAll(..) | Op::Delete(..) | Op::Splice(..)
+        )
+    }) {
+        const PIECE: usize = 64;
+        let runs = tokens.saturating_add(2 * ops.len());
+        let bound = ops.iter().fold(0usize, |acc, (_, op)| {
+            let del = match op {
+                Op::Delete(..) | Op::Splice(..) => runs.saturating_mul(PIECE),
+                _ => 0,
+            };
+            acc.saturating_add(PIECE + op.values_len())
+                .saturating_add(del)
+        });
+        return bound <= room;
     }
     match ops {
         // An insert's effect is its content and two element ids.

@@ -245,8 +245,14 @@ mod ys {
             let d = Doc::with_options(Options {
                 client_id: agent,
                 // Code points equal UTF-16 units in these traces (no
-                // character outside the BMP).
-                offset_kind: OffsetKind::Utf16,
+                // character outside the BMP). `MINIDOTE_YRS_BYTES=1`
+                // counts bytes instead (right only for ASCII traces), to
+                // see what the unit costs.
+                offset_kind: if std::env::var_os("MINIDOTE_YRS_BYTES").is_some() {
+                    OffsetKind::Bytes
+                } else {
+                    OffsetKind::Utf16
+                },
                 ..Options::default()
             });
             let t = d.get_or_insert_text("t");
@@ -587,17 +593,68 @@ fn measure<D: TextDoc>(t: &Trace) -> Row {
         saved: saved.len(),
         state: state.map(|s| s.len()),
         open,
-        rss: child_rss(D::NAME, &t.name),
+        rss: child_rss(D::NAME, t),
     }
 }
 
-fn child_rss(lib: &str, trace: &str) -> Option<u64> {
+fn child_rss(lib: &str, t: &Trace) -> Option<u64> {
+    // The child reads the patches from a compact file, so that what parsing
+    // the JSON allocated is not in its heap when the replay starts.
+    let path = std::env::temp_dir().join(format!("minidote-trace-{}.bin", t.name));
+    if !path.exists() {
+        let mut b = Vec::new();
+        let put = |b: &mut Vec<u8>, x: usize| b.extend_from_slice(&(x as u32).to_le_bytes());
+        put(&mut b, t.txns.len());
+        for txn in &t.txns {
+            put(&mut b, txn.len());
+            for (pos, del, ins) in txn {
+                put(&mut b, *pos);
+                put(&mut b, *del);
+                put(&mut b, ins.len());
+                b.extend_from_slice(ins.as_bytes());
+            }
+        }
+        put(&mut b, t.end.len());
+        b.extend_from_slice(t.end.as_bytes());
+        std::fs::write(&path, b).ok()?;
+    }
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new(exe)
-        .args(["rss", lib, trace])
+        .args(["rss", lib, path.to_str()?])
         .output()
         .ok()?;
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+fn read_bin(path: &str) -> Trace {
+    let b = std::fs::read(path).unwrap();
+    let mut i = 0usize;
+    fn get(b: &[u8], i: &mut usize) -> usize {
+        let x = u32::from_le_bytes(b[*i..*i + 4].try_into().unwrap()) as usize;
+        *i += 4;
+        x
+    }
+    let n = get(&b, &mut i);
+    let mut txns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k = get(&b, &mut i);
+        let mut ps = Vec::with_capacity(k);
+        for _ in 0..k {
+            let pos = get(&b, &mut i);
+            let del = get(&b, &mut i);
+            let len = get(&b, &mut i);
+            ps.push((pos, del, String::from_utf8(b[i..i + len].to_vec()).unwrap()));
+            i += len;
+        }
+        txns.push(ps);
+    }
+    let len = get(&b, &mut i);
+    let end = String::from_utf8(b[i..i + len].to_vec()).unwrap();
+    Trace {
+        name: path.to_owned(),
+        txns,
+        end,
+    }
 }
 
 /// The resident set now, KiB.
@@ -612,8 +669,8 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_child(lib: &str, trace: &str) {
-    let t = load(trace);
+fn rss_child(lib: &str, path: &str) {
+    let t = read_bin(path);
     // Reset the peak to what is resident now (Linux: `clear_refs` 5), so
     // the peak measured is the replay's, not the JSON parser's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");

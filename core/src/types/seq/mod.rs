@@ -401,9 +401,10 @@ impl<C: Chunk> Seq<C> {
         let own = Dot::new(origin, u64::MAX - 1);
         let mut off = 0u32;
         for (i, op) in ops {
-            let from = out.len();
-            copy.pieces(*i, op, Some(own), &mut out)?;
-            off = copy.apply_from(&out[from..], own, off, None);
+            let mut ps = Vec::new();
+            copy.pieces(*i, op, Some(own), &mut ps)?;
+            off = copy.apply_from(&ps, own, off, None);
+            out.extend(ps);
         }
         Ok(out)
     }
@@ -450,9 +451,79 @@ impl<C: Chunk> Seq<C> {
                 content: c.clone(),
             }]);
         }
+        if ops.len() > 1 && self.lengths_settle(ops)? {
+            // Every op's index was checked against the lengths the ops
+            // before it leave, so none can fail now: apply each as it is
+            // worked out (later ops see earlier ones), with no copy.
+            let mut rec = rec;
+            let mut out = Vec::new();
+            let mut off = 0u32;
+            for (i, op) in ops {
+                // Each op's pieces apart: a delete may not merge into the
+                // previous op's pieces, which are applied already.
+                let mut ps = Vec::new();
+                self.pieces(*i, op, Some(dot), &mut ps)?;
+                off = self.apply_from(&ps, dot, off, rec.as_deref_mut());
+                out.extend(ps);
+            }
+            return Ok(out);
+        }
         let e = Self::prepare(Some(self), ops, origin)?;
         self.apply_from(&e, dot, 0, rec);
         Ok(e)
+    }
+
+    /// Checks every op's index against the length the ops before it leave
+    /// (an error names the first that is out of range). True if that
+    /// settles it: indexes count code points, or UTF-16 units of text that
+    /// has no character outside the BMP (nor will the inserts add one), so
+    /// the units are the same and lengths follow from the ops alone.
+    fn lengths_settle(&self, ops: &[(usize, SeqOp<C>)]) -> Result<bool, UpdateError> {
+        let (len, len16) = self.len();
+        let bmp = len == len16
+            && ops.iter().all(|(_, op)| match op {
+                SeqOp::Ins(_, c) | SeqOp::Splice(_, _, c) => c.len() == c.utf16(),
+                _ => true,
+            });
+        if !bmp
+            && ops
+                .iter()
+                .any(|(_, op)| op_pos(op).is_some_and(|p| p.utf16))
+        {
+            return Ok(false);
+        }
+        let mut len = len;
+        let out = |index, op, at, len| UpdateError::IndexOutOfRange { index, op, at, len };
+        for (i, op) in ops {
+            match op {
+                SeqOp::Ins(p, c) => {
+                    if p.at > len {
+                        return Err(out(*i, "insert", p.at, len));
+                    }
+                    len += c.len() as u64;
+                }
+                SeqOp::Del(p, n) | SeqOp::Splice(p, n, _) => {
+                    let name = if matches!(op, SeqOp::Del(..)) {
+                        "delete"
+                    } else {
+                        "splice"
+                    };
+                    let end = p.at.checked_add(*n).unwrap_or(u64::MAX);
+                    if p.at > len {
+                        return Err(out(*i, name, p.at, len));
+                    }
+                    if end > len {
+                        return Err(out(*i, name, end, len));
+                    }
+                    len -= n;
+                    if let SeqOp::Splice(_, _, c) = op {
+                        len += c.len() as u64;
+                    }
+                }
+                SeqOp::Clear => len = 0,
+            }
+        }
+        Ok(true)
     }
 
     // ----- apply -----
@@ -1189,6 +1260,13 @@ impl<C: Chunk> Seq<C> {
 
 #[cfg(test)]
 mod tests;
+
+fn op_pos<C>(op: &SeqOp<C>) -> Option<Pos> {
+    match op {
+        SeqOp::Ins(p, _) | SeqOp::Del(p, _) | SeqOp::Splice(p, _, _) => Some(*p),
+        SeqOp::Clear => None,
+    }
+}
 
 const F_VISIBLE: u8 = 1;
 const F_PER_TXN: u8 = 2;

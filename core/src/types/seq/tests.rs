@@ -427,6 +427,51 @@ impl Sim {
         }
     }
 
+    /// A batch of 2–3 ops in one transaction, each in range for the
+    /// document the ops before it leave.
+    fn local_batch(&mut self, p: usize, rng: &mut Rng) {
+        let mut len = self.peers[p].s.len().0;
+        let mut ops = Vec::new();
+        for i in 0..2 + rng.below(2) as usize {
+            let op = if len > 0 && rng.below(2) == 0 {
+                let at = rng.below(len);
+                let n = 1 + rng.below((len - at).min(3));
+                len -= n;
+                SeqOp::Del(cp(at), n)
+            } else {
+                len += 2;
+                SeqOp::Ins(cp(rng.below(len - 1)), text("xy"))
+            };
+            ops.push((i, op));
+        }
+        let peer = &mut self.peers[p];
+        peer.seq += 1;
+        let dot = Dot::new(peer.id, peer.seq);
+        let effect = if rng.below(2) == 0 {
+            peer.s
+                .prepare_apply(&ops, peer.id, dot, None)
+                .expect("valid batch")
+        } else {
+            let e = Seq::prepare(Some(&peer.s), &ops, peer.id).expect("valid batch");
+            peer.s.apply(&e, dot, None);
+            e
+        };
+        peer.s.check();
+        self.refs[p].apply(&effect, dot);
+        self.clocks[p].raise(dot.replica, dot.seq);
+        let i = self.log.len();
+        self.log.push(Msg {
+            dot,
+            clock: self.clocks[p].clone(),
+            effect,
+        });
+        for (q, inbox) in self.inbox.iter_mut().enumerate() {
+            if q != p {
+                inbox.push(i);
+            }
+        }
+    }
+
     fn local(&mut self, p: usize, rng: &mut Rng) {
         let len = self.peers[p].s.len().0;
         let alphabet = ['a', 'b', 'c', 'd', 'é', '😀'];
@@ -507,8 +552,9 @@ fn random_run(seed: u64, n: usize, steps: usize) {
     let mut sim = Sim::new(n);
     for _ in 0..steps {
         let p = rng.below(n as u64) as usize;
-        match rng.below(4) {
+        match rng.below(5) {
             0 | 1 => sim.local(p, &mut rng),
+            4 => sim.local_batch(p, &mut rng),
             _ => {
                 sim.deliver(p, &mut rng);
             }

@@ -89,6 +89,7 @@ bench-core:
 bench-python: python
 	$(PY) -m pip install -q pycrdt loro
 	$(PY) benchmarks/python_bench.py
+	$(PY) benchmarks/python_traces.py
 
 ## Relay load benchmark against the y-websocket Node relay (npm install of
 ## @y/websocket-server into benchmarks/relay_load/node). RELAY_LOAD_ARGS adds
@@ -102,7 +103,7 @@ bench-relay:
 ## The npm package side by side with yjs, automerge and loro-crdt (Node), and
 ## in Chromium (memory and IndexedDB-persisted throughput).
 bench-wasm: wasm bindings-wasm/node_modules/.installed chromium relay
-	cd bindings-wasm && node bench/node-bench.mjs && node bench/browser-bench.mjs
+	cd bindings-wasm && node bench/node-bench.mjs && node bench/browser-bench.mjs && node bench/text-node.mjs && node bench/text-browser.mjs
 
 ## make bench: native side-by-side benchmarks against automerge, yrs, loro and
 ## crdts (benchmarks/native: its own workspace, so the peers never build in

@@ -210,7 +210,7 @@ export async function runAll(mods, { trace, only, log = () => {} } = {}) {
         }
         want ??= got;
       }
-      row.libs[lname] = res;
+      row.libs[lname] = { time: res.time, avgUpdate: res.avgUpdate, docSize: res.docSize, parse: res.parse };
       log(`${name}: ${lname} ${res.time.toFixed(1)} ms`);
     }
     rows.push(row);

@@ -11,7 +11,7 @@ use minidote_core::{
     CatchUp, Codec, Config, CrdtType, Key, Replica, ReplicaId, Snapshot, Update, Value,
 };
 
-const OPS: [&str; 12] = [
+const OPS: [&str; 16] = [
     "increment",
     "decrement",
     "add",
@@ -23,6 +23,10 @@ const OPS: [&str; 12] = [
     "enable",
     "disable",
     "update",
+    "insert",
+    "insert_all",
+    "delete",
+    "splice",
     "nope",
 ];
 

@@ -373,8 +373,6 @@ fn unmeasured(tokens: usize, ops: &[(usize, &Op)], room: usize) -> bool {
         return bound <= room;
     }
     match ops {
-        // An insert's effect is its content and two element ids.
-        [(_, Op::Insert(..) | Op::InsertAll(..))] => true,
         [(_, op)] => {
             matches!(
                 op,

@@ -116,8 +116,8 @@ impl<K: SeqKind> Crdt for SeqType<K> {
         self.0.apply(effect, dot, None)
     }
 
-    fn join(&mut self, _mine: &VectorClock, other: &Self, _theirs: &VectorClock) {
-        self.0.join(&other.0)
+    fn join(&mut self, _mine: &VectorClock, other: &Self, theirs: &VectorClock) {
+        self.0.join(&other.0, theirs)
     }
 
     fn value(&self) -> Value {

@@ -236,6 +236,32 @@ impl IdIndex {
         self.rest.insert((r, s, o0), (o1, value));
     }
 
+    /// The smallest `k` in `from..len` whose id (the `k`-th of a run of
+    /// ids from `first`) is in a range, given that the `from`-th is not:
+    /// where a stretch of missing ids ends, in two range queries.
+    pub fn next_present(&self, first: ElemId, per_txn: bool, from: u32, len: u32) -> Option<u32> {
+        let r = first.dot.replica.0;
+        let s = first.dot.seq;
+        if per_txn && len > 1 {
+            let lo = s.saturating_add(from as u64);
+            let hi = s.saturating_add(len as u64);
+            let (k, _) = self.firsts.range((r, lo)..(r, hi)).next()?;
+            return Some((k.1 - s) as u32);
+        }
+        let lo = first.off.saturating_add(from);
+        let hi = first.off.saturating_add(len);
+        let mut best: Option<u32> = None;
+        if lo == 0 && hi > 0 && self.get(ElemId::new(first.dot, 0)).is_some() {
+            best = Some(0);
+        }
+        if best.is_none() {
+            if let Some((k, _)) = self.rest.range((r, s, lo.max(1))..(r, s, hi)).next() {
+                best = Some(k.2 - first.off);
+            }
+        }
+        best
+    }
+
     /// How many ranges the index holds (for memory reports).
     pub fn ranges(&self) -> usize {
         self.firsts.len() + self.rest.len()

@@ -35,7 +35,7 @@ use run::{id_at, Run};
 use tree::{Cursor, Metric, Tree};
 
 use super::Rename;
-use crate::clock::{Dot, ReplicaId};
+use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::{Codec, Reader, Writer};
 use crate::error::{DecodeError, UpdateError};
 
@@ -688,8 +688,22 @@ impl<C: Chunk> Seq<C> {
         }
     }
 
-    /// Puts a run at a spot.
-    fn put(&mut self, spot: Spot, run: Run<C>) {
+    /// Puts a run at a spot, in pieces of at most [`run::RUN_MAX`]
+    /// elements if it holds content (a paste), so that an edit inside it
+    /// later splits a short piece, not the whole paste.
+    fn put(&mut self, spot: Spot, mut run: Run<C>) {
+        if run.content.is_some() && run.len > run::RUN_MAX {
+            let tail = run.split(run::RUN_MAX);
+            let last = run.last();
+            self.put_one(spot, run);
+            let c = self.tree.locate(last).expect("just put");
+            let next = Spot::At(self.tree.after(c));
+            return self.put(next, tail);
+        }
+        self.put_one(spot, run);
+    }
+
+    fn put_one(&mut self, spot: Spot, run: Run<C>) {
         match spot {
             Spot::At(c) => {
                 let i = self.tree.split_at(c);
@@ -745,40 +759,49 @@ impl<C: Chunk> Seq<C> {
 
     // ----- join -----
 
-    /// Joins `other` into `self`: integrates the elements this state lacks
-    /// (each after its origins), then deletes what `other` deleted.
-    pub fn join(&mut self, other: &Self) {
+    /// Joins `other` (whose context is `theirs`) into `self`: integrates
+    /// the elements this state lacks (each after its origins), then deletes
+    /// what `other` deleted. Elements of `other` whose dot `theirs` does not
+    /// hold are left out: no honest state has them, and taking them would
+    /// let a snapshot plant an id before its transaction exists. `other`'s
+    /// order is never trusted: even into an empty state, every element is
+    /// integrated by its origins, so any two replicas order a hostile
+    /// state's elements alike.
+    pub fn join(&mut self, other: &Self, theirs: &VectorClock) {
         if other.is_empty() {
             return;
         }
-        if self.is_empty() {
-            *self = other.clone();
-            return;
-        }
+        let empty = self.is_empty();
         // Segments of `other` this state lacks, in `other`'s order.
         let mut segs: Vec<Run<C>> = Vec::new();
         for run in other.tree.iter() {
+            let len = covered(run, theirs);
             let mut k = 0u32;
-            while k < run.len {
-                if let Some(c) = self.tree.locate(run.id_at(k)) {
-                    let mine = self.tree.run(c);
-                    let avail = mine.len - c.off;
-                    let n = if avail > 1
-                        && run.len - k > 1
-                        && mine.id_at(c.off + 1) == run.id_at(k + 1)
-                    {
-                        avail.min(run.len - k)
-                    } else {
-                        1
-                    };
-                    k += n;
-                    continue;
+            while k < len {
+                if !empty {
+                    if let Some(c) = self.tree.locate(run.id_at(k)) {
+                        let mine = self.tree.run(c);
+                        let avail = mine.len - c.off;
+                        let n = if avail > 1
+                            && len - k > 1
+                            && mine.id_at(c.off + 1) == run.id_at(k + 1)
+                        {
+                            avail.min(len - k)
+                        } else {
+                            1
+                        };
+                        k += n;
+                        continue;
+                    }
                 }
                 let from = k;
-                k += 1;
-                while k < run.len && self.tree.locate(run.id_at(k)).is_none() {
-                    k += 1;
-                }
+                k = if empty {
+                    len
+                } else {
+                    self.tree
+                        .next_present(run.id, run.per_txn, from + 1, len)
+                        .unwrap_or(len)
+                };
                 let mut seg = run.clone();
                 if k < seg.len {
                     seg.split(k);
@@ -793,7 +816,10 @@ impl<C: Chunk> Seq<C> {
         // Deletes.
         for run in other.tree.iter() {
             if run.content.is_none() {
-                self.delete_ids_all(run.id, run.len, run.per_txn);
+                let len = covered(run, theirs);
+                if len > 0 {
+                    self.delete_ids_all(run.id, len, run.per_txn);
+                }
             }
         }
     }
@@ -805,8 +831,13 @@ impl<C: Chunk> Seq<C> {
         while k < len {
             let id = id_at(first, per, k);
             let Some(c) = self.tree.locate(id) else {
-                k += 1;
-                continue;
+                match self.tree.next_present(first, per, k + 1, len) {
+                    Some(next) => {
+                        k = next;
+                        continue;
+                    }
+                    None => return,
+                }
             };
             let run = self.tree.run(c);
             let avail = run.len - c.off;
@@ -1058,6 +1089,15 @@ impl<C: Chunk> Seq<C> {
                     if per_txn && (len < 2 || !matches!(first, Ref::Id(ElemId { off: 0, .. }))) {
                         return Err(DecodeError::NonCanonical("per-transaction range"));
                     }
+                    // The range's last id must exist as a number.
+                    let fits = match first {
+                        Ref::Id(id) if per_txn => id.dot.seq.checked_add(len - 1).is_some(),
+                        Ref::Id(id) => id.off.checked_add(len as u32 - 1).is_some(),
+                        Ref::Own(off) => off.checked_add(len as u32 - 1).is_some(),
+                    };
+                    if !fits {
+                        return Err(DecodeError::Inconsistent("delete range overflows"));
+                    }
                     out.push(Piece::Del {
                         first,
                         len: len as u32,
@@ -1236,6 +1276,13 @@ impl<C: Chunk> Seq<C> {
             if run.content.is_some() {
                 run.content = chunks.next();
             }
+            // Visible runs in memory hold at most RUN_MAX elements.
+            while run.content.is_some() && run.len > run::RUN_MAX {
+                let tail = run.split(run::RUN_MAX);
+                if !tree.push_checked(std::mem::replace(&mut run, tail)) {
+                    return Err(DecodeError::Inconsistent("an element id appears twice"));
+                }
+            }
             if !tree.push_checked(run) {
                 return Err(DecodeError::Inconsistent("an element id appears twice"));
             }
@@ -1260,6 +1307,21 @@ impl<C: Chunk> Seq<C> {
 
 #[cfg(test)]
 mod tests;
+
+/// How many of a run's elements (from its first) have dots `ctx` holds.
+fn covered<C: Chunk>(run: &Run<C>, ctx: &VectorClock) -> u32 {
+    let have = ctx.get(run.id.dot.replica);
+    if run.per_txn && run.len > 1 {
+        if have < run.id.dot.seq {
+            return 0;
+        }
+        ((have - run.id.dot.seq).saturating_add(1)).min(run.len as u64) as u32
+    } else if have >= run.id.dot.seq {
+        run.len
+    } else {
+        0
+    }
+}
 
 fn op_pos<C>(op: &SeqOp<C>) -> Option<Pos> {
     match op {
@@ -1298,15 +1360,15 @@ fn push_del<C>(out: &mut Effect<C>, first: ElemId, len: u32, per: bool, own: Opt
     }) = out.last_mut()
     {
         let next_within = match (*pf, r) {
-            (Ref::Own(a), Ref::Own(b)) => !*pp && a + *pl == b,
+            (Ref::Own(a), Ref::Own(b)) => !*pp && a.checked_add(*pl) == Some(b),
             (Ref::Id(a), Ref::Id(b)) => {
                 let pshape = *pp && *pl > 1;
                 let last = id_at(a, pshape, *pl - 1);
-                let within = last.dot == b.dot && last.off + 1 == b.off;
+                let within = last.dot == b.dot && last.off.checked_add(1) == Some(b.off);
                 let pertx = last.off == 0
                     && b.off == 0
                     && last.dot.replica == b.dot.replica
-                    && last.dot.seq + 1 == b.dot.seq;
+                    && last.dot.seq.checked_add(1) == Some(b.dot.seq);
                 let shape_ok = |s: bool| (*pl == 1 || pshape == s) && (len == 1 || per == s);
                 if within && shape_ok(false) {
                     *pp = false;

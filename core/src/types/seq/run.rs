@@ -37,10 +37,15 @@ impl fmt::Debug for ElemId {
 /// per offset of one transaction.
 #[inline]
 pub fn id_at(first: ElemId, per_txn: bool, k: u32) -> ElemId {
+    // Decoders refuse runs and ranges whose ids overflow; saturating keeps
+    // anything else from panicking.
     if per_txn {
-        ElemId::new(Dot::new(first.dot.replica, first.dot.seq + k as u64), 0)
+        ElemId::new(
+            Dot::new(first.dot.replica, first.dot.seq.saturating_add(k as u64)),
+            0,
+        )
     } else {
-        ElemId::new(first.dot, first.off + k)
+        ElemId::new(first.dot, first.off.saturating_add(k))
     }
 }
 

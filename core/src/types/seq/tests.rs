@@ -593,16 +593,20 @@ fn random_run(seed: u64, n: usize, steps: usize) {
         let (b, cb) = &snaps[rng.below(snaps.len() as u64) as usize];
         let want = sim.replay(&ca.merged(cb));
         let mut ab = a.clone();
-        ab.join(b);
+        ab.join(b, cb);
         ab.check();
         let mut ba = b.clone();
-        ba.join(a);
+        ba.join(a, ca);
         assert_eq!(value(&ab), value(&want), "seed {seed}: join");
         assert_eq!(ab, want, "seed {seed}: join state");
         assert_eq!(ba, want, "seed {seed}: join commutes");
         let mut aa = ab.clone();
-        aa.join(&ab);
+        aa.join(&ab, &ca.merged(cb));
         assert_eq!(aa, ab);
+        // Into an empty state too (no order is taken on trust).
+        let mut fresh = T::default();
+        fresh.join(&ab, &ca.merged(cb));
+        assert_eq!(fresh, ab, "seed {seed}: join into empty");
     }
 }
 
@@ -637,4 +641,123 @@ fn effects_round_trip_and_name_their_observed_dots() {
         let _ = T::decode_effect(&mut Reader::new(&w.as_slice()[..n]));
     }
     let _: HashMap<u8, u8> = HashMap::new();
+}
+
+// ----- hostile states and effects (from review) -----
+
+fn run_of(
+    r: u64,
+    seq: u64,
+    len: u32,
+    left: Option<ElemId>,
+    content: Option<&str>,
+) -> Run<TextChunk> {
+    Run {
+        id: ElemId::new(Dot::new(rid(r), seq), 0),
+        len,
+        per_txn: false,
+        left,
+        right: None,
+        content: content.map(text),
+    }
+}
+
+fn state(runs: Vec<Run<TextChunk>>) -> T {
+    let mut tree = Tree::default();
+    for r in runs {
+        assert!(tree.push_checked(r));
+    }
+    Seq { tree }
+}
+
+fn ctx(entries: &[(u64, u64)]) -> VectorClock {
+    VectorClock::from_entries(entries.iter().map(|(r, s)| (rid(*r), *s)))
+}
+
+#[test]
+fn a_state_cannot_plant_ids_its_clock_does_not_hold() {
+    // A snapshot whose clock is {9: 1} holding an element of (7, 4).
+    let planted = state(vec![run_of(7, 4, 1, None, Some("x"))]);
+    let mut a = Peer::new(7);
+    a.ins(0, "abc");
+    let before = a.s.clone();
+    a.s.join(&planted, &ctx(&[(9, 1)]));
+    assert_eq!(a.s, before, "nothing taken");
+    let mut empty = T::default();
+    empty.join(&planted, &ctx(&[(9, 1)]));
+    assert!(empty.is_empty());
+    // With the clock that holds it, it is taken.
+    a.s.join(&planted, &ctx(&[(7, 4)]));
+    assert_eq!(value(&a.s).len(), 4);
+}
+
+#[test]
+fn a_state_in_the_wrong_order_is_ordered_by_its_origins_everywhere() {
+    // "b" (replica 2) before "a" (replica 1), both with no origins: FugueMax
+    // puts the lower replica first whatever order the state claims.
+    let hostile = state(vec![
+        run_of(2, 1, 1, None, Some("b")),
+        run_of(1, 1, 1, None, Some("a")),
+    ]);
+    let c = ctx(&[(1, 1), (2, 1)]);
+    let mut z = Peer::new(3);
+    z.ins(0, "z");
+    let zc = ctx(&[(3, 1)]);
+    let mut x = T::default();
+    x.join(&hostile, &c);
+    x.join(&z.s, &zc);
+    let mut y = z.s.clone();
+    y.join(&hostile, &c);
+    assert_eq!(value(&x), value(&y));
+    assert_eq!(x, y);
+}
+
+#[test]
+fn a_run_claiming_billions_of_deleted_elements_joins_quickly() {
+    let huge = state(vec![run_of(5, 1, u32::MAX - 1, None, None)]);
+    let mut a = Peer::new(1);
+    a.ins(0, "hello");
+    let t = std::time::Instant::now();
+    a.s.join(&huge, &ctx(&[(5, 1)]));
+    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+    assert_eq!(value(&a.s), "hello");
+    a.s.check();
+}
+
+#[test]
+fn long_pastes_are_kept_in_short_runs() {
+    let mut a = Peer::new(1);
+    a.ins(0, &"x".repeat(10_000));
+    assert!(
+        a.s.runs() >= 10_000 / run::RUN_MAX as usize,
+        "{} runs",
+        a.s.runs()
+    );
+    // Deleting one by one inside it stays cheap and correct.
+    for _ in 0..500 {
+        a.del(5_000, 1);
+    }
+    assert_eq!(value(&a.s).len(), 9_500);
+    let mut w = Writer::new();
+    a.s.encode(&mut w);
+    let back = T::decode(&mut Reader::new(w.as_slice())).unwrap();
+    assert_eq!(back, a.s);
+    back.check();
+}
+
+#[test]
+fn delete_ranges_whose_last_id_overflows_do_not_decode() {
+    for (tag, seq, off) in [(2u8, u64::MAX, 0u64), (1, 1, u32::MAX as u64)] {
+        let mut w = Writer::new();
+        w.varint(1);
+        w.u8(tag);
+        w.u8(2);
+        Dot::new(rid(1), seq).encode(&mut w);
+        w.varint(off);
+        w.varint(2);
+        assert!(
+            T::decode_effect(&mut Reader::new(w.as_slice())).is_err(),
+            "tag {tag}"
+        );
+    }
 }

@@ -164,6 +164,12 @@ impl<C: Chunk> Tree<C> {
         self.height == 0 && self.leaves[self.root as usize].runs.is_empty()
     }
 
+    /// See [`IdIndex::next_present`].
+    #[inline]
+    pub fn next_present(&self, first: ElemId, per_txn: bool, from: u32, len: u32) -> Option<u32> {
+        self.index.next_present(first, per_txn, from, len)
+    }
+
     /// Ranges in the id index.
     pub fn index_ranges(&self) -> usize {
         self.index.ranges()
@@ -687,7 +693,11 @@ impl<C: Chunk> Tree<C> {
         while leaf != NONE {
             for (i, r) in self.leaves[leaf as usize].runs.iter().enumerate() {
                 assert!(r.len > 0);
-                for k in 0..r.len {
+                // Every element of short runs; the ends and a sample of long
+                // ones (a hostile run may claim billions).
+                let step = (r.len / 64).max(1);
+                let ks = (0..r.len).step_by(step as usize).chain([r.len - 1]);
+                for k in ks {
                     let c = self.locate(r.id_at(k)).expect("indexed");
                     assert_eq!((c.leaf, c.run, c.off), (leaf, i, k));
                 }

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench bench-core bench-python bench-relay bench-wasm fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm test-demo
@@ -113,6 +113,11 @@ bench:
 	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) bench --bench peers -- --noplot
 	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) run --release --quiet -- report target/criterion > target/report.md
 	scripts/splice.sh BENCHMARKS.md native-bench benchmarks/native/target/report.md
+
+## Lists and text on every editing trace, beside yrs, loro, automerge and
+## diamond-types (prints the tables of BENCHMARKS.md "Lists and text").
+bench-text:
+	cd benchmarks/native && $(CARGO) build --release --bin traces && MINIDOTE_TRACE_RUNS=3 target/release/traces
 
 ## Fuzz the decoders: FUZZ_SECONDS per target (default 60).
 FUZZ_SECONDS ?= 60

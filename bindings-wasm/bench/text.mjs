@@ -193,6 +193,13 @@ export async function runAll(mods, { trace, only, log = () => {} } = {}) {
     let want;
     for (const lname of ["minidote", "yjs", "loro", "automerge"]) {
       const lib = libs[lname];
+      // loro-crdt's 1,548 imports of one concurrent array insert each did
+      // not finish in 5 minutes here (the same shape as a map key is 2 s).
+      if (lname === "loro" && name.startsWith("B3.3")) {
+        row.libs[lname] = null;
+        log(`${name}: ${lname} not run`);
+        continue;
+      }
       const res = await run(lib, opts);
       const got = kind === "text" || kind === "trace" ? await lib.text(res.doc)
         : kind === "array" ? JSON.stringify(await lib.array(res.doc))
@@ -226,6 +233,10 @@ export function textTable(rows) {
   for (const row of rows) {
     const m = row.libs.minidote;
     for (const [lname, r] of Object.entries(row.libs)) {
+      if (!r) {
+        out.push(`| | ${lname} | not run (over 5 min) | | | | | | |`);
+        continue;
+      }
       const ratio = (a, b) => (lname === "minidote" ? "" : `${(a / b).toFixed(2)}×`);
       out.push(`| ${lname === "minidote" ? row.name : ""} | ${lname} | ${r.time.toFixed(1)} | ${ratio(r.time, m.time)} | ${r.avgUpdate.toFixed(1)} | ${r.docSize} | ${ratio(r.docSize, m.docSize)} | ${r.parse.toFixed(1)} | ${ratio(r.parse, m.parse)} |`);
     }

@@ -193,12 +193,12 @@ fn friendsforever_concurrent_converges_on_every_replica() {
         versions.push(r.clock().clone());
     }
     // Everyone gets everything.
-    for a in 0..agents {
-        for b in 0..agents {
+    for (a, r) in reps.iter_mut().enumerate() {
+        for (b, txns) in by_agent.iter().enumerate() {
             if a != b {
-                let have = reps[a].clock().get(ReplicaId(b as u64 + 1)) as usize;
-                let batch = by_agent[b][have..].to_vec();
-                reps[a].handle_txns(None, batch).expect("valid txns");
+                let have = r.clock().get(ReplicaId(b as u64 + 1)) as usize;
+                r.handle_txns(None, txns[have..].to_vec())
+                    .expect("valid txns");
             }
         }
     }

@@ -508,7 +508,7 @@ impl<C: Chunk> Seq<C> {
                     } else {
                         "splice"
                     };
-                    let end = p.at.checked_add(*n).unwrap_or(u64::MAX);
+                    let end = p.at.saturating_add(*n);
                     if p.at > len {
                         return Err(out(*i, name, p.at, len));
                     }

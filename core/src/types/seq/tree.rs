@@ -532,9 +532,7 @@ impl<C: Chunk> Tree<C> {
         let leaf = c.leaf;
         let before = self.leaves[leaf as usize].runs.len();
         let runs = &mut self.leaves[leaf as usize].runs;
-        if runs[c.run].content.is_none() {
-            return None;
-        }
+        runs[c.run].content.as_ref()?;
         let mut i = c.run;
         if c.off > 0 {
             let tail = runs[i].split(c.off);

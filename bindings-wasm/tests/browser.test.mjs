@@ -306,6 +306,6 @@ test("an IndexedDB database of an older schema is refused, not misread", async (
         return `${e.code}: ${e.message}`;
       }
     });
-    assert.match(err ?? "opened", /schema version 1; this build reads 4/);
+    assert.match(err ?? "opened", /schema version 1; this build reads 5/);
   });
 });

@@ -37,7 +37,11 @@ RAW="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/minidote_wasm.wasm"
 PKG="$ROOT/bindings-wasm/pkg"
 rm -rf "$PKG.tmp"
 mkdir -p "$PKG.tmp/wasm"
-"$WB" --target web --remove-name-section --remove-producers-section --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
+# MINIDOTE_WASM_NAMES=1 keeps function names, for profiles
+# (bindings-wasm/bench/b4-profile.mjs).
+NAMES="--remove-name-section"
+[ "${MINIDOTE_WASM_NAMES:-}" = 1 ] && NAMES=""
+"$WB" --target web $NAMES --remove-producers-section --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
 WASM="$PKG.tmp/wasm/minidote_wasm_bg.wasm"
 cp bindings-wasm/js/index.js bindings-wasm/js/index.d.ts bindings-wasm/js/package.json \
    bindings-wasm/js/README.md "$PKG.tmp/"

@@ -38,7 +38,9 @@ fn dir() -> PathBuf {
 fn json(name: &str) -> serde_json::Value {
     let f = std::fs::File::open(dir().join(format!("{name}.json.gz"))).expect("trace");
     let mut s = String::new();
-    flate2::read::GzDecoder::new(f).read_to_string(&mut s).unwrap();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .unwrap();
     serde_json::from_str(&s).unwrap()
 }
 
@@ -171,7 +173,10 @@ mod md {
                     ups.push(Update::new(self.k.clone(), Op::Delete(p, *del as u64)));
                 }
                 if !ins.is_empty() {
-                    ups.push(Update::new(self.k.clone(), Op::Insert(p, Value::Str(ins.clone()))));
+                    ups.push(Update::new(
+                        self.k.clone(),
+                        Op::Insert(p, Value::Str(ins.clone())),
+                    ));
                 }
             }
             if !ups.is_empty() {
@@ -237,7 +242,9 @@ mod md {
 mod ys {
     use super::*;
     use yrs::updates::decoder::Decode;
-    use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
+    use yrs::{
+        Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update,
+    };
 
     pub struct Ys {
         d: Doc,
@@ -432,7 +439,9 @@ mod am {
         }
         fn edit(&mut self, patches: &[Patch]) {
             for (pos, del, ins) in patches {
-                self.d.splice_text(&self.t, *pos, *del as isize, ins).unwrap();
+                self.d
+                    .splice_text(&self.t, *pos, *del as isize, ins)
+                    .unwrap();
             }
             self.d.commit();
         }
@@ -791,7 +800,10 @@ fn main() {
     for name in names.iter().filter(|n| only.is_none_or(|o| o == **n)) {
         let t = load(name);
         let patches: usize = t.txns.iter().map(Vec::len).sum();
-        println!("### {name} ({patches} patches, {} code points at the end)\n", t.end.chars().count());
+        println!(
+            "### {name} ({patches} patches, {} code points at the end)\n",
+            t.end.chars().count()
+        );
         println!("| library | local replay ms | remote apply ms | history bytes | saved bytes | state-only bytes | open ms | peak RSS MiB |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let rows = [
@@ -824,21 +836,32 @@ fn main() {
                 r.state.map_or("—".to_owned(), |s| s.to_string()),
                 r.open,
                 ratio(r.open, m.open),
-                r.rss.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                r.rss
+                    .map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
             );
         }
         println!();
     }
     if only.is_none_or(|o| o == "concurrent") {
         let c = load_concurrent();
-        println!("### friendsforever.concurrent ({} txns, {} agents)\n", c.txns.len(), c.agents);
-        println!("| library | replay with forks and merges ms | fresh merge of both histories ms |");
+        println!(
+            "### friendsforever.concurrent ({} txns, {} agents)\n",
+            c.txns.len(),
+            c.agents
+        );
+        println!(
+            "| library | replay with forks and merges ms | fresh merge of both histories ms |"
+        );
         println!("|---|---:|---:|");
         // Printed as they finish.
         let (mr, mm) = concurrent::<md::Md>(&c);
         println!("| minidote | {mr:.1} | {mm:.1} |");
         let row = |lib: &str, (r, m): (f64, f64)| {
-            println!("| {lib} | {r:.1} ({:.2}×) | {m:.1} ({:.2}×) |", r / mr, m / mm);
+            println!(
+                "| {lib} | {r:.1} ({:.2}×) | {m:.1} ({:.2}×) |",
+                r / mr,
+                m / mm
+            );
         };
         row("yrs", concurrent::<ys::Ys>(&c));
         row("loro", concurrent::<lo::Lo>(&c));

@@ -77,7 +77,7 @@ demo: wasm
 	@echo ""
 	@echo "  Minidote demo: http://$(DEMO_HTTP)   (open it in two tabs; Ctrl-C stops the relay)"
 	@echo "  Join from Python, in another terminal:"
-	@echo "    $(PY) -c 'import minidote, time; r = minidote.Replica(room=\"demo\"); r.connect(\"$(DEMO_TCP)\"); r.update_objects([((\"shopping\", \"set_aw\", \"demo\"), \"add\", \"from Python\")]); time.sleep(2); print(r.read_objects([(\"shopping\", \"set_aw\", \"demo\")])[0])'"
+	@echo "    $(PY) -c 'import minidote; r = minidote.Replica(room=\"demo\"); r.connect(\"$(DEMO_TCP)\"); r.update_objects([((\"shopping\", \"set_aw\", \"demo\"), \"add\", \"from Python\")]); r.flush(); print(r.read_objects([(\"shopping\", \"set_aw\", \"demo\")])[0]); r.close()'"
 	@echo ""
 	target/release/minidote-relay --listen $(DEMO_HTTP) --tcp-listen $(DEMO_TCP) --static web-demo/dist --data $(DEMO_DATA)
 

@@ -128,6 +128,7 @@ struct Replica {
     room: String,
     path: Option<PathBuf>,
     subs: Subscribers,
+    local_subs: Subscribers,
 }
 
 /// Subscribed callbacks, by id.
@@ -170,10 +171,28 @@ fn delta_list<'py>(py: Python<'py>, d: &[minidote_core::DeltaOp]) -> PyResult<Bo
     Ok(out)
 }
 
-/// Calls every subscriber with each change, on this thread, until the
-/// replica closes.
-fn dispatch(rx: std::sync::mpsc::Receiver<node::Change>, subs: Subscribers) {
-    while let Ok((keys, deltas)) = rx.recv() {
+/// Calls every subscriber with each change, and every local-update
+/// callback with each frame, on this thread, until the replica closes.
+fn dispatch(rx: std::sync::mpsc::Receiver<node::Notice>, subs: Subscribers, local: Subscribers) {
+    while let Ok(notice) = rx.recv() {
+        let (keys, deltas) = match notice {
+            node::Notice::Change(c) => c,
+            node::Notice::Local(frame) => {
+                Python::attach(|py| {
+                    let cbs: Vec<Py<PyAny>> = {
+                        let g = local.lock().unwrap_or_else(|p| p.into_inner());
+                        g.iter().map(|(_, c)| c.clone_ref(py)).collect()
+                    };
+                    let b = PyBytes::new(py, &frame);
+                    for cb in cbs {
+                        if let Err(e) = cb.call1(py, (b.clone(),)) {
+                            e.write_unraisable(py, Some(cb.bind(py)));
+                        }
+                    }
+                });
+                continue;
+            }
+        };
         Python::attach(|py| {
             let cbs: Vec<Py<PyAny>> = {
                 let g = subs.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,6 +275,68 @@ impl Replica {
     }
 }
 
+impl Replica {
+    fn add_callback(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        local: bool,
+        what: &str,
+    ) -> PyResult<Unsubscribe> {
+        if !callback.bind(py).is_callable() {
+            return Err(errors::invalid(
+                py,
+                format!("{what}: the callback must be callable"),
+            ));
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let list = if local { &self.local_subs } else { &self.subs };
+        list.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, callback));
+        let (subs, local_subs) = (self.subs.clone(), self.local_subs.clone());
+        let started = self.with_node(py, move |n| -> std::io::Result<()> {
+            let mut g = n.shared.lock();
+            if g.subscribers.is_none() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("minidote-subscribers".into())
+                    .spawn(move || dispatch(rx, subs, local_subs))?;
+                g.subscribers = Some(tx);
+            }
+            if local {
+                g.replica.set_emit_local_updates(true);
+            } else {
+                g.replica.set_emit_changes(true);
+            }
+            Ok(())
+        })?;
+        started.map_err(|e| errors::base(py, format!("{what}: {e}")))?;
+        Ok(Unsubscribe {
+            subs: if local {
+                self.local_subs.clone()
+            } else {
+                self.subs.clone()
+            },
+            id,
+        })
+    }
+}
+
+/// `loop.run_in_executor(None, self.<method>, *args)` on the running loop.
+fn in_executor<'py>(
+    slf: &Bound<'py, Replica>,
+    method: &str,
+    args: Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let mut all = vec![py.None().into_bound(py), slf.getattr(method)?];
+    all.extend(args.iter());
+    event_loop.call_method1("run_in_executor", PyTuple::new(py, all)?)
+}
+
 #[pymethods]
 impl Replica {
     #[new]
@@ -326,6 +407,7 @@ impl Replica {
             room,
             path,
             subs: Default::default(),
+            local_subs: Default::default(),
         })
     }
 
@@ -504,36 +586,60 @@ impl Replica {
     /// `[{"retain": n}, {"insert": x}, {"delete": n}]`. Returns a function
     /// that ends the subscription.
     fn subscribe(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
-        if !callback.bind(py).is_callable() {
-            return Err(errors::invalid(
-                py,
-                "subscribe: the callback must be callable",
-            ));
-        }
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, callback));
-        let subs = self.subs.clone();
-        let started = self.with_node(py, move |n| -> std::io::Result<()> {
-            let mut g = n.shared.lock();
-            if g.subscribers.is_none() {
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::Builder::new()
-                    .name("minidote-subscribers".into())
-                    .spawn(move || dispatch(rx, subs))?;
-                g.subscribers = Some(tx);
-                g.replica.set_emit_changes(true);
-            }
-            Ok(())
-        })?;
-        started.map_err(|e| errors::base(py, format!("subscribe: {e}")))?;
-        Ok(Unsubscribe {
-            subs: self.subs.clone(),
-            id,
-        })
+        self.add_callback(py, callback, false, "subscribe")
+    }
+
+    /// Calls `callback(frame)` with a `Txns` frame (bytes) of this
+    /// replica's own writes once they are durable, on a background thread:
+    /// carry it over any channel and `apply_update` it at the other end.
+    /// Returns a function that ends the subscription.
+    fn on_local_update(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
+        self.add_callback(py, callback, true, "on_local_update")
+    }
+
+    /// Waits until every connected relay or peer has stored this replica's
+    /// writes; True if they did within `timeout` seconds. False when a
+    /// link is down or a peer did not confirm in time (never hangs).
+    #[pyo3(signature = (timeout=10.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let d = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
+        self.with_node(py, move |n| n.flush(d))
+    }
+
+    /// `update_objects` for asyncio: the same arguments, awaited on the
+    /// loop's executor so the event loop is never blocked.
+    #[pyo3(
+        signature = (updates, clock=None, timeout=Some(10.0)),
+        text_signature = "($self, updates, clock=None, timeout=10.0)"
+    )]
+    fn aupdate_objects<'py>(
+        slf: &Bound<'py, Self>,
+        updates: &Bound<'py, PyAny>,
+        clock: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // A list now: the caller may change its own after awaiting.
+        let updates =
+            pyo3::types::PyList::new(slf.py(), updates.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        let args = (updates, clock, timeout).into_pyobject(slf.py())?;
+        in_executor(slf, "update_objects", args)
+    }
+
+    /// `read_objects` for asyncio (see `aupdate_objects`).
+    #[pyo3(
+        signature = (keys, clock=None, timeout=Some(10.0)),
+        text_signature = "($self, keys, clock=None, timeout=10.0)"
+    )]
+    fn aread_objects<'py>(
+        slf: &Bound<'py, Self>,
+        keys: &Bound<'py, PyAny>,
+        clock: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let keys =
+            pyo3::types::PyList::new(slf.py(), keys.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        let args = (keys, clock, timeout).into_pyobject(slf.py())?;
+        in_executor(slf, "read_objects", args)
     }
 
     /// The wire frames a replica at `clock` lacks (all of them without a
@@ -589,11 +695,58 @@ impl Replica {
             .map_err(|e| errors::storage(py, format!("cannot listen on {addr}: {e}")))
     }
 
-    /// Links to a peer replica or a relay's TCP port; reconnects with backoff
-    /// until `disconnect(addr)` or `close()`.
-    #[pyo3(signature = (addr, token=None))]
-    fn connect(&self, py: Python<'_>, addr: String, token: Option<String>) -> PyResult<()> {
-        self.with_node(py, |n| n.connect(addr, token))
+    /// Links to a peer replica or a relay: `"host:port"` (TCP) or a relay's
+    /// `ws://…/sync` or `wss://…/sync` (TLS with the system's roots, or
+    /// only the certificates in `ca_file`). Reconnects with backoff until
+    /// `disconnect(addr)` or `close()`.
+    #[pyo3(signature = (addr, token=None, *, ca_file=None))]
+    fn connect(
+        &self,
+        py: Python<'_>,
+        addr: String,
+        token: Option<String>,
+        ca_file: Option<PathBuf>,
+    ) -> PyResult<()> {
+        let lower = addr.to_ascii_lowercase();
+        let target = if lower.starts_with("wss://") {
+            let tls = node::tls_config(ca_file.as_deref())
+                .map_err(|e| errors::invalid(py, format!("connect: {e}")))?;
+            node::Target::Ws {
+                url: addr.clone(),
+                tls: Some(Arc::new(tls)),
+            }
+        } else if lower.starts_with("ws://") {
+            if ca_file.is_some() {
+                return Err(errors::invalid(
+                    py,
+                    "connect: ca_file needs a wss:// address",
+                ));
+            }
+            node::Target::Ws {
+                url: addr.clone(),
+                tls: None,
+            }
+        } else if addr.contains("://") {
+            return Err(errors::invalid(
+                py,
+                format!("connect: {addr:?}: use \"host:port\", ws://… or wss://…"),
+            ));
+        } else {
+            if ca_file.is_some() {
+                return Err(errors::invalid(
+                    py,
+                    "connect: ca_file needs a wss:// address",
+                ));
+            }
+            node::Target::Tcp(addr.clone())
+        };
+        if let node::Target::Ws { url, .. } = &target {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+            if let Err(e) = url.as_str().into_client_request() {
+                return Err(errors::invalid(py, format!("connect: {addr:?}: {e}")));
+            }
+        }
+        self.with_node(py, |n| n.connect(addr, target, token))
     }
 
     /// Drops the link to `addr`. Returns False if there was none.
@@ -666,11 +819,15 @@ impl Replica {
             .map_err(|e| wait_error(py, e, "snapshot"))
     }
 
-    /// Closes links and the store. Idempotent.
-    fn close(&self, py: Python<'_>) {
+    /// Closes links and the store. Idempotent. With links, it first waits
+    /// up to `flush_timeout` seconds for peers to report this replica's
+    /// writes stored (`flush`), and logs a warning if they did not.
+    #[pyo3(signature = (*, flush_timeout=2.0))]
+    fn close(&self, py: Python<'_>, flush_timeout: f64) {
         let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(n) = node {
-            py.detach(move || n.close());
+            let t = Duration::from_secs_f64(flush_timeout.clamp(0.0, 1e9));
+            py.detach(move || n.close(t));
         }
     }
 
@@ -685,7 +842,7 @@ impl Replica {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close(py);
+        self.close(py, 2.0);
         false
     }
 

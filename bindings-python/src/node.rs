@@ -54,6 +54,54 @@ const HELLO_WAIT: Duration = Duration::from_secs(30);
 /// Most simultaneous links accepted by the listeners of one replica.
 pub const MAX_ACCEPTED_LINKS: usize = 1024;
 
+/// Where `connect` dials: a TCP peer or relay port, or a relay's
+/// WebSocket endpoint.
+#[derive(Clone)]
+pub enum Target {
+    Tcp(String),
+    Ws {
+        url: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
+}
+
+/// TLS settings for `wss://`: the system's roots, or only the
+/// certificates in `ca_file` (PEM).
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {} holds no certificate", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err("no system root certificates found: pass ca_file=".into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A completed request.
 pub enum Done {
     Committed(VectorClock),
@@ -112,8 +160,11 @@ pub struct Inner {
     /// reported persisted.
     persistent: bool,
     logs: Vec<String>,
-    /// Where changes go once an app subscribed (`Replica.subscribe`).
-    pub subscribers: Option<mpsc::Sender<Change>>,
+    /// Where changes and local updates go once an app subscribed
+    /// (`Replica.subscribe`, `Replica.on_local_update`).
+    pub subscribers: Option<mpsc::Sender<Notice>>,
+    /// Threads waiting in `flush`: every drain wakes them.
+    pub flushing: usize,
     /// Deltas of the transaction whose `Changed` event comes next.
     deltas: Vec<(Key, Vec<DeltaOp>)>,
 }
@@ -121,6 +172,14 @@ pub struct Inner {
 /// One transaction's changes, for subscribers: the keys, and the deltas of
 /// the lists and texts among them.
 pub type Change = (Vec<Key>, Vec<(Key, Vec<DeltaOp>)>);
+
+/// What the subscribers' thread hands to Python callbacks, in order.
+pub enum Notice {
+    /// One transaction's changes.
+    Change(Change),
+    /// A `Txns` frame of local writes that became durable.
+    Local(Vec<u8>),
+}
 
 pub struct Shared {
     pub inner: Mutex<Inner>,
@@ -261,18 +320,40 @@ impl Inner {
                 }
                 Event::Changed(keys) => {
                     let deltas = std::mem::take(&mut self.deltas);
-                    if let Some(tx) = &self.subscribers {
-                        if tx.send((keys, deltas)).is_err() {
-                            self.subscribers = None;
-                        }
-                    }
+                    self.notify(Notice::Change((keys, deltas)));
                 }
+                Event::LocalUpdate(frame) => self.notify(Notice::Local(frame)),
                 Event::LinkUp { .. } => {}
             }
         }
-        if wake {
+        if wake || self.flushing > 0 {
             cond.notify_all();
         }
+    }
+
+    fn notify(&mut self, n: Notice) {
+        if let Some(tx) = &self.subscribers {
+            if tx.send(n).is_err() {
+                self.subscribers = None;
+            }
+        }
+    }
+
+    /// Whether this replica has links to wait for: a `connect()` target or
+    /// an accepted peer.
+    fn has_links(&self) -> bool {
+        !self.outgoing.is_empty() || !self.links.is_empty()
+    }
+
+    /// Whether every linked peer reported every own write stored (true
+    /// with no links only when there is nothing to deliver).
+    fn delivered(&self) -> bool {
+        let own = self.replica.clock().get(self.replica.id());
+        if !self.has_links() {
+            return own == 0;
+        }
+        // Every configured target must be up and have reported.
+        self.outgoing.values().all(|o| o.link.is_some()) && self.replica.stored_everywhere()
     }
 
     fn protocol_error(&mut self, addr: &str, error: &ProtocolError) {
@@ -331,6 +412,7 @@ impl Node {
                 persistent,
                 logs: Vec::new(),
                 subscribers: None,
+                flushing: 0,
                 deltas: Vec::new(),
             }),
             cond: Condvar::new(),
@@ -406,7 +488,7 @@ impl Node {
 
     /// Keeps a link to `addr` up, reconnecting with backoff, until
     /// `disconnect(addr)` or `close()`.
-    pub fn connect(&self, addr: String, token: Option<String>) {
+    pub fn connect(&self, addr: String, target: Target, token: Option<String>) {
         let stop = {
             let mut g = self.shared.lock();
             if g.outgoing.contains_key(&addr) {
@@ -425,24 +507,58 @@ impl Node {
         let sh = self.shared.clone();
         self.rt().spawn(async move {
             let mut backoff = Duration::from_millis(50);
+            let mut last_error = String::new();
             while !stop.is_cancelled() {
-                let attempt = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = TcpStream::connect(&addr) => r,
+                let began = Instant::now();
+                let ended = match &target {
+                    Target::Tcp(a) => {
+                        let attempt = tokio::select! {
+                            _ = stop.cancelled() => break,
+                            r = TcpStream::connect(a) => r,
+                        };
+                        match attempt {
+                            Ok(stream) => {
+                                let _ = stream.set_nodelay(true);
+                                tokio::select! {
+                                    _ = stop.cancelled() => break,
+                                    _ = run_link(sh.clone(), stream, addr.clone(), Side::Dialed(token.clone())) => {}
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Target::Ws { url, tls } => {
+                        let attempt = tokio::select! {
+                            _ = stop.cancelled() => break,
+                            r = dial_ws(url, tls.clone()) => r,
+                        };
+                        match attempt {
+                            Ok(ws) => {
+                                tokio::select! {
+                                    _ = stop.cancelled() => break,
+                                    _ = run_ws_link(sh.clone(), ws, addr.clone(), token.clone()) => {}
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
                 };
-                if let Ok(stream) = attempt {
-                    let _ = stream.set_nodelay(true);
-                    let began = Instant::now();
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = run_link(sh.clone(), stream, addr.clone(), Side::Dialed(token.clone())) => {}
+                // A WebSocket or TLS refusal (bad certificate, no /sync)
+                // is logged once, not on every retry.
+                if let Err(e) = ended {
+                    if matches!(target, Target::Ws { .. }) && e != last_error {
+                        sh.lock().note_protocol_error(format!("minidote link {addr}: {e}"));
+                        sh.flush_logs();
                     }
-                    // Only a link that stayed up resets the backoff: a peer
-                    // that refuses every handshake (a protocol error, a full
-                    // relay) is retried ever more slowly, not in a loop.
-                    if began.elapsed() >= STABLE_LINK {
-                        backoff = Duration::from_millis(50);
-                    }
+                    last_error = e;
+                }
+                // Only a link that stayed up resets the backoff: a peer
+                // that refuses every handshake (a protocol error, a full
+                // relay) is retried ever more slowly, not in a loop.
+                if began.elapsed() >= STABLE_LINK {
+                    backoff = Duration::from_millis(50);
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -568,9 +684,67 @@ impl Node {
         }
     }
 
+    /// Waits until every linked relay or peer has reported every write of
+    /// this replica stored (`Replica::stored_everywhere`), or `deadline`.
+    pub fn flush(&self, deadline: Instant) -> bool {
+        let mut g = self.shared.lock();
+        g.flushing += 1;
+        let done = loop {
+            if g.delivered() {
+                break true;
+            }
+            if g.closed || g.storage_error.is_some() {
+                break false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // Woken by every drain while flushing; the timeout also covers
+            // a link that comes up without a frame we could see.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            g = self
+                .shared
+                .cond
+                .wait_timeout(g, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        g.flushing -= 1;
+        done
+    }
+
     /// Stops everything: links, listeners, timers; flushes and closes the
-    /// store.
-    pub fn close(&self) {
+    /// store. With links, first waits up to `flush_timeout` for peers to
+    /// report this replica's writes stored, and logs it if they did not.
+    pub fn close(&self, flush_timeout: Duration) {
+        let flush = {
+            let g = self.shared.lock();
+            !g.closed && g.has_links() && g.replica.clock().get(g.replica.id()) > 0
+        };
+        if flush && !self.flush(Instant::now() + flush_timeout) {
+            let mut g = self.shared.lock();
+            let own = g.replica.clock().get(g.replica.id());
+            let stored: Vec<String> = g
+                .replica
+                .stats()
+                .peers
+                .iter()
+                .map(|p| format!("{}", p.stored))
+                .collect();
+            let fate = if g.persistent {
+                "they stay in the database and are sent when it is opened and linked again"
+            } else {
+                "this memory-only replica loses them"
+            };
+            let msg = format!(
+                "minidote: closing after {:.1} s without every peer confirming this replica's {own} writes (peers confirmed: [{}]); {fate}",
+                flush_timeout.as_secs_f64(),
+                stored.join(", ")
+            );
+            g.logs.push(msg);
+        }
+        self.shared.flush_logs();
         {
             let mut g = self.shared.lock();
             if g.closed {
@@ -603,7 +777,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.close();
+        self.close(Duration::ZERO);
     }
 }
 
@@ -755,39 +929,8 @@ async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) 
             }
         },
     };
-    let (tx, rx) = tmpsc::channel(LINK_QUEUE_FRAMES);
-    let cancel = sh.stop.child_token();
-    let link = {
-        let mut g = sh.lock();
-        if g.closed {
-            return;
-        }
-        let id = LinkId(g.next_link);
-        g.next_link += 1;
-        g.links.insert(
-            id,
-            LinkEntry {
-                tx: tx.clone(),
-                addr: addr.clone(),
-                outgoing,
-                cancel: cancel.clone(),
-            },
-        );
-        if outgoing {
-            if let Some(o) = g.outgoing.get_mut(&addr) {
-                o.link = Some(id);
-            }
-        }
-        let now = sh.now_ms();
-        g.replica.link_open_with(id, token, policy, now);
-        let failed = first
-            .as_ref()
-            .is_some_and(|hello| g.replica.handle_frame(id, hello, now).is_err());
-        g.drain(&sh.cond);
-        if failed {
-            cancel.cancel();
-        }
-        id
+    let Some((link, tx, rx, cancel)) = open_link(&sh, &addr, outgoing, token, policy, first) else {
+        return;
     };
     let writer = tokio::spawn(write_loop(wr, rx));
     // A token that expires ends the link then.
@@ -813,13 +956,68 @@ async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) 
         }
     }
     drop(tx);
+    close_link(&sh, link, &addr);
+    let _ = writer.await;
+}
+
+/// Registers a connected link with the replica and queues its `Hello`
+/// (and handles an accepted peer's, read already). `None` once closed.
+fn open_link(
+    sh: &Arc<Shared>,
+    addr: &str,
+    outgoing: bool,
+    token: Option<String>,
+    policy: LinkPolicy,
+    first: Option<Vec<u8>>,
+) -> Option<(
+    LinkId,
+    tmpsc::Sender<Vec<u8>>,
+    tmpsc::Receiver<Vec<u8>>,
+    CancellationToken,
+)> {
+    let (tx, rx) = tmpsc::channel(LINK_QUEUE_FRAMES);
+    let cancel = sh.stop.child_token();
+    let mut g = sh.lock();
+    if g.closed {
+        return None;
+    }
+    let id = LinkId(g.next_link);
+    g.next_link += 1;
+    g.links.insert(
+        id,
+        LinkEntry {
+            tx: tx.clone(),
+            addr: addr.to_owned(),
+            outgoing,
+            cancel: cancel.clone(),
+        },
+    );
+    if outgoing {
+        if let Some(o) = g.outgoing.get_mut(addr) {
+            o.link = Some(id);
+        }
+    }
+    let now = sh.now_ms();
+    g.replica.link_open_with(id, token, policy, now);
+    let failed = first
+        .as_ref()
+        .is_some_and(|hello| g.replica.handle_frame(id, hello, now).is_err());
+    g.drain(&sh.cond);
+    if failed {
+        cancel.cancel();
+    }
+    Some((id, tx, rx, cancel))
+}
+
+/// Forgets a link that ended.
+fn close_link(sh: &Arc<Shared>, link: LinkId, addr: &str) {
     sh.flush_logs();
     {
         let mut g = sh.lock();
         if g.links.remove(&link).is_some() {
             g.replica.link_closed(link);
         }
-        if let Some(o) = g.outgoing.get_mut(&addr) {
+        if let Some(o) = g.outgoing.get_mut(addr) {
             if o.link == Some(link) {
                 o.link = None;
             }
@@ -827,6 +1025,75 @@ async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) 
         g.drain(&sh.cond);
     }
     sh.flush_logs();
+}
+
+/// A WebSocket to a relay's `/sync` (`ws://`, or `wss://` through rustls).
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `url`: frames of at most [`MAX_INCOMING_FRAME`].
+async fn dial_ws(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Ws, String> {
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(MAX_INCOMING_FRAME);
+    config.max_frame_size = Some(MAX_INCOMING_FRAME);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)
+            .await
+            .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Runs one WebSocket link to a relay until it ends: binary messages are
+/// frames, as on the relay's side.
+async fn run_ws_link(sh: Arc<Shared>, ws: Ws, addr: String, token: Option<String>) {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut stream) = ws.split();
+    let Some((link, tx, mut rx, cancel)) =
+        open_link(&sh, &addr, true, token, LinkPolicy::TRUSTED, None)
+    else {
+        return;
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink.send(Message::Binary(frame.into())).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let read = async {
+        while let Some(msg) = stream.next().await {
+            let bytes = match msg {
+                Ok(Message::Binary(b)) => b,
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            let mut g = sh.lock();
+            if !g.links.contains_key(&link) {
+                return;
+            }
+            if !g.replica.link_established(link) && bytes.len() > MAX_FRAME_BEFORE_HELLO {
+                g.note_protocol_error(format!(
+                    "minidote link {addr}: frame of {} bytes before Hello exceeds the {MAX_FRAME_BEFORE_HELLO}-byte limit",
+                    bytes.len()
+                ));
+                return;
+            }
+            let now = sh.now_ms();
+            let failed = g.replica.handle_frame(link, &bytes, now).is_err();
+            g.drain(&sh.cond);
+            if failed {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = read => {}
+    }
+    drop(tx);
+    close_link(&sh, link, &addr);
     let _ = writer.await;
 }
 

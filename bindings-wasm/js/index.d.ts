@@ -134,6 +134,8 @@ export class Replica {
   readonly connected: boolean;
   updateObjects(updates: Update[], clock?: Clock, options?: { timeoutMs?: number }): Promise<Clock>;
   readObjects(keys: Key[], clock?: Clock, options?: { timeoutMs?: number }): Promise<[Value[], Clock]>;
+  /** The current local values, synchronously (no clock, no Promise). */
+  read(keys: Key[]): Value[];
   connect(url: string, options?: { token?: string }): void;
   disconnect(): void;
   /** `callback(changedKeys, deltas)`; `deltas` maps a changed list's or
@@ -147,9 +149,15 @@ export class Replica {
   exportSince(clock?: Clock): Uint8Array[];
   /** Applies a frame from any channel; garbage rejects with code "protocol". */
   applyUpdate(frame: Uint8Array): Promise<ImportStatus>;
+  /** `callback(frame)` with each `Txns` frame of own writes once durable;
+   * returns the function that stops it. */
+  onLocalUpdate(callback: (frame: Uint8Array) => void): () => void;
+  /** True once the relay reported every own write stored; false after `timeoutMs`. */
+  flush(options?: { timeoutMs?: number }): Promise<boolean>;
   stats(): Stats;
   snapshot(): void;
-  close(): Promise<void>;
+  /** Flushes first (up to `flushTimeoutMs`, default 2000), then closes. */
+  close(options?: { flushTimeoutMs?: number }): Promise<void>;
 }
 
 /** Loads the .wasm (Replica.open does it on first use). */

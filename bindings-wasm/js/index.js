@@ -134,6 +134,16 @@ export class Replica {
     }
   }
 
+  /** The current local values of `keys`, synchronously: no clock to wait
+   * for, no Promise (for rendering). `readObjects` is the call that waits. */
+  read(keys) {
+    try {
+      return this.#core.read(keys);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
   /** Resolves with `[values, clock]`; with `clock`, waits until it is reached. */
   async readObjects(keys, clock, { timeoutMs = 10000 } = {}) {
     try {
@@ -209,6 +219,21 @@ export class Replica {
     return () => this.#core.unsubscribe(id);
   }
 
+  /** `cb(frame)` with a `Txns` frame (Uint8Array) of this replica's own
+   * writes once they are durable: carry it over any channel and
+   * `applyUpdate` it at the other end. Returns the function that stops it. */
+  onLocalUpdate(cb) {
+    if (typeof cb !== "function") throw new TypeError("onLocalUpdate takes a function");
+    const id = this.#core.onLocalUpdate(cb);
+    return () => this.#core.offLocalUpdate(id);
+  }
+
+  /** Resolves with true once the relay reported every write of this
+   * replica stored, false if that did not happen within `timeoutMs`. */
+  async flush({ timeoutMs = 10000 } = {}) {
+    return await this.#core.flush(Number(timeoutMs));
+  }
+
   stats() {
     return this.#core.stats();
   }
@@ -222,10 +247,11 @@ export class Replica {
     }
   }
 
-  /** Finishes pending writes, drops the link, releases the database. */
-  async close() {
+  /** Waits (up to `flushTimeoutMs`) for the relay to store this replica's
+   * writes, finishes pending writes, drops the link, releases the database. */
+  async close({ flushTimeoutMs = 2000 } = {}) {
     try {
-      await this.#core.close();
+      await this.#core.close(Number(flushTimeoutMs));
     } finally {
       this.#release?.();
       this.#release = null;

@@ -225,6 +225,18 @@ struct Node {
     last_protocol_error: Option<String>,
     me: Weak<RefCell<Node>>,
     flushed: Vec<Function>,
+    /// `onLocalUpdate` callbacks, by id.
+    local_subs: Vec<(u32, Function)>,
+    /// Pending `flush` calls: id, resolve, and their timer.
+    flushes: Vec<Flush>,
+    next_flush: u64,
+}
+
+/// A `flush()` waiting for peers to report this replica's writes stored.
+struct Flush {
+    id: u64,
+    resolve: Function,
+    timer: Option<(JsValue, Closure<dyn FnMut()>)>,
 }
 
 impl Node {
@@ -332,6 +344,23 @@ impl Node {
                     self.last_protocol_error = Some(msg);
                     wasm_bindgen_futures::spawn_local(repair(self.me.clone()));
                 }
+                Event::LocalUpdate(frame) => {
+                    if !self.local_subs.is_empty() {
+                        let subs: Vec<Function> =
+                            self.local_subs.iter().map(|(_, f)| f.clone()).collect();
+                        let u8 = Uint8Array::from(&frame[..]);
+                        // Outside this borrow, as for subscribers.
+                        wasm_bindgen_futures::spawn_local(async move {
+                            for f in subs {
+                                if let Err(e) = f.call1(&JsValue::NULL, &u8) {
+                                    console_warn(&format!(
+                                        "minidote: an onLocalUpdate callback threw: {e:?}"
+                                    ));
+                                }
+                            }
+                        });
+                    }
+                }
                 Event::LinkUp { .. } => {
                     if let Some(l) = &mut self.link {
                         l.up_since = Some(js_sys::Date::now());
@@ -365,7 +394,61 @@ impl Node {
                 }
             }
         }
+        if !self.flushes.is_empty() && self.delivered() {
+            for f in std::mem::take(&mut self.flushes) {
+                if let Some((id, _)) = &f.timer {
+                    clear_timeout(id);
+                }
+                let _ = f.resolve.call1(&JsValue::NULL, &JsValue::TRUE);
+                wasm_bindgen_futures::spawn_local(async move { drop(f) });
+            }
+        }
         self.arm_timer();
+    }
+
+    /// Whether the relay reported every own write stored (true with no
+    /// link only when there is nothing to deliver).
+    fn delivered(&self) -> bool {
+        let own = self.replica.clock().get(self.replica.id());
+        match &self.link {
+            None => own == 0,
+            Some(l) => {
+                self.replica.link_established(LinkId(l.id)) && self.replica.stored_everywhere()
+            }
+        }
+    }
+
+    /// Resolves with whether every own write was reported stored within
+    /// `timeout_ms`.
+    fn flush(&mut self, timeout_ms: f64) -> Promise {
+        if self.delivered() {
+            return Promise::resolve(&JsValue::TRUE);
+        }
+        if self.closed || timeout_ms <= 0.0 {
+            return Promise::resolve(&JsValue::FALSE);
+        }
+        let id = self.next_flush;
+        self.next_flush += 1;
+        let me = self.me.clone();
+        Promise::new(&mut |resolve, _| {
+            let me = me.clone();
+            let on_timeout = Closure::<dyn FnMut()>::new(move || {
+                let Some(n) = me.upgrade() else { return };
+                let mut n = n.borrow_mut();
+                if let Some(i) = n.flushes.iter().position(|f| f.id == id) {
+                    let f = n.flushes.remove(i);
+                    let _ = f.resolve.call1(&JsValue::NULL, &JsValue::FALSE);
+                    // The flush owns this callback: drop it after this call.
+                    wasm_bindgen_futures::spawn_local(async move { drop(f) });
+                }
+            });
+            let t = set_timeout(on_timeout.as_ref().unchecked_ref(), timeout_ms);
+            self.flushes.push(Flush {
+                id,
+                resolve,
+                timer: Some((t, on_timeout)),
+            });
+        })
     }
 
     fn take_waiter(&mut self, t: Ticket) -> Option<Waiter> {
@@ -750,6 +833,9 @@ impl Core {
                 last_protocol_error: None,
                 me: me.clone(),
                 flushed: Vec::new(),
+                local_subs: Vec::new(),
+                flushes: Vec::new(),
+                next_flush: 1,
             })
         });
         node.borrow_mut().drain();
@@ -942,6 +1028,47 @@ impl Core {
         Ok(o.into())
     }
 
+    /// The current local values of `keys`, at once (no clock to wait for).
+    pub fn read(&self, keys: JsValue) -> Result<JsValue, JsValue> {
+        let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
+        let mut n = self.node.borrow_mut();
+        if n.closed {
+            return Err(js_err("storage", "the replica is closed"));
+        }
+        match n.replica.read_objects(ks, None) {
+            ReadOutcome::Ready(values, _) => Ok(convert::from_values(&values)),
+            ReadOutcome::Pending(_) => unreachable!("a read with no clock is never pending"),
+        }
+    }
+
+    /// Calls `cb(frame)` with a `Txns` frame of this replica's own writes
+    /// once they are durable; returns an id for `offLocalUpdate`.
+    #[wasm_bindgen(js_name = onLocalUpdate)]
+    pub fn on_local_update(&self, cb: Function) -> u32 {
+        let mut n = self.node.borrow_mut();
+        let id = n.next_sub;
+        n.next_sub += 1;
+        n.local_subs.push((id, cb));
+        n.replica.set_emit_local_updates(true);
+        id
+    }
+
+    /// Removes an `onLocalUpdate` callback.
+    #[wasm_bindgen(js_name = offLocalUpdate)]
+    pub fn off_local_update(&self, id: u32) {
+        let mut n = self.node.borrow_mut();
+        n.local_subs.retain(|(i, _)| *i != id);
+        if n.local_subs.is_empty() {
+            n.replica.set_emit_local_updates(false);
+        }
+    }
+
+    /// Resolves with `true` once the relay reported every write of this
+    /// replica stored, or `false` after `timeoutMs`.
+    pub fn flush(&self, timeout_ms: f64) -> Promise {
+        self.node.borrow_mut().flush(timeout_ms)
+    }
+
     /// Removes a subscriber.
     pub fn unsubscribe(&self, id: u32) {
         self.node.borrow_mut().subscribers.retain(|(i, _)| *i != id);
@@ -1023,10 +1150,33 @@ impl Core {
     }
 
     /// Waits for pending writes, drops the link, closes the database.
+    /// With a link, first waits up to `flushTimeoutMs` for the relay to
+    /// report this replica's writes stored, and warns if it did not.
     /// Pending requests are rejected.
-    pub fn close(&self) -> Promise {
+    pub fn close(&self, flush_timeout_ms: f64) -> Promise {
         let node = self.node.clone();
         wasm_bindgen_futures::future_to_promise(async move {
+            let flush = {
+                let mut n = node.borrow_mut();
+                let own = n.replica.clock().get(n.replica.id());
+                (!n.closed && n.link.is_some() && own > 0).then(|| n.flush(flush_timeout_ms))
+            };
+            if let Some(p) = flush {
+                let done = wasm_bindgen_futures::JsFuture::from(p).await;
+                if done.ok().and_then(|v| v.as_bool()) != Some(true) {
+                    let n = node.borrow();
+                    let own = n.replica.clock().get(n.replica.id());
+                    let stored = n.replica.stats().peers.first().map_or(0, |p| p.stored);
+                    let fate = if n.idb.is_some() {
+                        "they stay in IndexedDB and are sent when it is opened and connected again"
+                    } else {
+                        "this memory-only replica loses the rest"
+                    };
+                    console_warn(&format!(
+                        "minidote: closing after {flush_timeout_ms} ms with {stored} of this replica's {own} writes confirmed by the relay; {fate}"
+                    ));
+                }
+            }
             let wait = {
                 let mut n = node.borrow_mut();
                 if n.closed {
@@ -1061,6 +1211,13 @@ impl Core {
                 }
             }
             n.subscribers.clear();
+            n.local_subs.clear();
+            for f in std::mem::take(&mut n.flushes) {
+                if let Some((id, _)) = &f.timer {
+                    clear_timeout(id);
+                }
+                let _ = f.resolve.call1(&JsValue::NULL, &JsValue::FALSE);
+            }
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -188,6 +188,7 @@ impl Sim {
             max_frame_bytes: *rng.pick(&[600, 1 << 20]),
             max_snapshot_bytes: 1 << 30,
             emit_changes: false,
+            emit_local_updates: *rng.pick(&[false, true]),
         };
         let mut keys = Vec::new();
         for ty in CrdtType::ALL {
@@ -619,7 +620,10 @@ impl Sim {
                 }
                 self.disconnect(i, peer);
             }
-            Event::LinkUp { .. } | Event::Changed(_) | Event::Delta { .. } => {}
+            Event::LinkUp { .. }
+            | Event::Changed(_)
+            | Event::Delta { .. }
+            | Event::LocalUpdate(_) => {}
         }
     }
 

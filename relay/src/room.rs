@@ -531,6 +531,7 @@ impl Room {
         if got.conflict.is_some() {
             Metrics::add(&metrics.integrity_conflicts_total, 1);
         }
+        self.commit_in_memory(metrics);
         got.gap = any_held && !self.buffer.is_empty();
         got
     }
@@ -574,8 +575,13 @@ impl Room {
         });
         Metrics::add(&metrics.txns_stored_total, 1);
         self.log_push(idx, header.origin, header.seq, bytes);
-        if !self.stored {
-            self.committed(idx, metrics);
+    }
+
+    /// Without a durable store, delivery is commitment: forwards and
+    /// reports what was delivered since the last call, once per batch.
+    fn commit_in_memory(&mut self, metrics: &Metrics) {
+        if !self.stored && self.next_idx > 0 {
+            self.committed(self.next_idx - 1, metrics);
         }
     }
 
@@ -619,17 +625,15 @@ impl Room {
             }
         }
         Metrics::add(&metrics.txns_delivered_total, delivered);
-        if self.stored {
-            for p in &mut self.peers {
-                if writers.contains(&p.replica) {
-                    let c: VectorClock = [(p.replica, self.durable.get(p.replica))]
-                        .into_iter()
-                        .collect();
-                    let f = minidote_core::wire::Frame::Stored(c).encode();
-                    // A full queue means the peer is stuck; the next frame
-                    // that cannot wait closes it.
-                    let _ = p.outbox.try_push(Out::Frame(Bytes::from(f)));
-                }
+        for p in &mut self.peers {
+            if writers.contains(&p.replica) {
+                let c: VectorClock = [(p.replica, self.durable.get(p.replica))]
+                    .into_iter()
+                    .collect();
+                let f = minidote_core::wire::Frame::Stored(c).encode();
+                // A full queue means the peer is stuck; the next frame
+                // that cannot wait closes it.
+                let _ = p.outbox.try_push(Out::Frame(Bytes::from(f)));
             }
         }
         if kicked {
@@ -681,6 +685,7 @@ impl Room {
             self.peers.retain(|p| !p.outbox.is_closed());
         }
         self.drain_buffer(store, metrics);
+        self.commit_in_memory(metrics);
         true
     }
 

@@ -371,12 +371,19 @@ impl Peer {
         self.room = Some(room);
         Metrics::add(&self.hub.metrics.peers_joined_total, 1);
         tracing::debug!(conn = self.conn, room = %hello.room, replica = %hello.replica, scope = %self.scope, "peer joined");
+        // A returning writer learns at once which of its writes are stored
+        // (its `flush` may have nothing new to send).
+        let stored = clock.get(hello.replica);
         self.send(Frame::Hello(Hello {
             replica: self.hub.id,
             room: hello.room,
             clock,
             token: None,
         }));
+        if stored > 0 {
+            let c: VectorClock = [(hello.replica, stored)].into_iter().collect();
+            self.send(Frame::Stored(c));
+        }
         self.catch_up().await
     }
 

@@ -455,3 +455,22 @@ async fn a_writer_learns_when_a_durable_relay_stored_its_writes() {
     assert_eq!(a.replica.stats().peers[0].stored, 20);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_relay_reports_stored_writes_and_a_rejoining_writer_learns_at_once() {
+    let relay = start(config()).await;
+    let mut a = Peer::new(1, core_config("r"));
+    a.attach(Client::ws(relay.http).await, None);
+    for i in 0..5 {
+        write(&mut a, &set(), Op::Add(Value::Int(i)));
+    }
+    pump_until(&mut [&mut a], WAIT, |ps| ps[0].replica.stored_everywhere()).await;
+    assert_eq!(a.replica.stats().peers[0].stored, 5);
+    // Back with nothing new to send: the relay's Stored after its Hello
+    // says the writes are there.
+    a.detach();
+    a.attach(Client::tcp(relay.tcp).await, None);
+    pump_until(&mut [&mut a], WAIT, |ps| ps[0].replica.stored_everywhere()).await;
+    assert_eq!(a.replica.stats().peers[0].stored, 5);
+    relay.stop().await;
+}

@@ -23,7 +23,7 @@
 
 import os
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union, final
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union, final
 
 __all__ = ["Clock", "Replica", "Unsubscribe", "PROTOCOL_VERSION"]
 
@@ -99,6 +99,18 @@ class Replica:
         self, keys: Iterable[Tuple[str, str, str]], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
     ) -> Tuple[List[Any], Clock]:
         """Read values (same order as ``keys``) and the clock they reflect."""
+    def aupdate_objects(
+        self,
+        updates: Iterable[Union[Tuple[Tuple[str, str, str], str], Tuple[Tuple[str, str, str], str, Any]]],
+        clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+    ) -> Awaitable[Clock]:
+        """``update_objects`` for asyncio: ``await r.aupdate_objects(...)``
+        runs it on the running loop's executor, so the loop is never
+        blocked. Needs a running event loop (``RuntimeError`` otherwise)."""
+    def aread_objects(
+        self, keys: Iterable[Tuple[str, str, str]], clock: Optional[Clock] = None, timeout: Optional[float] = 10.0
+    ) -> Awaitable[Tuple[List[Any], Clock]]:
+        """``read_objects`` for asyncio (see ``aupdate_objects``)."""
     def cursor(self, key: _Key, index: int) -> bytes:
         """An opaque position at ``index`` (code points) of a list or text
         that stays with its element while others edit."""
@@ -109,6 +121,15 @@ class Replica:
         change, on a background thread. ``deltas`` maps each changed list or
         text to ``[{"retain": n}, {"insert": x}, {"delete": n}]`` (code
         points; ``x`` a string for text, a list for lists)."""
+    def on_local_update(self, callback: Callable[[bytes], Any]) -> Unsubscribe:
+        """Call ``callback(frame)`` with a frame of this replica's own writes
+        once they are durable, on a background thread: carry it over any
+        channel and ``apply_update`` it at the other end."""
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every connected relay or peer has stored this
+        replica's writes; False if that did not happen within ``timeout``
+        seconds (a link down, a peer silent). True with no link only when
+        there is nothing to deliver."""
     def export_since(self, clock: Optional[Clock] = None) -> List[bytes]:
         """The wire frames a replica at ``clock`` lacks (everything without
         one): carry them over any channel, then ``apply_update`` them."""
@@ -131,8 +152,13 @@ class Replica:
         their own transactions, ``forward`` peers may relay others', and only
         ``snapshot`` peers may send snapshots. Without either, the listener is
         open and trusts its peers with the room."""
-    def connect(self, addr: str, token: Optional[str] = None) -> None:
-        """Link to a peer or a relay's TCP port; reconnect with backoff."""
+    def connect(
+        self, addr: str, token: Optional[str] = None, *, ca_file: Optional[Union[str, "os.PathLike[str]"]] = None
+    ) -> None:
+        """Link to a peer or a relay: ``"host:port"`` (TCP), or a relay's
+        ``ws://host:port/sync`` or ``wss://…/sync`` (TLS with the system's
+        roots, or only the PEM certificates in ``ca_file``). Reconnects with
+        backoff until ``disconnect(addr)`` or ``close()``."""
     def disconnect(self, addr: str) -> bool:
         """Drop the link to ``addr`` (to make partitions)."""
     def peers(self) -> List[Dict[str, Any]]:
@@ -141,8 +167,10 @@ class Replica:
         """Counters: id, clock, buffered, pending_requests, txns_local, txns_remote, ..."""
     def snapshot(self) -> None:
         """Take a snapshot now and prune the log."""
-    def close(self) -> None:
-        """Close links and the store. Idempotent."""
+    def close(self, *, flush_timeout: float = 2.0) -> None:
+        """Close links and the store. Idempotent. With links, first wait up
+        to ``flush_timeout`` seconds for peers to store this replica's
+        writes (``flush``), and log a warning if they did not."""
     def __enter__(self) -> "Replica": ...
     def __exit__(
         self,

@@ -77,6 +77,40 @@ impl Replica {
         any && self.all_local_durable()
     }
 
+    /// Queues a `Stored` frame on every established link whose peer has
+    /// more of its own writes stored here than it was told.
+    pub(super) fn tell_stored(&mut self) {
+        for (id, l) in self.links.iter_mut() {
+            let Some(peer) = l.peer else { continue };
+            let have = self.stored_here.get(peer);
+            if have > l.stored_told {
+                l.stored_told = have;
+                let c: VectorClock = [(peer, have)].into_iter().collect();
+                self.transmits.push_back(Transmit {
+                    link: *id,
+                    frame: Frame::Stored(c).encode(),
+                });
+            }
+        }
+    }
+
+    /// Notes that a snapshot record at `lsn` (persistent) or the state in
+    /// memory holds others' writes up to `clock`.
+    pub(super) fn note_stored(&mut self, lsn: Option<u64>, clock: &VectorClock) {
+        match lsn {
+            Some(lsn) => self.unstored.extend(
+                clock
+                    .iter()
+                    .filter(|(r, _)| *r != self.id)
+                    .map(|(r, s)| (lsn, r, s)),
+            ),
+            None => {
+                self.stored_here.merge(clock);
+                self.stored_dirty = true;
+            }
+        }
+    }
+
     /// The next record to store. Store records in order.
     pub fn poll_record(&mut self) -> Option<Record> {
         self.records.pop_front()
@@ -85,12 +119,21 @@ impl Replica {
     /// Reports that every record up to `lsn` is durably stored. Releases the
     /// acknowledgements and broadcasts of local transactions they hold.
     pub fn persisted(&mut self, lsn: u64) {
+        while self.unstored.front().is_some_and(|u| u.0 <= lsn) {
+            let (_, origin, seq) = self.unstored.pop_front().expect("checked");
+            self.stored_here.raise(origin, seq);
+            self.stored_dirty = true;
+        }
         let mut released = false;
+        let mut local_updates: Vec<TxnBytes> = Vec::new();
         while self.unacked.front().is_some_and(|u| u.lsn <= lsn) {
             let u = self.unacked.pop_front().expect("checked");
             self.durable_seq = self.durable_seq.max(u.seq);
             if let Some((ticket, clock)) = u.ack {
                 self.events.push_back(Event::Committed { ticket, clock });
+            }
+            if self.config.emit_local_updates {
+                local_updates.push(u.bytes.clone());
             }
             forward(
                 &mut self.links,
@@ -102,6 +145,9 @@ impl Replica {
                 &mut Some(u.bytes.clone()),
             );
             released = true;
+        }
+        for frame in crate::wire::txns_frames(&local_updates, self.config.max_frame_bytes) {
+            self.events.push_back(Event::LocalUpdate(frame));
         }
         if released {
             if self.all_local_durable() {

@@ -160,6 +160,7 @@ impl Replica {
                 ping_nonce: 0,
                 hold: 0,
                 sent_own: 0,
+                stored_told: 0,
                 parts: Default::default(),
             },
         );
@@ -307,6 +308,8 @@ impl Replica {
                 }
                 l.peer = Some(h.replica);
                 merge_known(&mut l.peer_clock, &h.clock, &self.clock);
+                // Tell a returning writer what of its writes is stored here.
+                self.stored_dirty |= self.stored_here.get(h.replica) > 0;
                 self.events.push_back(Event::LinkUp {
                     link,
                     peer: h.replica,
@@ -757,6 +760,10 @@ impl Replica {
                 local: false,
                 bytes: b,
             });
+            self.unstored.push_back((lsn, txn.origin, txn.seq));
+        } else {
+            self.stored_here.raise(txn.origin, txn.seq);
+            self.stored_dirty = true;
         }
         forward(
             &mut self.links,
@@ -788,6 +795,10 @@ impl Replica {
     /// the frame limit (a single oversized transaction gets a frame alone).
     pub(super) fn flush_links(&mut self) {
         let max = self.config.max_frame_bytes;
+        if self.stored_dirty {
+            self.stored_dirty = false;
+            self.tell_stored();
+        }
         for (id, l) in self.links.iter_mut() {
             if l.out.is_empty() {
                 continue;

@@ -147,7 +147,15 @@ impl Replica {
             self.events.push_back(Event::Changed(changed));
         }
         // Our state now includes transactions no record holds: persist it.
+        let before = self.next_lsn;
         self.snapshot();
+        // What the snapshot brought is stored once its record is (not at
+        // all while a repair holds snapshots back).
+        if !self.config.persistent {
+            self.note_stored(None, theirs);
+        } else if self.next_lsn > before {
+            self.note_stored(Some(self.next_lsn - 1), theirs);
+        }
         self.release_holds();
         self.drain_buffer();
         self.run_pending();

@@ -84,6 +84,9 @@ pub struct Config {
     pub max_snapshot_bytes: usize,
     /// Emit [`Event::Changed`] for every applied transaction.
     pub emit_changes: bool,
+    /// Emit [`Event::LocalUpdate`] with each local transaction's frame once
+    /// it is durable (bring-your-own transport).
+    pub emit_local_updates: bool,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             max_frame_bytes: 1 << 20,
             max_snapshot_bytes: 1 << 30,
             emit_changes: false,
+            emit_local_updates: false,
         }
     }
 }
@@ -156,6 +160,10 @@ pub enum Event {
         /// The first own transaction known to differ.
         conflict: Dot,
     },
+    /// Local transactions became durable (only with
+    /// [`Config::emit_local_updates`]): a `Txns` frame of them, for the
+    /// app to carry over its own channel to [`Replica::apply_update`].
+    LocalUpdate(Vec<u8>),
     /// A link must be closed: send its queued frames, then close it.
     LinkFailed {
         /// The link.
@@ -246,6 +254,8 @@ struct Link {
     hold: u64,
     /// The highest own seq sent on this link.
     sent_own: u64,
+    /// The peer's own entry of the last `Stored` frame we sent it.
+    stored_told: u64,
     /// A snapshot arriving in pieces.
     parts: crate::wire::SnapshotAssembler,
 }
@@ -295,6 +305,13 @@ pub struct Replica {
     /// waits for the binding.
     repair_from: Option<u64>,
     unacked: VecDeque<Unacked>,
+    /// Others' transactions durably stored here (in memory, for a memory
+    /// replica): what `Stored` frames tell each peer of its own writes.
+    stored_here: VectorClock,
+    /// `(lsn, origin, seq)` of remote writes whose record is not persisted.
+    unstored: VecDeque<(u64, ReplicaId, u64)>,
+    /// `stored_here` grew since peers were last told.
+    stored_dirty: bool,
     links: BTreeMap<LinkId, Link>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -333,6 +350,9 @@ impl Replica {
             unconfirmed: VecDeque::new(),
             repair_from: None,
             unacked: VecDeque::new(),
+            stored_here: VectorClock::new(),
+            unstored: VecDeque::new(),
+            stored_dirty: false,
             links: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -346,6 +366,17 @@ impl Replica {
     /// turns them on when an app subscribes).
     pub fn set_emit_changes(&mut self, on: bool) {
         self.config.emit_changes = on;
+    }
+
+    /// Turns [`Event::LocalUpdate`] on or off (a binding turns it on when
+    /// an app asks for its local updates).
+    pub fn set_emit_local_updates(&mut self, on: bool) {
+        self.config.emit_local_updates = on;
+    }
+
+    /// Whether any link's handshake has completed.
+    pub fn any_link_established(&self) -> bool {
+        self.links.values().any(|l| l.peer.is_some())
     }
 
     /// Rebuilds a replica from its latest stored snapshot and the
@@ -407,6 +438,7 @@ impl Replica {
             r.records_since_snapshot += 1;
         }
         r.durable_seq = r.clock.get(id);
+        r.stored_here = r.clock.clone();
         // Nothing says which own writes a peer has: from the first kept
         // one (or the snapshot's own entry) on, they are compared again.
         r.confirmed = r

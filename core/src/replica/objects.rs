@@ -208,6 +208,10 @@ impl Replica {
         } else {
             self.durable_seq = seq;
             let bytes = &self.log_bytes[start..start + len];
+            if self.config.emit_local_updates {
+                let frame = crate::wire::txns_frame(std::iter::once(bytes));
+                self.events.push_back(Event::LocalUpdate(frame));
+            }
             forward(
                 &mut self.links,
                 self.id,

@@ -309,3 +309,56 @@ test("an IndexedDB database of an older schema is refused, not misread", async (
     assert.match(err ?? "opened", /schema version 1; this build reads 5/);
   });
 });
+
+test("20 of 20 pages that connect, write and close at once reach the relay; flush says so", async () => {
+  await withRelay([], async (relay, ctx) => {
+    for (let i = 0; i < 20; i++) {
+      const p = await openPage(ctx, relay);
+      const warned = [];
+      p.on("console", (m) => { if (m.type() === "warning") warned.push(m.text()); });
+      await p.evaluate(async (ws) => {
+        const r = await minidote.Replica.open({ room: "flush" });
+        r.connect(ws);
+        await r.updateObjects([[K, "increment", 1]]);
+        await r.close();
+      }, relay.ws);
+      await p.close();
+      assert.deepEqual(warned.filter((w) => w.includes("closing after")), []);
+    }
+    const later = await openPage(ctx, relay);
+    await later.evaluate(async (ws) => {
+      window.r = await minidote.Replica.open({ room: "flush" });
+      r.connect(ws);
+    }, relay.ws);
+    await waitFor(() => later.evaluate(() => r.read([K])[0] === 20), "20 of 20 writes");
+    // flush: true once the relay stored a new write.
+    assert.equal(await later.evaluate(async () => {
+      await r.updateObjects([[K, "increment", 1]]);
+      return await r.flush({ timeoutMs: 10000 });
+    }), true);
+  });
+});
+
+test("flush returns false, not hangs, when the relay is down; close is bounded and warns", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const p = await openPage(ctx, relay);
+    const warned = [];
+    p.on("console", (m) => { if (m.type() === "warning") warned.push(m.text()); });
+    const dead = `ws://127.0.0.1:${await freePort()}/sync`;
+    const [flushed, flushMs, closeMs] = await p.evaluate(async (ws) => {
+      const r = await minidote.Replica.open({ room: "down" });
+      r.connect(ws);
+      await r.updateObjects([[K, "increment", 1]]);
+      let t = performance.now();
+      const f = await r.flush({ timeoutMs: 500 });
+      const fm = performance.now() - t;
+      t = performance.now();
+      await r.close({ flushTimeoutMs: 300 });
+      return [f, fm, performance.now() - t];
+    }, dead);
+    assert.equal(flushed, false);
+    assert.ok(flushMs < 3000 && closeMs < 3000, `${flushMs} ms, ${closeMs} ms`);
+    await waitFor(() => warned.some((w) => w.includes("closing after 300 ms with 0 of this replica's 1 writes")),
+      "a warning that says what was not delivered");
+  });
+});

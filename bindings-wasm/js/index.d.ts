@@ -81,6 +81,9 @@ export interface OpenOptions {
   room?: string;
   /** Records between snapshots (default 10,000). */
   snapshotEvery?: number;
+  /** Link same-origin tabs of this room through a BroadcastChannel, with
+   * or without a relay (default true in browsers, false in Node). */
+  broadcast?: boolean;
 }
 
 export interface PeerStats {
@@ -123,6 +126,8 @@ export interface Stats {
   storage_commits: number;
   protocol_errors: number;
   last_protocol_error: string | null;
+  /** Messages from other tabs refused (not frames, or frames that failed). */
+  tab_errors: number;
   peers: PeerStats[];
 }
 

@@ -73,9 +73,61 @@ async function lockDatabase(name) {
   });
 }
 
+/** Links same-origin tabs of one room through a BroadcastChannel: each
+ * tab posts its own writes once durable; a tab that opens (or finds a gap)
+ * posts its clock, and the others answer with what it lacks. Messages are
+ * checked like any peer's frames: garbage is counted and dropped. */
+class TabLink {
+  #channel;
+  #stop;
+  #replica;
+
+  constructor(replica, core, room) {
+    this.#replica = replica;
+    this.#channel = new BroadcastChannel(`minidote:${room}`);
+    this.#channel.onmessage = (e) => this.#receive(core, e.data);
+    this.#stop = replica.onLocalUpdate((frame) => this.#post({ t: "update", frame }));
+    this.#post({ t: "need", clock: core.stats().clock.toBytes() });
+  }
+
+  #post(msg) {
+    try {
+      this.#channel.postMessage(msg);
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+
+  async #receive(core, msg) {
+    try {
+      if (msg?.t === "update" && msg.frame instanceof Uint8Array) {
+        const st = await this.#replica.applyUpdate(msg.frame);
+        // A gap: ask the other tabs for what is missing.
+        if (st.pending > 0) this.#post({ t: "need", clock: core.stats().clock.toBytes() });
+      } else if (msg?.t === "need" && msg.clock instanceof Uint8Array) {
+        for (const frame of this.#replica.exportSince(Clock.fromBytes(msg.clock))) {
+          this.#post({ t: "update", frame });
+        }
+      }
+    } catch (e) {
+      // A bad message from a tab: refused, nothing applied.
+      if (typeof wrap(e)?.code !== "string") throw e;
+      this.errors += 1;
+    }
+  }
+
+  errors = 0;
+
+  close() {
+    this.#stop();
+    this.#channel.close();
+  }
+}
+
 export class Replica {
   #core;
   #release;
+  #tabs = null;
 
   constructor(core, release) {
     if (!(core instanceof Core)) {
@@ -86,8 +138,10 @@ export class Replica {
   }
 
   /** Opens a replica. `name`: IndexedDB database (omitted: memory only).
-   * `room`: replication group. `snapshotEvery`: records between snapshots. */
-  static async open({ name, room = "default", snapshotEvery } = {}) {
+   * `room`: replication group. `snapshotEvery`: records between snapshots.
+   * `broadcast` (default true in browsers): link same-origin tabs of the
+   * room directly through a BroadcastChannel, with or without a relay. */
+  static async open({ name, room = "default", snapshotEvery, broadcast = !isNode() } = {}) {
     await ready();
     let release = null;
     if (name !== undefined && name !== null) {
@@ -102,7 +156,11 @@ export class Replica {
     }
     try {
       const core = await Core.open(name ?? undefined, String(room), snapshotEvery ?? undefined);
-      return new Replica(core, release);
+      const r = new Replica(core, release);
+      if (broadcast && typeof BroadcastChannel !== "undefined") {
+        r.#tabs = new TabLink(r, core, String(room));
+      }
+      return r;
     } catch (e) {
       release?.();
       throw wrap(e);
@@ -235,7 +293,9 @@ export class Replica {
   }
 
   stats() {
-    return this.#core.stats();
+    const s = this.#core.stats();
+    s.tab_errors = this.#tabs?.errors ?? 0;
+    return s;
   }
 
   /** Takes a snapshot now and prunes the log. */
@@ -250,6 +310,8 @@ export class Replica {
   /** Waits (up to `flushTimeoutMs`) for the relay to store this replica's
    * writes, finishes pending writes, drops the link, releases the database. */
   async close({ flushTimeoutMs = 2000 } = {}) {
+    this.#tabs?.close();
+    this.#tabs = null;
     try {
       await this.#core.close(Number(flushTimeoutMs));
     } finally {

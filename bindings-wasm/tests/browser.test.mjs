@@ -74,7 +74,8 @@ test("two pages converge through the relay; a page offline keeps working and con
     const [p1, p2] = [await openPage(ctx, relay), await openPage(ctx, relay)];
     for (const [p, name] of [[p1, "a"], [p2, "b"]]) {
       await p.evaluate(async ([name, ws]) => {
-        window.r = await minidote.Replica.open({ name, room: "r1" });
+        // No BroadcastChannel: the test is about the relay link alone.
+        window.r = await minidote.Replica.open({ name, room: "r1", broadcast: false });
         window.changes = 0;
         r.subscribe(() => { window.changes += 1; });
         r.connect(ws);
@@ -360,5 +361,73 @@ test("flush returns false, not hangs, when the relay is down; close is bounded a
     assert.ok(flushMs < 3000 && closeMs < 3000, `${flushMs} ms, ${closeMs} ms`);
     await waitFor(() => warned.some((w) => w.includes("closing after 300 ms with 0 of this replica's 1 writes")),
       "a warning that says what was not delivered");
+  });
+});
+
+test("tabs of one origin and room converge through a BroadcastChannel with no relay, also after one reopens", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const open = async (name) => {
+      const p = await openPage(ctx, relay);
+      await p.evaluate(async (name) => {
+        window.r = await minidote.Replica.open({ name, room: "tabs" }); // no connect()
+      }, name);
+      return p;
+    };
+    const [p1, p2] = [await open("tab-a"), await open("tab-b")];
+    await p1.evaluate(() => r.updateObjects([[K, "increment", 1], [S, "add", "a"]]));
+    await p2.evaluate(() => r.updateObjects([[K, "increment", 10], [S, "add", "b"]]));
+    for (const p of [p1, p2]) {
+      await waitFor(() => p.evaluate(() => r.read([K])[0] === 11), "tabs converged");
+      assert.deepEqual(await p.evaluate(() => r.read([S])[0]), ["a", "b"]);
+    }
+    // p2 closes; p1 writes meanwhile; p2 reopens (from IndexedDB) and a
+    // fresh memory tab joins: both catch up from p1.
+    await p2.evaluate(() => r.close());
+    await p2.close();
+    await p1.evaluate(() => r.updateObjects([[K, "increment", 100]]));
+    const p3 = await open("tab-b");
+    const p4 = await openPage(ctx, relay);
+    await p4.evaluate(async () => { window.r = await minidote.Replica.open({ room: "tabs" }); });
+    for (const p of [p3, p4]) {
+      await waitFor(() => p.evaluate(() => r.read([K])[0] === 111), "caught up after reopening");
+    }
+    // Garbage from a tab is refused and applies nothing.
+    await p4.evaluate(() => {
+      const c = new BroadcastChannel("minidote:tabs");
+      c.postMessage({ t: "update", frame: new Uint8Array([1, 2, 3]) });
+      c.postMessage({ t: "need", clock: new Uint8Array([9, 9]) });
+      c.postMessage("hello");
+      c.close();
+    });
+    await waitFor(() => p1.evaluate(() => r.stats().tab_errors >= 2), "bad tab messages counted");
+    assert.equal(await p1.evaluate(() => r.read([K])[0]), 111);
+    // Another room is not linked.
+    const other = await openPage(ctx, relay);
+    await other.evaluate(async () => { window.r = await minidote.Replica.open({ room: "elsewhere" }); });
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(await other.evaluate(() => r.read([K])[0]), 0);
+  });
+});
+
+test("tabs linked both by a BroadcastChannel and the relay apply nothing twice", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const pages = [];
+    for (const name of ["both-a", "both-b"]) {
+      const p = await openPage(ctx, relay);
+      await p.evaluate(async ([name, ws]) => {
+        window.r = await minidote.Replica.open({ name, room: "both" });
+        r.connect(ws);
+      }, [name, relay.ws]);
+      pages.push(p);
+    }
+    for (let i = 0; i < 20; i++) {
+      await pages[i % 2].evaluate(() => r.updateObjects([[K, "increment", 1], [S, "add", String(Math.random())]]));
+    }
+    for (const p of pages) {
+      await waitFor(() => p.evaluate(() => r.read([K])[0] === 20), "converged");
+      const st = await p.evaluate(() => ({ remote: r.stats().txns_remote, n: r.read([S])[0].length }));
+      assert.equal(st.remote, 10, "each remote transaction applied once");
+      assert.equal(st.n, 20);
+    }
   });
 });

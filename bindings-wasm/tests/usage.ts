@@ -21,8 +21,19 @@ async function usage(): Promise<number> {
   } catch (e) {
     if (e instanceof MinidoteError && e.code === "invalid_operation") console.log(e.message);
   }
+  // Bring your own transport, synchronous reads, flush, tabs.
+  const peer = await Replica.open({ room: "demo", broadcast: false });
+  const stop: () => void = r.onLocalUpdate((frame: Uint8Array) => {
+    void peer.applyUpdate(frame);
+  });
+  for (const f of peer.exportSince(r.stats().clock)) await r.applyUpdate(f);
+  const now: Value[] = r.read([likes]);
+  const delivered: boolean = await r.flush({ timeoutMs: 1000 });
+  const tabErrors: number = r.stats().tab_errors;
+  stop();
+  await peer.close({ flushTimeoutMs: 0 });
   r.disconnect();
   await r.close();
-  return (values[0] as number) + lag + (same ? 1 : 0);
+  return (values[0] as number) + lag + (same ? 1 : 0) + now.length + (delivered ? 1 : 0) + tabErrors;
 }
 void usage;

@@ -960,6 +960,15 @@ async fn run_link(sh: Arc<Shared>, stream: TcpStream, addr: String, side: Side) 
     let _ = writer.await;
 }
 
+/// A registered link: its id, its outgoing queue (both ends) and what
+/// ends it.
+type OpenLink = (
+    LinkId,
+    tmpsc::Sender<Vec<u8>>,
+    tmpsc::Receiver<Vec<u8>>,
+    CancellationToken,
+);
+
 /// Registers a connected link with the replica and queues its `Hello`
 /// (and handles an accepted peer's, read already). `None` once closed.
 fn open_link(
@@ -969,12 +978,7 @@ fn open_link(
     token: Option<String>,
     policy: LinkPolicy,
     first: Option<Vec<u8>>,
-) -> Option<(
-    LinkId,
-    tmpsc::Sender<Vec<u8>>,
-    tmpsc::Receiver<Vec<u8>>,
-    CancellationToken,
-)> {
+) -> Option<OpenLink> {
     let (tx, rx) = tmpsc::channel(LINK_QUEUE_FRAMES);
     let cancel = sh.stop.child_token();
     let mut g = sh.lock();

@@ -239,6 +239,12 @@ fn random_id() -> ReplicaId {
     ReplicaId(u64::from_le_bytes(b))
 }
 
+/// A timeout in seconds as a duration: negative and NaN are 0, infinite
+/// and huge ones a billion seconds.
+fn seconds(t: f64) -> Duration {
+    Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t.clamp(0.0, 1e9) })
+}
+
 fn deadline(timeout: Option<f64>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
 }
@@ -602,7 +608,7 @@ impl Replica {
     /// link is down or a peer did not confirm in time (never hangs).
     #[pyo3(signature = (timeout=10.0))]
     fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
-        let d = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
+        let d = Instant::now() + seconds(timeout);
         self.with_node(py, move |n| n.flush(d))
     }
 
@@ -826,7 +832,7 @@ impl Replica {
     fn close(&self, py: Python<'_>, flush_timeout: f64) {
         let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(n) = node {
-            let t = Duration::from_secs_f64(flush_timeout.clamp(0.0, 1e9));
+            let t = seconds(flush_timeout);
             py.detach(move || n.close(t));
         }
     }

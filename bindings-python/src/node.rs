@@ -352,8 +352,12 @@ impl Inner {
         if !self.has_links() {
             return own == 0;
         }
-        // Every configured target must be up and have reported.
-        self.outgoing.values().all(|o| o.link.is_some()) && self.replica.stored_everywhere()
+        // Every configured target must be up (handshake done) and have
+        // reported.
+        self.outgoing
+            .values()
+            .all(|o| o.link.is_some_and(|id| self.replica.link_established(id)))
+            && self.replica.stored_everywhere()
     }
 
     fn protocol_error(&mut self, addr: &str, error: &ProtocolError) {
@@ -509,7 +513,7 @@ impl Node {
             let mut backoff = Duration::from_millis(50);
             let mut last_error = String::new();
             while !stop.is_cancelled() {
-                let began = Instant::now();
+                let mut began = None;
                 let ended = match &target {
                     Target::Tcp(a) => {
                         let attempt = tokio::select! {
@@ -519,6 +523,7 @@ impl Node {
                         match attempt {
                             Ok(stream) => {
                                 let _ = stream.set_nodelay(true);
+                                began = Some(Instant::now());
                                 tokio::select! {
                                     _ = stop.cancelled() => break,
                                     _ = run_link(sh.clone(), stream, addr.clone(), Side::Dialed(token.clone())) => {}
@@ -535,6 +540,7 @@ impl Node {
                         };
                         match attempt {
                             Ok(ws) => {
+                                began = Some(Instant::now());
                                 tokio::select! {
                                     _ = stop.cancelled() => break,
                                     _ = run_ws_link(sh.clone(), ws, addr.clone(), token.clone()) => {}
@@ -557,7 +563,7 @@ impl Node {
                 // Only a link that stayed up resets the backoff: a peer
                 // that refuses every handshake (a protocol error, a full
                 // relay) is retried ever more slowly, not in a loop.
-                if began.elapsed() >= STABLE_LINK {
+                if began.is_some_and(|b| b.elapsed() >= STABLE_LINK) {
                     backoff = Duration::from_millis(50);
                 }
                 tokio::select! {
@@ -692,6 +698,10 @@ impl Node {
         let done = loop {
             if g.delivered() {
                 break true;
+            }
+            // No link to wait for: it cannot happen.
+            if !g.has_links() {
+                break false;
             }
             if g.closed || g.storage_error.is_some() {
                 break false;

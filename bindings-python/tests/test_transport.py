@@ -422,3 +422,29 @@ def _can_connect(addr):
         return True
     except OSError:
         return False
+
+
+def test_flush_waits_for_every_target_to_finish_its_handshake(relay, mem):  # noqa: F811
+    # A listener that accepts and never says Hello: flush must not count it.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        r = mem(room="flush")
+        r.connect(relay["tcp"], mint("flush", "write"))
+        r.connect(f"127.0.0.1:{silent.getsockname()[1]}")
+        r.update_objects([(K, "increment", 1)])
+        assert r.flush(1.0) is False
+        r.disconnect(f"127.0.0.1:{silent.getsockname()[1]}")
+        assert r.flush(10.0) is True
+    finally:
+        silent.close()
+
+
+def test_odd_timeouts_neither_panic_nor_hang(mem):
+    r = mem()
+    assert r.flush(float("inf")) is True, "nothing to deliver"
+    r.update_objects([(K, "increment", 1)])
+    t = time.monotonic()
+    assert r.flush(float("nan")) is False
+    assert r.flush(-5) is False
+    assert time.monotonic() - t < 2
+    r.close(flush_timeout=float("nan"))

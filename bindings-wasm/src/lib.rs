@@ -421,10 +421,17 @@ impl Node {
     /// Resolves with whether every own write was reported stored within
     /// `timeout_ms`.
     fn flush(&mut self, timeout_ms: f64) -> Promise {
+        // setTimeout takes at most 2^31 - 1 ms (else it fires at once).
+        let timeout_ms = if timeout_ms.is_nan() {
+            0.0
+        } else {
+            timeout_ms.clamp(0.0, 2_147_483_647.0)
+        };
         if self.delivered() {
             return Promise::resolve(&JsValue::TRUE);
         }
-        if self.closed || timeout_ms <= 0.0 {
+        // No link to wait for (or no time): it cannot happen.
+        if self.closed || self.link.is_none() || timeout_ms <= 0.0 {
             return Promise::resolve(&JsValue::FALSE);
         }
         let id = self.next_flush;
@@ -1031,14 +1038,14 @@ impl Core {
     /// The current local values of `keys`, at once (no clock to wait for).
     pub fn read(&self, keys: JsValue) -> Result<JsValue, JsValue> {
         let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
-        let mut n = self.node.borrow_mut();
+        let n = self.node.borrow();
         if n.closed {
             return Err(js_err("storage", "the replica is closed"));
         }
-        match n.replica.read_objects(ks, None) {
-            ReadOutcome::Ready(values, _) => Ok(convert::from_values(&values)),
-            ReadOutcome::Pending(_) => unreachable!("a read with no clock is never pending"),
-        }
+        // The state as it is, own writes still being stored included (a
+        // read with no clock would wait for them).
+        let values: Vec<minidote_core::Value> = ks.iter().map(|k| n.replica.value(k)).collect();
+        Ok(convert::from_values(&values))
     }
 
     /// Calls `cb(frame)` with a `Txns` frame of this replica's own writes

@@ -431,3 +431,23 @@ test("tabs linked both by a BroadcastChannel and the relay apply nothing twice",
     }
   });
 });
+
+test("read() right after an IndexedDB write, before it is stored, shows it and does not trap", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const p = await openPage(ctx, relay);
+    const [during, after, flushed] = await p.evaluate(async () => {
+      const r = await minidote.Replica.open({ name: "read-during-write", room: "rd" });
+      const pending = r.updateObjects([[K, "increment", 3]]);
+      const during = r.read([K])[0];
+      await pending;
+      const after = r.read([K])[0];
+      const flushed = await r.flush({ timeoutMs: Infinity }).catch((e) => String(e)) === false
+        ? "no link" : "?";
+      await r.close();
+      return [during, after, flushed];
+    });
+    assert.equal(during, 3);
+    assert.equal(after, 3);
+    assert.equal(flushed, "no link");
+  });
+});

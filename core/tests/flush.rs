@@ -203,3 +203,34 @@ fn local_updates_are_handed_out_once_durable_and_apply_elsewhere() {
         .unwrap();
     assert!(std::iter::from_fn(|| quiet.poll_event()).all(|e| !matches!(e, Event::LocalUpdate(_))));
 }
+
+#[test]
+fn only_a_peer_trusted_with_the_room_confirms_our_seqs() {
+    // A persistent replica accepts a write-scope peer: the peer's Stored
+    // counts for flush, but does not confirm our seqs, so a Hello on a new
+    // trusted link still announces none of them (they get compared there).
+    let mut a = Node::new(1, true);
+    a.write(1);
+    a.write(2);
+    a.save();
+    let mut p = Node::new(2, false);
+    a.r.link_open_with(LinkId(1), None, minidote_core::LinkPolicy::OWN, 0);
+    p.r.link_open(LinkId(1), None, 0);
+    pump(&mut a, &mut p);
+    assert!(
+        a.r.stored_everywhere(),
+        "the peer's report counts for flush"
+    );
+    a.r.link_open(LinkId(2), None, 0);
+    let hello = std::iter::from_fn(|| a.r.poll_transmit())
+        .find(|t| t.link == LinkId(2))
+        .expect("a Hello on the new link");
+    let Ok(Frame::Hello(h)) = Frame::decode(&hello.frame) else {
+        panic!("not a Hello")
+    };
+    assert_eq!(
+        h.clock.get(ReplicaId(1)),
+        0,
+        "an untrusted Stored confirmed nothing"
+    );
+}

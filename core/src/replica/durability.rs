@@ -66,11 +66,16 @@ impl Replica {
     /// `flush`). False with no established link, or while a local
     /// transaction is not stored here yet.
     pub fn stored_everywhere(&self) -> bool {
+        // While our seqs are being compared with a peer's copies, or a
+        // repair waits, what a peer holds may be another lineage's.
+        if self.repair_from.is_some() {
+            return false;
+        }
         let own = self.clock.get(self.id);
         let mut any = false;
         for l in self.links.values().filter(|l| l.peer.is_some()) {
             any = true;
-            if l.stored.get(self.id) < own {
+            if l.hold > 0 || l.stored.get(self.id) < own {
                 return false;
             }
         }

@@ -354,10 +354,17 @@ impl Replica {
                 }
             }
             Frame::Stored(clock) => {
+                let mut trusted = false;
                 if let Some(l) = self.links.get_mut(&link) {
                     merge_known(&mut l.stored, &clock, &self.clock);
+                    trusted = l.policy.forward;
                 }
-                self.confirm_sent(link, clock.get(self.id));
+                // Only a peer trusted with the room confirms our seqs (a
+                // restored backup is found by comparing with its copies);
+                // any peer's report counts for `flush`.
+                if trusted {
+                    self.confirm_sent(link, clock.get(self.id));
+                }
                 Ok(())
             }
             Frame::Ping(n) => {

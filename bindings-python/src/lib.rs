@@ -330,17 +330,23 @@ impl Replica {
     }
 }
 
-/// `loop.run_in_executor(None, self.<method>, *args)` on the running loop.
+/// `loop.run_in_executor(None, self.<method>, items, clock, timeout)` on
+/// the running loop. `items` is copied into a list first: the caller may
+/// change its own while the call waits.
 fn in_executor<'py>(
     slf: &Bound<'py, Replica>,
     method: &str,
-    args: Bound<'py, PyTuple>,
+    items: &Bound<'py, PyAny>,
+    clock: Option<&Bound<'py, PyAny>>,
+    timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = slf.py();
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-    let mut all = vec![py.None().into_bound(py), slf.getattr(method)?];
-    all.extend(args.iter());
-    event_loop.call_method1("run_in_executor", PyTuple::new(py, all)?)
+    let items = PyList::new(py, items.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+    event_loop.call_method1(
+        "run_in_executor",
+        (py.None(), slf.getattr(method)?, items, clock, timeout),
+    )
 }
 
 #[pymethods]
@@ -624,11 +630,7 @@ impl Replica {
         clock: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // A list now: the caller may change its own after awaiting.
-        let updates =
-            pyo3::types::PyList::new(slf.py(), updates.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-        let args = (updates, clock, timeout).into_pyobject(slf.py())?;
-        in_executor(slf, "update_objects", args)
+        in_executor(slf, "update_objects", updates, clock, timeout)
     }
 
     /// `read_objects` for asyncio (see `aupdate_objects`).
@@ -642,10 +644,7 @@ impl Replica {
         clock: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let keys =
-            pyo3::types::PyList::new(slf.py(), keys.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-        let args = (keys, clock, timeout).into_pyobject(slf.py())?;
-        in_executor(slf, "read_objects", args)
+        in_executor(slf, "read_objects", keys, clock, timeout)
     }
 
     /// The wire frames a replica at `clock` lacks (all of them without a

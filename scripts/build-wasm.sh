@@ -43,7 +43,7 @@ NAMES="--remove-name-section"
 [ "${MINIDOTE_WASM_NAMES:-}" = 1 ] && NAMES=""
 "$WB" --target web $NAMES --remove-producers-section --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
 WASM="$PKG.tmp/wasm/minidote_wasm_bg.wasm"
-cp bindings-wasm/js/index.js bindings-wasm/js/index.d.ts bindings-wasm/js/package.json \
+cp bindings-wasm/js/index.js bindings-wasm/js/codec.js bindings-wasm/js/index.d.ts bindings-wasm/js/package.json \
    bindings-wasm/js/README.md "$PKG.tmp/"
 rm -rf "$PKG"
 mv "$PKG.tmp" "$PKG"

@@ -123,10 +123,55 @@ fn update_error(py: Python<'_>, e: UpdateError) -> PyErr {
 /// UTF-8 conversion goes through a temporary bytes object.
 #[derive(Default)]
 pub struct Converter<'py> {
+    /// The replica's key cache (see [`KeyCache`]), if it has one.
+    cache: Option<Bound<'py, PyDict>>,
     last_key: Option<(Bound<'py, PyAny>, Key)>,
     last_ty: Option<(Bound<'py, PyAny>, minidote_core::CrdtType)>,
     last_bucket: Option<(Bound<'py, PyAny>, std::sync::Arc<str>)>,
     last_op: Option<(Bound<'py, PyAny>, String)>,
+    /// The last update tuple: a batch like `[(key, "increment", 1)] * 1000`
+    /// repeats one tuple, and an immutable tuple is the same update again.
+    last_update: Option<(Bound<'py, PyAny>, Update)>,
+}
+
+/// A replica's keys by content: a dict from `(key, type, bucket)` tuples
+/// to their converted `Key`, so a batch over many keys, and the next one
+/// over the same keys, converts each key's three strings once (each a
+/// temporary bytes object under the stable ABI). Only exact tuples of exact
+/// `str`s are cached or looked up: their hash and equality are Python's
+/// own, so two different keys can never share an entry (a `str` subclass
+/// could define `__eq__` to say otherwise). Bounded: when full it starts
+/// over.
+pub struct KeyCache(Py<PyDict>);
+
+/// Entries kept before the cache starts over.
+const KEY_CACHE_CAP: usize = 16_384;
+
+/// A converted key, as a dict value.
+#[pyclass(frozen)]
+struct CachedKey(Key);
+
+impl KeyCache {
+    pub fn new(py: Python<'_>) -> Self {
+        KeyCache(PyDict::new(py).unbind())
+    }
+
+    pub fn converter<'py>(&self, py: Python<'py>) -> Converter<'py> {
+        Converter {
+            cache: Some(self.0.bind(py).clone()),
+            ..Converter::default()
+        }
+    }
+}
+
+/// Whether `t` is an exact tuple of three exact `str`s.
+fn plain_key(t: &Bound<'_, PyTuple>) -> bool {
+    t.is_exact_instance_of::<PyTuple>()
+        && t.len() == 3
+        && (0..3).all(|i| {
+            t.get_borrowed_item(i)
+                .is_ok_and(|x| x.is_exact_instance_of::<PyString>())
+        })
 }
 
 impl<'py> Converter<'py> {
@@ -137,6 +182,30 @@ impl<'py> Converter<'py> {
                 return Ok(k.clone());
             }
         }
+        let cache = match (&self.cache, obj.cast::<PyTuple>()) {
+            (Some(c), Ok(t)) if plain_key(t) => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(c) = &cache {
+            if let Some(hit) = c.get_item(obj)? {
+                if let Ok(k) = hit.cast::<CachedKey>() {
+                    let key = k.get().0.clone();
+                    self.last_key = Some((obj.clone(), key.clone()));
+                    return Ok(key);
+                }
+            }
+        }
+        let key = self.convert_key(obj)?;
+        if let Some(c) = cache {
+            if c.len() >= KEY_CACHE_CAP {
+                c.clear();
+            }
+            c.set_item(obj, Bound::new(obj.py(), CachedKey(key.clone()))?)?;
+        }
+        Ok(key)
+    }
+
+    fn convert_key(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Key> {
         let py = obj.py();
         let t = obj.cast::<PyTuple>().map_err(|_| {
             invalid(
@@ -184,6 +253,20 @@ impl<'py> Converter<'py> {
 
     /// A `(key, op)` or `(key, op, arg)` tuple → Update.
     pub fn update(&mut self, obj: &Bound<'py, PyAny>, index: usize) -> PyResult<Update> {
+        if let Some((o, u)) = &self.last_update {
+            if o.is(obj) {
+                return Ok(u.clone());
+            }
+        }
+        let u = self.convert_update(obj, index)?;
+        // Only an exact tuple is immutable (a list could change meanwhile).
+        if obj.is_exact_instance_of::<PyTuple>() {
+            self.last_update = Some((obj.clone(), u.clone()));
+        }
+        Ok(u)
+    }
+
+    fn convert_update(&mut self, obj: &Bound<'py, PyAny>, index: usize) -> PyResult<Update> {
         let py = obj.py();
         let t = obj.cast::<PyTuple>().map_err(|_| {
             invalid(

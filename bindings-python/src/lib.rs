@@ -129,6 +129,8 @@ struct Replica {
     path: Option<PathBuf>,
     subs: Subscribers,
     local_subs: Subscribers,
+    /// Keys of recent calls, by content.
+    keys: convert::KeyCache,
 }
 
 /// Subscribed callbacks, by id.
@@ -420,6 +422,7 @@ impl Replica {
             path,
             subs: Default::default(),
             local_subs: Default::default(),
+            keys: convert::KeyCache::new(py),
         })
     }
 
@@ -458,48 +461,78 @@ impl Replica {
         timeout: Option<f64>,
     ) -> PyResult<Clock> {
         let mut ups = Vec::new();
-        let mut conv = convert::Converter::default();
+        let mut conv = self.keys.converter(py);
         for (i, u) in updates.try_iter()?.enumerate() {
             ups.push(conv.update(&u?, i)?);
         }
+        drop(conv);
         let client = clock.map(|c| c.inner.clone());
         let node = self.node(py)?;
-        let result = py.detach(
-            || -> Result<VectorClock, Result<WaitError, minidote_core::UpdateError>> {
-                let mut inner = node.shared.lock();
-                if inner.closed {
-                    return Err(Ok(WaitError::Closed));
-                }
-                if let Some(e) = &inner.storage_error {
-                    return Err(Ok(WaitError::Storage(e.clone())));
-                }
-                let waits_for_clock = client
-                    .as_ref()
-                    .is_some_and(|c| !c.leq(inner.replica.clock()));
-                let out = inner
-                    .replica
-                    .update_objects(ups, client.as_ref())
-                    .map_err(Err)?;
+        type Outcome = Result<VectorClock, Result<WaitError, minidote_core::UpdateError>>;
+        let finish = |node: &Node, t: minidote_core::Ticket, d: Option<Instant>| -> Outcome {
+            let inner = node.shared.lock();
+            match node.wait(inner, t, d).map_err(Ok)? {
+                Done::Committed(c) => Ok(c),
+                Done::Failed(e) => Err(Err(e)),
+                Done::Read(..) => unreachable!("an update ticket completes as an update"),
+            }
+        };
+        // The fast path: with the lock free and no clock to wait for, the
+        // transaction runs with the GIL held, since releasing and taking it
+        // back costs more than a memory replica's transaction. `try_lock`
+        // never blocks, so this cannot deadlock against a thread that holds
+        // the lock and wants the GIL; that case takes the path below.
+        let mut ups = Some(ups);
+        let fast = match node.shared.inner.try_lock() {
+            Ok(mut inner)
+                if !inner.closed
+                    && inner.storage_error.is_none()
+                    && client.as_ref().is_none_or(|c| c.leq(inner.replica.clock())) =>
+            {
+                let ups = ups.take().expect("not taken yet");
+                let out = inner.replica.update_objects(ups, client.as_ref());
                 inner.drain(&node.shared.cond);
-                match out {
-                    UpdateOutcome::Committed(c) => Ok(c),
-                    UpdateOutcome::Pending(t) => {
-                        let d = if waits_for_clock {
-                            deadline(timeout)
-                        } else {
-                            None
-                        };
-                        match node.wait(inner, t, d).map_err(Ok)? {
-                            Done::Committed(c) => Ok(c),
-                            Done::Failed(e) => Err(Err(e)),
-                            Done::Read(..) => {
-                                unreachable!("an update ticket completes as an update")
-                            }
+                Some(out)
+            }
+            _ => None,
+        };
+        let result: Outcome = match fast {
+            Some(Ok(UpdateOutcome::Committed(c))) => Ok(c),
+            Some(Ok(UpdateOutcome::Pending(t))) => py.detach(|| finish(&node, t, None)),
+            Some(Err(e)) => Err(Err(e)),
+            None => {
+                let ups = ups.take().expect("not taken yet");
+                py.detach(|| -> Outcome {
+                    let mut inner = node.shared.lock();
+                    if inner.closed {
+                        return Err(Ok(WaitError::Closed));
+                    }
+                    if let Some(e) = &inner.storage_error {
+                        return Err(Ok(WaitError::Storage(e.clone())));
+                    }
+                    let waits_for_clock = client
+                        .as_ref()
+                        .is_some_and(|c| !c.leq(inner.replica.clock()));
+                    let out = inner
+                        .replica
+                        .update_objects(ups, client.as_ref())
+                        .map_err(Err)?;
+                    inner.drain(&node.shared.cond);
+                    match out {
+                        UpdateOutcome::Committed(c) => Ok(c),
+                        UpdateOutcome::Pending(t) => {
+                            drop(inner);
+                            let d = if waits_for_clock {
+                                deadline(timeout)
+                            } else {
+                                None
+                            };
+                            finish(&node, t, d)
                         }
                     }
-                }
-            },
-        );
+                })
+            }
+        };
         node.shared
             .try_take_logs()
             .into_iter()
@@ -524,10 +557,11 @@ impl Replica {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let mut ks = Vec::new();
-        let mut conv = convert::Converter::default();
+        let mut conv = self.keys.converter(py);
         for k in keys.try_iter()? {
             ks.push(conv.key(&k?)?);
         }
+        drop(conv);
         let client = clock.map(|c| c.inner.clone());
         let node = self.node(py)?;
         let result = py.detach(

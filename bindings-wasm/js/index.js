@@ -4,9 +4,10 @@
 // through Web Locks) and in Node (memory only). All CRDT logic, IndexedDB
 // and WebSocket IO are in Rust (../src); this file loads the module, checks
 // arguments, and turns errors into MinidoteError.
-import init, { Core, Clock } from "./wasm/minidote_wasm.js";
-
-export { Clock };
+import init, {
+  Core, clockCheck, clockLeq, clockConcurrent, clockMerge, clockJson, clockString,
+} from "./wasm/minidote_wasm.js";
+import { encodeUpdates, encodeKeys, decodeValues, settle } from "./codec.js";
 
 let loading = null;
 
@@ -46,12 +47,104 @@ function wrap(e) {
   return e;
 }
 
-function clockBytes(clock) {
-  if (clock === undefined || clock === null) return undefined;
-  if (!(clock instanceof Clock)) {
+const INTERNAL = Symbol("minidote.Clock");
+let bytesOf;
+
+/** An immutable vector clock over its bytes, which are the same in every
+ * binding. A plain JS object: nothing to free, no finaliser. */
+export class Clock {
+  #bytes;
+
+  constructor(bytes, token) {
+    if (token !== INTERNAL) throw new TypeError("use Clock.fromBytes(bytes)");
+    this.#bytes = bytes;
+  }
+
+  static {
+    bytesOf = (c) => c.#bytes;
+  }
+
+  /** Decodes `toBytes()` output (from any binding). */
+  static fromBytes(bytes) {
+    if (!(bytes instanceof Uint8Array)) {
+      throw new MinidoteError("invalid_operation", "not a clock: a clock's bytes are a Uint8Array");
+    }
+    try {
+      clockCheck(bytes);
+    } catch (e) {
+      throw wrap(e);
+    }
+    return new Clock(bytes.slice(), INTERNAL);
+  }
+
+  toBytes() {
+    return this.#bytes.slice();
+  }
+
+  /** `{replicaId: seq}`. */
+  toJSON() {
+    return clockJson(this.#bytes);
+  }
+
+  /** Whether everything in this clock is in `other`. */
+  leq(other) {
+    return clockLeq(this.#bytes, bytesOf(other));
+  }
+
+  /** Whether the clocks are equal (the encoding is canonical). */
+  equals(other) {
+    const a = this.#bytes, b = bytesOf(other);
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+
+  /** Whether neither clock is `leq` the other. */
+  concurrent(other) {
+    return clockConcurrent(this.#bytes, bytesOf(other));
+  }
+
+  /** The pointwise maximum. */
+  merge(other) {
+    return new Clock(clockMerge(this.#bytes, bytesOf(other)), INTERNAL);
+  }
+
+  toString() {
+    return clockString(this.#bytes);
+  }
+
+  /** Nothing to free (kept for code written against 0.1's wasm Clock). */
+  free() {}
+}
+
+function clock(bytes) {
+  return new Clock(bytes, INTERNAL);
+}
+
+function clockBytes(c) {
+  if (c === undefined || c === null) return undefined;
+  if (!(c instanceof Clock)) {
     throw new MinidoteError("invalid_operation", "clock must be a Clock (or omitted)");
   }
-  return clock.toBytes();
+  return bytesOf(c);
+}
+
+/** Calls `f` with the call buffer `buf` (just encoded): the key ids it
+ * registered are kept only if the core took it. */
+function send(f, buf) {
+  let out;
+  try {
+    out = f(buf);
+  } catch (e) {
+    settle(false);
+    throw e;
+  }
+  settle(true);
+  return out;
+}
+
+function readPair(pair) {
+  return [decodeValues(pair[0]), clock(pair[1])];
 }
 
 /** Holds `minidote:<name>` until released; fails at once if another tab
@@ -87,7 +180,7 @@ class TabLink {
     this.#channel = new BroadcastChannel(`minidote:${room}`);
     this.#channel.onmessage = (e) => this.#receive(core, e.data);
     this.#stop = replica.onLocalUpdate((frame) => this.#post({ t: "update", frame }));
-    this.#post({ t: "need", clock: core.stats().clock.toBytes() });
+    this.#post({ t: "need", clock: core.stats().clock });
   }
 
   #post(msg) {
@@ -103,7 +196,7 @@ class TabLink {
       if (msg?.t === "update" && msg.frame instanceof Uint8Array) {
         const st = await this.#replica.applyUpdate(msg.frame);
         // A gap: ask the other tabs for what is missing.
-        if (st.pending > 0) this.#post({ t: "need", clock: core.stats().clock.toBytes() });
+        if (st.pending > 0) this.#post({ t: "need", clock: core.stats().clock });
       } else if (msg?.t === "need" && msg.clock instanceof Uint8Array) {
         for (const frame of this.#replica.exportSince(Clock.fromBytes(msg.clock))) {
           this.#post({ t: "update", frame });
@@ -184,9 +277,11 @@ export class Replica {
   /** One atomic transaction; resolves with the clock after it, once durable.
    * With `clock`, it first waits until this replica has reached it (or
    * rejects with `clock_timeout` after `timeoutMs`). */
-  async updateObjects(updates, clock, { timeoutMs = 10000 } = {}) {
+  async updateObjects(updates, after, { timeoutMs = 10000 } = {}) {
     try {
-      return await this.#core.updateObjects(updates, clockBytes(clock), Number(timeoutMs));
+      const c = clockBytes(after), ms = Number(timeoutMs), core = this.#core;
+      const out = send((b) => core.updateObjects(b, c, ms), encodeUpdates(updates));
+      return clock(out instanceof Uint8Array ? out : await out);
     } catch (e) {
       throw wrap(e);
     }
@@ -196,16 +291,19 @@ export class Replica {
    * for, no Promise (for rendering). `readObjects` is the call that waits. */
   read(keys) {
     try {
-      return this.#core.read(keys);
+      const core = this.#core;
+      return decodeValues(send((b) => core.read(b), encodeKeys(keys)));
     } catch (e) {
       throw wrap(e);
     }
   }
 
   /** Resolves with `[values, clock]`; with `clock`, waits until it is reached. */
-  async readObjects(keys, clock, { timeoutMs = 10000 } = {}) {
+  async readObjects(keys, after, { timeoutMs = 10000 } = {}) {
     try {
-      return await this.#core.readObjects(keys, clockBytes(clock), Number(timeoutMs));
+      const c = clockBytes(after), ms = Number(timeoutMs), core = this.#core;
+      const out = send((b) => core.readObjects(b, c, ms), encodeKeys(keys));
+      return readPair(Array.isArray(out) ? out : await out);
     } catch (e) {
       throw wrap(e);
     }
@@ -262,7 +360,9 @@ export class Replica {
       throw new MinidoteError("protocol", "a frame is a Uint8Array");
     }
     try {
-      return this.#core.applyUpdate(frame);
+      const st = this.#core.applyUpdate(frame);
+      st.missing = clock(st.missing);
+      return st;
     } catch (e) {
       throw wrap(e);
     }
@@ -294,6 +394,8 @@ export class Replica {
 
   stats() {
     const s = this.#core.stats();
+    s.clock = clock(s.clock);
+    for (const p of s.peers) p.clock = clock(p.clock);
     s.tab_errors = this.#tabs?.errors ?? 0;
     return s;
   }

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod convert;
 mod idb;
 
@@ -56,67 +57,58 @@ fn hex(id: ReplicaId) -> String {
 
 // ---------------------------------------------------------------- Clock
 
-/// An immutable vector clock. Its bytes are the same in every binding, so
-/// a clock can travel between JS and Python and keep its session guarantee.
-#[wasm_bindgen]
-#[derive(Clone, Debug)]
-pub struct Clock {
-    inner: VectorClock,
+// The JS `Clock` (js/index.js) is a plain object over the clock's bytes,
+// with no wasm memory of its own (so no finaliser, and nothing to free):
+// these functions do its few operations on the bytes.
+
+fn clock_of(bytes: &[u8]) -> Result<VectorClock, JsValue> {
+    VectorClock::from_bytes(bytes)
+        .map_err(|e| js_err("invalid_operation", &format!("not a clock: {e}")))
 }
 
-#[wasm_bindgen]
-impl Clock {
-    /// Decodes `toBytes()` output (from any binding).
-    #[wasm_bindgen(js_name = fromBytes)]
-    pub fn from_bytes(bytes: &[u8]) -> Result<Clock, JsValue> {
-        VectorClock::from_bytes(bytes)
-            .map(|inner| Clock { inner })
-            .map_err(|e| js_err("invalid_operation", &format!("not a clock: {e}")))
-    }
+/// A clock as the bytes the JS `Clock` wraps.
+fn clock_js(c: &VectorClock) -> JsValue {
+    Uint8Array::from(&c.to_bytes()[..]).into()
+}
 
-    /// The standalone encoding: a version byte, then the clock.
-    #[wasm_bindgen(js_name = toBytes)]
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.inner.to_bytes()
-    }
+/// Throws unless `bytes` are a clock's `toBytes()` (from any binding).
+#[wasm_bindgen(js_name = clockCheck)]
+pub fn clock_check(bytes: &[u8]) -> Result<(), JsValue> {
+    clock_of(bytes).map(|_| ())
+}
 
-    /// `{replicaId: seq}`.
-    #[wasm_bindgen(js_name = toJSON)]
-    pub fn to_json(&self) -> JsValue {
-        let o = Object::new();
-        for (r, s) in self.inner.iter() {
-            let _ = Reflect::set(&o, &hex(r).into(), &(s as f64).into());
-        }
-        o.into()
-    }
+/// Whether everything in `a` is in `b`.
+#[wasm_bindgen(js_name = clockLeq)]
+pub fn clock_leq(a: &[u8], b: &[u8]) -> Result<bool, JsValue> {
+    Ok(clock_of(a)?.leq(&clock_of(b)?))
+}
 
-    /// Whether everything in this clock is in `other`.
-    pub fn leq(&self, other: &Clock) -> bool {
-        self.inner.leq(&other.inner)
-    }
+/// Whether neither clock is `leq` the other.
+#[wasm_bindgen(js_name = clockConcurrent)]
+pub fn clock_concurrent(a: &[u8], b: &[u8]) -> Result<bool, JsValue> {
+    Ok(clock_of(a)?.concurrent(&clock_of(b)?))
+}
 
-    /// Whether the clocks are equal.
-    pub fn equals(&self, other: &Clock) -> bool {
-        self.inner == other.inner
-    }
+/// The pointwise maximum.
+#[wasm_bindgen(js_name = clockMerge)]
+pub fn clock_merge(a: &[u8], b: &[u8]) -> Result<Vec<u8>, JsValue> {
+    Ok(clock_of(a)?.merged(&clock_of(b)?).to_bytes())
+}
 
-    /// Whether neither clock is `leq` the other.
-    pub fn concurrent(&self, other: &Clock) -> bool {
-        self.inner.concurrent(&other.inner)
+/// `{replicaId: seq}`.
+#[wasm_bindgen(js_name = clockJson)]
+pub fn clock_json(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let o = Object::new();
+    for (r, s) in clock_of(bytes)?.iter() {
+        let _ = Reflect::set(&o, &hex(r).into(), &(s as f64).into());
     }
+    Ok(o.into())
+}
 
-    /// The pointwise maximum.
-    pub fn merge(&self, other: &Clock) -> Clock {
-        Clock {
-            inner: self.inner.merged(&other.inner),
-        }
-    }
-
-    /// `Clock{replica: seq, ...}`.
-    #[wasm_bindgen(js_name = toString)]
-    pub fn to_string_js(&self) -> String {
-        format!("Clock{:?}", self.inner)
-    }
+/// `Clock{replica: seq, ...}`.
+#[wasm_bindgen(js_name = clockString)]
+pub fn clock_string(bytes: &[u8]) -> Result<String, JsValue> {
+    Ok(format!("Clock{:?}", clock_of(bytes)?))
 }
 
 fn clock_arg(bytes: Option<Vec<u8>>) -> Result<Option<VectorClock>, JsValue> {
@@ -230,6 +222,8 @@ struct Node {
     /// Pending `flush` calls: id, resolve, and their timer.
     flushes: Vec<Flush>,
     next_flush: u64,
+    /// Keys of recent calls, by content (batch.rs).
+    keys: batch::KeyCache,
 }
 
 /// A `flush()` waiting for peers to report this replica's writes stored.
@@ -272,9 +266,7 @@ impl Node {
             match e {
                 Event::Committed { ticket, clock } => {
                     if let Some(w) = self.take_waiter(ticket) {
-                        let _ = w
-                            .resolve
-                            .call1(&JsValue::NULL, &Clock { inner: clock }.into());
+                        let _ = w.resolve.call1(&JsValue::NULL, &clock_js(&clock));
                     }
                 }
                 Event::UpdateFailed { ticket, error } => {
@@ -292,8 +284,8 @@ impl Node {
                 } => {
                     if let Some(w) = self.take_waiter(ticket) {
                         let pair = Array::of2(
-                            &convert::from_values(&values),
-                            &Clock { inner: clock }.into(),
+                            &Uint8Array::from(&batch::put_values(&values)[..]),
+                            &clock_js(&clock),
                         );
                         let _ = w.resolve.call1(&JsValue::NULL, &pair);
                     }
@@ -843,6 +835,7 @@ impl Core {
                 local_subs: Vec::new(),
                 flushes: Vec::new(),
                 next_flush: 1,
+                keys: batch::KeyCache::new(),
             })
         });
         node.borrow_mut().drain();
@@ -861,20 +854,22 @@ impl Core {
         self.node.borrow().replica.room().to_owned()
     }
 
-    /// Runs one atomic transaction. Returns the clock after it when it is
-    /// done at once (memory replicas), or a Promise of it otherwise (it
-    /// resolves once durable, and once `clock`, if given, was reached).
-    /// Throws `{code, message}` on bad input; nothing is applied then.
+    /// Runs one atomic transaction, given as a call buffer (batch.rs).
+    /// Returns the clock's bytes after it when it is done at once (memory
+    /// replicas), or a Promise of them otherwise (it resolves once durable,
+    /// and once `clock`, if given, was reached). Throws `{code, message}`
+    /// on bad input; nothing is applied then.
     #[wasm_bindgen(js_name = updateObjects)]
     pub fn update_objects(
         &self,
-        updates: JsValue,
+        updates: &[u8],
         clock: Option<Vec<u8>>,
         timeout_ms: f64,
     ) -> Result<JsValue, JsValue> {
-        let ups = convert::to_updates(&updates).map_err(|e| js_err("invalid_operation", &e))?;
-        let client = clock_arg(clock)?;
         let mut n = self.node.borrow_mut();
+        let ups =
+            batch::updates(updates, &mut n.keys).map_err(|e| js_err("invalid_operation", &e))?;
+        let client = clock_arg(clock)?;
         n.check_usable()?;
         // Only waiting for a clock times out; waiting for IndexedDB does not.
         let timeout = client
@@ -886,7 +881,7 @@ impl Core {
             .update_objects(ups, client.as_ref())
             .map_err(|e| js_err("invalid_operation", &e.to_string()))?;
         let result = match out {
-            UpdateOutcome::Committed(c) => Clock { inner: c }.into(),
+            UpdateOutcome::Committed(c) => clock_js(&c),
             UpdateOutcome::Pending(t) => Promise::new(&mut |resolve, reject| {
                 add_waiter(&self.node, &mut n, t, resolve, reject, timeout);
             })
@@ -896,26 +891,28 @@ impl Core {
         Ok(result)
     }
 
-    /// Reads objects: `[values, clock]` at once, or a Promise of it when
-    /// `clock` is not reached yet (rejected with `clock_timeout` after
-    /// `timeoutMs`).
+    /// Reads objects (keys as a call buffer): `[values, clock]` (both as
+    /// bytes) at once, or a Promise of it when `clock` is not reached yet
+    /// (rejected with `clock_timeout` after `timeoutMs`).
     #[wasm_bindgen(js_name = readObjects)]
     pub fn read_objects(
         &self,
-        keys: JsValue,
+        keys: &[u8],
         clock: Option<Vec<u8>>,
         timeout_ms: f64,
     ) -> Result<JsValue, JsValue> {
-        let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
-        let client = clock_arg(clock)?;
         let mut n = self.node.borrow_mut();
+        let ks = batch::keys(keys, &mut n.keys).map_err(|e| js_err("invalid_operation", &e))?;
+        let client = clock_arg(clock)?;
         if n.closed {
             return Err(js_err("storage", "the replica is closed"));
         }
         let result = match n.replica.read_objects(ks, client.as_ref()) {
-            ReadOutcome::Ready(values, c) => {
-                Array::of2(&convert::from_values(&values), &Clock { inner: c }.into()).into()
-            }
+            ReadOutcome::Ready(values, c) => Array::of2(
+                &Uint8Array::from(&batch::put_values(&values)[..]),
+                &clock_js(&c),
+            )
+            .into(),
             ReadOutcome::Pending(t) => {
                 let timeout = Some((timeout_ms, "readObjects"));
                 Promise::new(&mut |resolve, reject| {
@@ -1031,21 +1028,26 @@ impl Core {
         let o = Object::new();
         let _ = Reflect::set(&o, &"applied".into(), &(st.delivered as f64).into());
         let _ = Reflect::set(&o, &"pending".into(), &(st.buffered as f64).into());
-        let _ = Reflect::set(&o, &"missing".into(), &Clock { inner: missing }.into());
+        let _ = Reflect::set(&o, &"missing".into(), &clock_js(&missing));
         Ok(o.into())
     }
 
-    /// The current local values of `keys`, at once (no clock to wait for).
-    pub fn read(&self, keys: JsValue) -> Result<JsValue, JsValue> {
-        let ks = convert::to_keys(&keys).map_err(|e| js_err("invalid_operation", &e))?;
-        let n = self.node.borrow();
+    /// The current local values of `keys` (a call buffer), at once (no
+    /// clock to wait for), as a values buffer.
+    pub fn read(&self, keys: &[u8]) -> Result<Vec<u8>, JsValue> {
+        let mut n = self.node.borrow_mut();
+        let ks = batch::keys(keys, &mut n.keys).map_err(|e| js_err("invalid_operation", &e))?;
         if n.closed {
             return Err(js_err("storage", "the replica is closed"));
         }
         // The state as it is, own writes still being stored included (a
         // read with no clock would wait for them).
-        let values: Vec<minidote_core::Value> = ks.iter().map(|k| n.replica.value(k)).collect();
-        Ok(convert::from_values(&values))
+        let mut out = Vec::with_capacity(4 + 9 * ks.len());
+        out.extend_from_slice(&(ks.len() as u32).to_le_bytes());
+        for k in &ks {
+            batch::put_value(&mut out, &n.replica.value(k));
+        }
+        Ok(out)
     }
 
     /// Calls `cb(frame)` with a `Txns` frame of this replica's own writes
@@ -1100,7 +1102,7 @@ impl Core {
         };
         set("id", hex(s.id).into());
         set("room", n.replica.room().into());
-        set("clock", Clock { inner: s.clock }.into());
+        set("clock", clock_js(&s.clock));
         set("buffered", (s.buffered as f64).into());
         set("pending_requests", (s.pending_requests as f64).into());
         set("txns_local", (s.txns_local as f64).into());
@@ -1148,7 +1150,7 @@ impl Core {
                 &p.id.map_or(JsValue::NULL, |i| hex(i).into()),
             );
             let _ = Reflect::set(&po, &"connected".into(), &p.connected.into());
-            let _ = Reflect::set(&po, &"clock".into(), &Clock { inner: p.clock }.into());
+            let _ = Reflect::set(&po, &"clock".into(), &clock_js(&p.clock));
             let _ = Reflect::set(&po, &"lag".into(), &(p.lag as f64).into());
             peers.push(&po);
         }

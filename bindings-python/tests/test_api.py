@@ -182,3 +182,69 @@ def test_stats_report_the_documented_fields(mem):
 def test_bad_durability_is_a_value_error():
     with pytest.raises(ValueError):
         minidote.Replica(durability="sometimes")
+
+
+# Keys are cached by content (a dict of exact tuples of exact str), update
+# tuples repeated in a batch are converted once, and a memory transaction
+# runs with the GIL held when the lock is free.
+
+class Sneaky(str):
+    """A str that claims to equal everything: must never hit the cache."""
+
+    def __eq__(self, other):
+        return True
+
+    def __hash__(self):
+        return hash("a")
+
+
+def test_the_key_cache_never_confuses_two_keys():
+    r = minidote.Replica()
+    a = ("a", "counter_pn", "b")
+    r.update_objects([(a, "increment", 1)])
+    # Equal content, another tuple: the same object.
+    r.update_objects([(("a", "counter_pn", "b"), "increment", 2)])
+    # A str subclass that says it equals "a" is still its own key.
+    r.update_objects([((Sneaky("z"), "counter_pn", "b"), "increment", 10)])
+
+    class T(tuple):
+        def __eq__(self, other):
+            return True
+
+        def __hash__(self):
+            return hash(a)
+
+    r.update_objects([(T(("y", "counter_pn", "b")), "increment", 100)])
+    values, _ = r.read_objects([a, ("z", "counter_pn", "b"), ("y", "counter_pn", "b")])
+    assert values == [3, 10, 100]
+    # Many keys, past the cache's bound (16,384 entries): all still right.
+    keys = [(f"k{i}", "counter_pn", "b") for i in range(20_000)]
+    r.update_objects([(k, "increment", i) for i, k in enumerate(keys)])
+    r.update_objects([((f"k{i}", "counter_pn", "b"), "increment", 1) for i in range(20_000)])
+    values, _ = r.read_objects(keys)
+    assert values == [i + 1 for i in range(20_000)]
+    # A bad key is refused every time, cached or not.
+    for _ in range(2):
+        with pytest.raises(minidote.InvalidOperation):
+            r.update_objects([(("x", "no_such_type", "b"), "increment", 1)])
+    r.close()
+
+
+def test_a_repeated_update_tuple_and_the_fast_path():
+    r = minidote.Replica()
+    c = ("c", "counter_pn", "b")
+    r.update_objects([(c, "increment", 2)] * 1000)
+    # A list is not an immutable update: each one is read as it is.
+    u = [c, "increment", 1]
+    ups = [u, u]
+    assert r.read_objects([c])[0] == [2000]
+    with pytest.raises(minidote.InvalidOperation):
+        r.update_objects(ups)
+    # Many single-op calls, each returning its clock.
+    last = None
+    for _ in range(1000):
+        last = r.update_objects([(c, "increment", 1)])
+    assert last.to_dict() == {r.id: 1001}
+    r.close()
+    with pytest.raises(minidote.MinidoteError):
+        r.update_objects([(c, "increment", 1)])

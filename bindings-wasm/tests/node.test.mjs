@@ -247,3 +247,82 @@ test("Node is memory only; a closed replica refuses work", async () => {
   await assert.rejects(r.updateObjects([[k("c", "counter_pn"), "increment", 1]]), (e) => e.code === "storage");
   await r.close(); // twice is fine
 });
+
+// The call buffer (js/codec.js, src/batch.rs): key arrays are sent by id
+// after the first time, repeated updates in one byte, values in one buffer.
+test("key arrays sent by id stay right when changed, after a failed call, and past a generation", async () => {
+  const r = await Replica.open();
+  const key = ["a", "counter_pn", "b"];
+  await r.updateObjects([[key, "increment", 1]]);
+  // The same array, changed in place, names another object.
+  key[0] = "z";
+  await r.updateObjects([[key, "increment", 5]]);
+  assert.deepEqual(r.read([["a", "counter_pn", "b"], ["z", "counter_pn", "b"]]), [1, 5]);
+  key[1] = "set_aw";
+  await r.updateObjects([[key, "add", "x"]]);
+  assert.deepEqual(r.read([key]), [["x"]]);
+  // A call that fails after registering a key: the key still works later.
+  const fresh = ["f", "counter_pn", "b"];
+  const bad = ["g", "no_such_type", "b"];
+  await assert.rejects(r.updateObjects([[fresh, "increment", 1], [bad, "increment", 1]]),
+    (e) => e.code === "invalid_operation" && /no_such_type/.test(e.message));
+  await assert.rejects(r.updateObjects([[bad, "increment", 1]]), (e) => /no_such_type/.test(e.message));
+  await r.updateObjects([[fresh, "increment", 2]]);
+  assert.deepEqual(r.read([fresh]), [2]);
+  // Another replica shares the module's id table.
+  const other = await Replica.open();
+  await other.updateObjects([[fresh, "increment", 7]]);
+  assert.deepEqual(other.read([fresh, key]), [7, []]);
+  // More key arrays than one generation holds (65,536), in one call and
+  // across calls: every key is still the right one.
+  const many = Array.from({ length: 70_000 }, (_, i) => [`m${i}`, "counter_pn", "b"]);
+  await r.updateObjects(many.map((m, i) => [m, "increment", i]));
+  await r.updateObjects(many.map((m) => [m, "increment", 1]));
+  const got = r.read(many);
+  assert.equal(got.length, many.length);
+  for (let i = 0; i < many.length; i += 997) assert.equal(got[i], i + 1, many[i][0]);
+  assert.equal(got[69_999], 70_000);
+  assert.deepEqual(r.read([fresh, ["a", "counter_pn", "b"]]), [2, 1]);
+  await r.close();
+  await other.close();
+});
+
+test("batches: repeated updates, values of every kind, and refusals", async () => {
+  const r = await Replica.open();
+  const c = k("c", "counter_pn");
+  const same = [c, "increment", 2];
+  await r.updateObjects(Array.from({ length: 1000 }, () => same));
+  await r.updateObjects([[c, "increment"], [c, "increment"], [c, "decrement", 3]]);
+  assert.equal(r.read([c])[0], 1999);
+  const reg = k("v", "register_lww");
+  // A Map is a map; "__proto__" is an ordinary field both ways.
+  await r.updateObjects([[reg, "assign", new Map([["x", 1]])]]);
+  assert.deepEqual(r.read([reg])[0], { x: 1 });
+  await r.updateObjects([[reg, "assign", JSON.parse('{"__proto__": 5, "é": "ü"}')]]);
+  const v = r.read([reg])[0];
+  assert.equal(Object.getPrototypeOf(v), Object.prototype);
+  assert.deepEqual(Object.keys(v).sort(), ["__proto__", "é"]);
+  assert.equal(v["é"], "ü");
+  const long = "x".repeat(100) + "é" + "y".repeat(100);
+  await r.updateObjects([[reg, "assign", [long, "ascii", "", "日本"]]]);
+  assert.deepEqual(r.read([reg])[0], [long, "ascii", "", "日本"]);
+  const [, before] = await r.readObjects([]);
+  for (const bad of [new Date(), () => 1, Symbol("s"), new Map([[1, 2]]), new Set([1]), "a".repeat(70) + "\ud800"]) {
+    await assert.rejects(r.updateObjects([[c, "increment", 1], [reg, "assign", bad]]),
+      (e) => e instanceof MinidoteError && e.code === "invalid_operation", String(bad?.toString?.()));
+  }
+  let deep = 1;
+  for (let i = 0; i < 70; i++) deep = [deep];
+  await assert.rejects(r.updateObjects([[reg, "assign", deep]]), (e) => /deeper/.test(e.message));
+  assert.throws(() => r.read(["not a key"]), (e) => e.code === "invalid_operation");
+  assert.throws(() => r.read([["a", 1, "b"]]), (e) => e.code === "invalid_operation");
+  const [, after] = await r.readObjects([]);
+  assert.ok(after.equals(before), "nothing was applied");
+  assert.equal(r.read([c])[0], 1999);
+  // Clocks are plain objects over bytes: nothing to free.
+  assert.ok(before instanceof Clock);
+  before.free();
+  assert.ok(Clock.fromBytes(after.toBytes()).equals(after));
+  assert.throws(() => Clock.fromBytes("nope"), (e) => e.code === "invalid_operation");
+  await r.close();
+});

@@ -749,14 +749,14 @@ fn causal_deps(
 }
 
 /// Appends one transaction's encoding from its parts (the replica encodes
-/// without building a [`Txn`]).
+/// without building a [`Txn`]); returns the length of its effects blob.
 pub(crate) fn encode_txn(
     w: &mut Writer,
     origin: ReplicaId,
     seq: u64,
     deps: &VectorClock,
     effects: &[(&Key, &Effect)],
-) {
+) -> usize {
     w.u64_le(origin.0);
     w.varint(seq);
     deps.encode(w);
@@ -781,6 +781,7 @@ pub(crate) fn encode_txn(
         let prefix = prefix.into_vec();
         buf.splice(at..at + 1, prefix);
     }
+    len
 }
 
 /// One transaction's bytes (as [`Txn::encode`], from borrowed parts): what

@@ -168,13 +168,8 @@ impl Replica {
                 changed_keys.push(key);
             }
         } else {
-            let effects = self.prepare_and_apply(&updates, dot)?;
-            let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
-            let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
-            let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
-            crate::wire::encode_txn(&mut w, self.id, seq, &deps, &refs);
-            self.log_bytes = w.into_vec();
-            drop(refs);
+            // Applied, and logged at `start`.
+            let effects = self.prepare_and_apply(&updates, dot, seq)?;
             if self.config.emit_changes {
                 changed_keys.extend(effects.into_iter().map(|(k, _)| k));
             }
@@ -227,40 +222,65 @@ impl Replica {
     }
 
     /// Validates nothing (the caller did), folds the updates, grouped by key
-    /// in order of first appearance, into one effect per key, and applies
-    /// them at `dot`. All or nothing: every effect is prepared (any type's
-    /// prepare may fail) and the transaction measured before any is applied.
+    /// in order of first appearance, into one effect per key, applies them
+    /// at `dot` and appends the transaction (`seq`) to the log's bytes. All
+    /// or nothing: every effect is prepared (any type's prepare may fail)
+    /// and the transaction encoded and measured before any is applied.
     pub(super) fn prepare_and_apply(
         &mut self,
         updates: &[Update],
         dot: Dot,
+        seq: u64,
     ) -> Result<Vec<(Key, Effect)>, UpdateError> {
+        // Group by key without a vector per key: number the keys, then
+        // lay the ops out by group (a counting sort keeps each group's
+        // order), so a batch over a thousand keys makes four allocations,
+        // not a thousand.
         let mut index: KeyedMap<&Key, usize> =
             KeyedMap::with_capacity_and_hasher(updates.len(), Default::default());
-        let mut groups: Vec<(&Key, Vec<(usize, &Op)>)> = Vec::new();
+        let mut keys: Vec<&Key> = Vec::new();
+        let mut group_of: Vec<usize> = Vec::with_capacity(updates.len());
         let mut last: Option<usize> = None;
-        for (i, u) in updates.iter().enumerate() {
+        for u in updates {
             // Batches often hit one key many times in a row: skip the hash.
-            if let Some(g) = last.filter(|&g| *groups[g].0 == u.key) {
-                groups[g].1.push((i, &u.op));
-                continue;
-            }
-            let g = *index.entry(&u.key).or_insert_with(|| {
-                groups.push((&u.key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push((i, &u.op));
+            let g = match last.filter(|&g| *keys[g] == u.key) {
+                Some(g) => g,
+                None => *index.entry(&u.key).or_insert_with(|| {
+                    keys.push(&u.key);
+                    keys.len() - 1
+                }),
+            };
+            group_of.push(g);
             last = Some(g);
         }
-        if let [(key, ops)] = groups.as_slice() {
+        drop(index);
+        let mut bounds = vec![0usize; keys.len() + 1];
+        for &g in &group_of {
+            bounds[g + 1] += 1;
+        }
+        for g in 0..keys.len() {
+            bounds[g + 1] += bounds[g];
+        }
+        let mut order = vec![0usize; updates.len()];
+        let mut next = bounds.clone();
+        for (i, &g) in group_of.iter().enumerate() {
+            order[next[g]] = i;
+            next[g] += 1;
+        }
+        let flat: Vec<(usize, &Op)> = order.iter().map(|&i| (i, &updates[i].op)).collect();
+        let ops_of = |g: usize| &flat[bounds[g]..bounds[g + 1]];
+        let origin = self.id;
+        let deps_len = self.deps_len();
+        let deps = current_deps(self.id, &self.clock, &self.changed, self.deps_full);
+        if let [key] = keys.as_slice() {
             // One object: prepare and apply in one lookup, unless the effect
             // may be large and must be measured first.
-            let (key, origin) = (*key, self.id);
+            let (key, ops) = (*key, ops_of(0));
             let tokens = self.objects.get(key).map_or(0, State::tokens);
             let room = self
                 .config
                 .max_frame_bytes
-                .saturating_sub(TXN_FRAME_OVERHEAD + self.deps_len() + key_bytes(key));
+                .saturating_sub(TXN_FRAME_OVERHEAD + deps_len + key_bytes(key));
             if unmeasured(tokens, ops, room) {
                 let record = self.config.emit_changes && has_deltas(key.ty);
                 let mut rec = Vec::new();
@@ -272,20 +292,33 @@ impl Replica {
                     }
                 })?;
                 self.push_delta(key, rec);
+                let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+                crate::wire::encode_txn(&mut w, origin, seq, &deps, &[(key, &effect)]);
+                self.log_bytes = w.into_vec();
                 return Ok(vec![(key.clone(), effect)]);
             }
         }
-        let mut effects = Vec::with_capacity(groups.len());
-        for (key, ops) in &groups {
-            let effect = prepare(key.ty, self.objects.get(*key), ops, self.id)?;
+        let mut effects = Vec::with_capacity(keys.len());
+        for (g, key) in keys.iter().enumerate() {
+            let effect = prepare(key.ty, self.objects.get(*key), ops_of(g), origin)?;
             effects.push(((*key).clone(), effect));
         }
-        let mut w = Writer::new();
-        for (k, e) in &effects {
-            k.encode(&mut w);
-            e.encode(&mut w);
+        // Encoded straight into the log, measured there, and taken back if
+        // no frame could carry it.
+        let refs: Vec<(&Key, &Effect)> = effects.iter().map(|(k, e)| (k, e)).collect();
+        let start = self.log_bytes.len();
+        let mut w = Writer::from_vec(std::mem::take(&mut self.log_bytes));
+        let blob = crate::wire::encode_txn(&mut w, origin, seq, &deps, &refs);
+        self.log_bytes = w.into_vec();
+        drop(refs);
+        // The same measure as before this encoding: overhead, deps, and
+        // each key with its effect (the blob less its count).
+        let mut count = Writer::new();
+        count.varint(effects.len() as u64);
+        if let Err(e) = self.check_size(TXN_FRAME_OVERHEAD + deps_len + blob - count.len()) {
+            self.log_bytes.truncate(start);
+            return Err(e);
         }
-        self.check_size(TXN_FRAME_OVERHEAD + self.deps_len() + w.len())?;
         self.apply_effects(&effects, dot);
         Ok(effects)
     }

@@ -141,13 +141,35 @@ type Subscribers = Arc<std::sync::Mutex<Vec<(u64, Py<PyAny>)>>>;
 struct Unsubscribe {
     subs: Subscribers,
     id: u64,
+    /// Whether these are `on_local_update` callbacks (else `subscribe`).
+    local: bool,
+    node: std::sync::Weak<Node>,
 }
 
 #[pymethods]
 impl Unsubscribe {
-    fn __call__(&self) {
-        let mut g = self.subs.lock().unwrap_or_else(|p| p.into_inner());
-        g.retain(|(i, _)| *i != self.id);
+    fn __call__(&self, py: Python<'_>) {
+        let empty = {
+            let mut g = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+            g.retain(|(i, _)| *i != self.id);
+            g.is_empty()
+        };
+        // The last one gone: the replica stops making what no one takes.
+        if let (true, Some(node)) = (empty, self.node.upgrade()) {
+            let (subs, local) = (self.subs.clone(), self.local);
+            py.detach(move || {
+                let mut g = node.shared.lock();
+                // Checked again under the replica's lock: a new subscriber
+                // turns it back on under the same lock.
+                if subs.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                    if local {
+                        g.replica.set_emit_local_updates(false);
+                    } else {
+                        g.replica.set_emit_changes(false);
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -175,8 +197,14 @@ fn delta_list<'py>(py: Python<'py>, d: &[minidote_core::DeltaOp]) -> PyResult<Bo
 
 /// Calls every subscriber with each change, and every local-update
 /// callback with each frame, on this thread, until the replica closes.
-fn dispatch(rx: std::sync::mpsc::Receiver<node::Notice>, subs: Subscribers, local: Subscribers) {
+fn dispatch(
+    rx: std::sync::mpsc::Receiver<node::Notice>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    subs: Subscribers,
+    local: Subscribers,
+) {
     while let Ok(notice) = rx.recv() {
+        queued.fetch_sub(notice.size(), std::sync::atomic::Ordering::Relaxed);
         let (keys, deltas) = match notice {
             node::Notice::Change(c) => c,
             node::Notice::Local(frame) => {
@@ -308,10 +336,16 @@ impl Replica {
             let mut g = n.shared.lock();
             if g.subscribers.is_none() {
                 let (tx, rx) = std::sync::mpsc::channel();
+                let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let q = queued.clone();
                 std::thread::Builder::new()
                     .name("minidote-subscribers".into())
-                    .spawn(move || dispatch(rx, subs, local_subs))?;
-                g.subscribers = Some(tx);
+                    .spawn(move || dispatch(rx, q, subs, local_subs))?;
+                g.subscribers = Some(node::Notices {
+                    tx,
+                    queued,
+                    dropped: 0,
+                });
             }
             if local {
                 g.replica.set_emit_local_updates(true);
@@ -328,6 +362,8 @@ impl Replica {
                 self.subs.clone()
             },
             id,
+            local,
+            node: Arc::downgrade(&self.node(py)?),
         })
     }
 }
@@ -564,23 +600,50 @@ impl Replica {
         drop(conv);
         let client = clock.map(|c| c.inner.clone());
         let node = self.node(py)?;
-        let result = py.detach(
-            || -> Result<(Vec<minidote_core::Value>, VectorClock), WaitError> {
-                let mut inner = node.shared.lock();
-                if inner.closed {
-                    return Err(WaitError::Closed);
-                }
+        // As for updates: a read with nothing to wait for runs with the GIL
+        // held when the lock is free.
+        let mut ks = Some(ks);
+        let fast = match node.shared.inner.try_lock() {
+            Ok(mut inner)
+                if !inner.closed
+                    && client.as_ref().is_none_or(|c| c.leq(inner.replica.clock())) =>
+            {
+                let ks = ks.take().expect("not taken yet");
                 let out = inner.replica.read_objects(ks, client.as_ref());
                 inner.drain(&node.shared.cond);
-                match out {
-                    ReadOutcome::Ready(v, c) => Ok((v, c)),
-                    ReadOutcome::Pending(t) => match node.wait(inner, t, deadline(timeout))? {
-                        Done::Read(v, c) => Ok((v, c)),
-                        _ => unreachable!("a read ticket completes as a read"),
-                    },
+                Some(out)
+            }
+            _ => None,
+        };
+        let result = match fast {
+            Some(ReadOutcome::Ready(v, c)) => Ok((v, c)),
+            // Own writes still being stored: wait for them, GIL released.
+            Some(ReadOutcome::Pending(t)) => py.detach(|| {
+                let inner = node.shared.lock();
+                match node.wait(inner, t, deadline(timeout))? {
+                    Done::Read(v, c) => Ok((v, c)),
+                    _ => unreachable!("a read ticket completes as a read"),
                 }
-            },
-        );
+            }),
+            None => py.detach(
+                || -> Result<(Vec<minidote_core::Value>, VectorClock), WaitError> {
+                    let ks = ks.take().expect("not taken yet");
+                    let mut inner = node.shared.lock();
+                    if inner.closed {
+                        return Err(WaitError::Closed);
+                    }
+                    let out = inner.replica.read_objects(ks, client.as_ref());
+                    inner.drain(&node.shared.cond);
+                    match out {
+                        ReadOutcome::Ready(v, c) => Ok((v, c)),
+                        ReadOutcome::Pending(t) => match node.wait(inner, t, deadline(timeout))? {
+                            Done::Read(v, c) => Ok((v, c)),
+                            _ => unreachable!("a read ticket completes as a read"),
+                        },
+                    }
+                },
+            ),
+        };
         node.shared
             .try_take_logs()
             .into_iter()

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -162,7 +163,7 @@ pub struct Inner {
     logs: Vec<String>,
     /// Where changes and local updates go once an app subscribed
     /// (`Replica.subscribe`, `Replica.on_local_update`).
-    pub subscribers: Option<mpsc::Sender<Notice>>,
+    pub subscribers: Option<Notices>,
     /// Threads waiting in `flush`: every drain wakes them.
     pub flushing: usize,
     /// Deltas of the transaction whose `Changed` event comes next.
@@ -180,6 +181,32 @@ pub enum Notice {
     /// A `Txns` frame of local writes that became durable.
     Local(Vec<u8>),
 }
+
+impl Notice {
+    /// About the memory it holds while queued.
+    pub fn size(&self) -> usize {
+        match self {
+            Notice::Change((keys, deltas)) => {
+                64 * (1 + keys.len()) + deltas.iter().map(|(_, d)| 64 + 32 * d.len()).sum::<usize>()
+            }
+            Notice::Local(frame) => 64 + frame.len(),
+        }
+    }
+}
+
+/// Notices queued for the subscribers' thread, at most
+/// [`MAX_QUEUED_BYTES`] of them: a callback that blocks or lags must not
+/// let every peer's writes pile up in memory. Past the bound, notices are
+/// dropped and counted, with a warning.
+pub struct Notices {
+    pub tx: mpsc::Sender<Notice>,
+    /// Bytes queued; the subscribers' thread takes off what it handled.
+    pub queued: Arc<AtomicUsize>,
+    pub dropped: u64,
+}
+
+/// The bound on [`Notices`] (64 MiB).
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 pub struct Shared {
     pub inner: Mutex<Inner>,
@@ -332,10 +359,25 @@ impl Inner {
     }
 
     fn notify(&mut self, n: Notice) {
-        if let Some(tx) = &self.subscribers {
-            if tx.send(n).is_err() {
-                self.subscribers = None;
+        let Some(q) = &mut self.subscribers else {
+            return;
+        };
+        let size = n.size();
+        if q.queued.load(Ordering::Relaxed) + size > MAX_QUEUED_BYTES {
+            q.dropped += 1;
+            if q.dropped.is_power_of_two() {
+                let msg = format!(
+                    "minidote: subscribers are {} MiB behind: {} notices dropped (a callback blocks or is too slow)",
+                    MAX_QUEUED_BYTES >> 20,
+                    q.dropped
+                );
+                self.logs.push(msg);
             }
+            return;
+        }
+        q.queued.fetch_add(size, Ordering::Relaxed);
+        if q.tx.send(n).is_err() {
+            self.subscribers = None;
         }
     }
 

@@ -448,3 +448,35 @@ def test_odd_timeouts_neither_panic_nor_hang(mem):
     assert r.flush(-5) is False
     assert time.monotonic() - t < 2
     r.close(flush_timeout=float("nan"))
+
+
+def test_a_blocked_callback_holds_at_most_64_mib_of_notices_and_says_what_it_dropped(caplog):
+    """A callback that blocks must not let writes pile up without bound:
+    past 64 MiB queued, notices are dropped with a warning; the replica
+    keeps working, and the callback gets what was queued once it runs."""
+    r = minidote.Replica()
+    gate = threading.Event()
+    got = []
+
+    def slow(frame):
+        gate.wait(30)
+        got.append(len(frame))
+
+    stop = r.on_local_update(slow)
+    reg = ("big", "register_lww", "b")
+    blob = b"x" * (1 << 20)
+    with caplog.at_level("WARNING", logger="minidote"):
+        for _ in range(80):
+            r.update_objects([(reg, "assign", blob)])
+    assert any("notices dropped" in rec.getMessage() for rec in caplog.records)
+    gate.set()
+    assert wait_until(lambda: len(got) >= 60, 30)
+    time.sleep(0.2)
+    assert 60 <= len(got) < 80, len(got)
+    # The last one gone: later writes make no frames at all.
+    stop()
+    r.update_objects([(reg, "assign", 1)])
+    time.sleep(0.2)
+    assert len(got) < 80
+    assert r.read_objects([reg])[0] == [1]
+    r.close()

@@ -69,8 +69,8 @@ try {
     const out = [];
     const K = ["likes", "counter_pn", "b"];
     const best = async (f) => Math.max(await f(), await f(), await f());
-    const mem = async (n, perCall) => {
-      const r = await minidote.Replica.open();
+    const mem = async (n, perCall, broadcast = false) => {
+      const r = await minidote.Replica.open({ broadcast });
       const ops = Array.from({ length: perCall }, () => [K, "increment", 1]);
       const t0 = performance.now();
       for (let i = 0; i < n / perCall; i++) await r.updateObjects(ops);
@@ -80,6 +80,7 @@ try {
     };
     out.push(["in memory: 100k counter increments, single-op txns", await best(() => mem(100_000, 1))]);
     out.push(["in memory: 100k counter increments, 1,000-op batches", await best(() => mem(100_000, 1000))]);
+    out.push(["in memory, tabs linked (`broadcast`, the browser default): 100k single-op txns", await best(() => mem(100_000, 1, true))]);
     let db = 0;
     const idb = async (calls, perCall, pipelined) => {
       const r = await minidote.Replica.open({ name: `bench-${db++}`, room: "bench" });

@@ -17,6 +17,10 @@ function rate(n, t0) {
   return n / ((performance.now() - t0) / 1000);
 }
 
+/** minidote replicas here have no BroadcastChannel (`broadcast: false`):
+ * the peers link no tabs either, and a replica left open by an earlier
+ * workload would apply every later one's writes. browser-bench.mjs
+ * measures the default (on) separately. */
 export function workloads({ minidote, Y, Automerge, Loro }) {
   const K = ["likes", "counter_pn", "b"];
   const S = ["tags", "set_aw", "b"];
@@ -24,7 +28,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
     {
       name: "100k counter increments, single-op txns",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const t0 = performance.now();
         for (let i = 0; i < N; i++) await r.updateObjects([[K, "increment", 1]]);
         return rate(N, t0);
@@ -51,7 +55,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
     {
       name: "100k counter increments, 1,000-op batches",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const ops = Array.from({ length: BATCH }, () => [K, "increment", 1]);
         const t0 = performance.now();
         for (let i = 0; i < N / BATCH; i++) await r.updateObjects(ops);
@@ -79,7 +83,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
     {
       name: "100k set adds, 1,000-op batches",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const t0 = performance.now();
         for (let b = 0; b < N / BATCH; b++) {
           const ops = [];
@@ -110,7 +114,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
     {
       name: "100k register/map writes over 1k keys, 1,000-op batches",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const keys = Array.from({ length: BATCH }, (_, i) => [`k${i}`, "register_lww", "b"]);
         const t0 = performance.now();
         for (let b = 0; b < N / BATCH; b++) await r.updateObjects(keys.map((k) => [k, "assign", b]));
@@ -138,7 +142,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
     {
       name: "100k register/map writes over 10k keys, 1,000-op batches",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const keys = Array.from({ length: 10 * BATCH }, (_, i) => [`k${i}`, "register_lww", "b"]);
         const t0 = performance.now();
         for (let b = 0; b < N / BATCH; b++) {
@@ -173,7 +177,7 @@ export function workloads({ minidote, Y, Automerge, Loro }) {
       // peers' getters.
       name: "100k register reads, 100 keys per call",
       minidote: async () => {
-        const r = await minidote.Replica.open();
+        const r = await minidote.Replica.open({ broadcast: false });
         const keys = Array.from({ length: BATCH }, (_, i) => [`k${i}`, "register_lww", "b"]);
         await r.updateObjects(keys.map((k, i) => [k, "assign", i]));
         const views = Array.from({ length: 10 }, (_, v) => keys.slice(v * 100, v * 100 + 100));

@@ -27,7 +27,9 @@ export function adapters({ minidote, Y, Automerge, Loro }) {
   return {
     minidote: {
       async create(id) {
-        const r = await minidote.Replica.open();
+        // No BroadcastChannel: the peers link no tabs, and every replica of
+        // the page would otherwise sync with the others by itself.
+        const r = await minidote.Replica.open({ broadcast: false });
         return { r, mark: undefined, id };
       },
       insertText: (d, pos, s) => d.r.updateObjects([[T, "insert", [pos, s]]]),

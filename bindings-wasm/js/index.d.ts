@@ -128,6 +128,8 @@ export interface Stats {
   last_protocol_error: string | null;
   /** Messages from other tabs refused (not frames, or frames that failed). */
   tab_errors: number;
+  /** Other tabs' requests for what they lacked that this tab answered. */
+  tab_answers: number;
   peers: PeerStats[];
 }
 

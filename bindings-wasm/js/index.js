@@ -166,21 +166,50 @@ async function lockDatabase(name) {
   });
 }
 
-/** Links same-origin tabs of one room through a BroadcastChannel: each
- * tab posts its own writes once durable; a tab that opens (or finds a gap)
- * posts its clock, and the others answer with what it lacks. Messages are
- * checked like any peer's frames: garbage is counted and dropped. */
+/** Links same-origin tabs of one room through a BroadcastChannel. Each tab
+ * posts its own writes once durable, gathered into one message per task
+ * (a loop of single writes costs one post, not one per write). A tab that
+ * opens, or finds a gap, posts what it has (its clock) and one tab answers
+ * with what it lacks, addressed to it: the tab holding the room's Web Lock
+ * answers the others, and the others answer that tab, the first to answer
+ * making the rest stand down (where there are no Web Locks, everyone
+ * answers that way). Messages are checked like any peer's frames: garbage
+ * is counted and dropped. */
 class TabLink {
   #channel;
   #stop;
   #replica;
+  #core;
+  #id = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  #req = 0;
+  #leader = false;
+  #locks;
+  #release = null;
+  #closed = false;
+  /** Own frames waiting for the next post. */
+  #queue = [];
+  #timer = null;
+  /** Needs this tab may answer, by "from:req", until another tab does. */
+  #pending = new Map();
+
+  /** Bad messages from other tabs. */
+  errors = 0;
+  /** Needs this tab answered. */
+  answers = 0;
 
   constructor(replica, core, room) {
     this.#replica = replica;
+    this.#core = core;
     this.#channel = new BroadcastChannel(`minidote:${room}`);
-    this.#channel.onmessage = (e) => this.#receive(core, e.data);
-    this.#stop = replica.onLocalUpdate((frame) => this.#post({ t: "update", frame }));
-    this.#post({ t: "need", clock: core.stats().clock });
+    this.#channel.onmessage = (e) => this.#receive(e.data);
+    this.#stop = replica.onLocalUpdate((frame) => this.#enqueue(frame));
+    this.#locks = globalThis.navigator?.locks;
+    this.#locks?.request(`minidote-tabs:${room}`, () => {
+      if (this.#closed) return undefined;
+      this.#leader = true;
+      return new Promise((release) => { this.#release = release; });
+    }).catch(() => {});
+    this.#need();
   }
 
   #post(msg) {
@@ -191,16 +220,72 @@ class TabLink {
     }
   }
 
-  async #receive(core, msg) {
+  #need() {
+    this.#post({ t: "need", from: this.#id, req: ++this.#req, leader: this.#leader, clock: this.#core.stats().clock });
+  }
+
+  #enqueue(frame) {
+    this.#queue.push(frame);
+    if (this.#queue.length >= 256) this.#flush();
+    else if (this.#timer === null) this.#timer = setTimeout(() => this.#flush(), 0);
+  }
+
+  #flush() {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#queue.length === 0) return;
+    const frames = this.#queue;
+    this.#queue = [];
+    this.#post({ t: "updates", frames });
+  }
+
+  #answer(msg) {
+    this.answers += 1;
+    this.#post({ t: "answer", to: msg.from, req: msg.req });
+    const frames = this.#replica.exportSince(Clock.fromBytes(msg.clock));
+    if (frames.length > 0) this.#post({ t: "updates", to: msg.from, frames });
+  }
+
+  async #receive(msg) {
     try {
-      if (msg?.t === "update" && msg.frame instanceof Uint8Array) {
-        const st = await this.#replica.applyUpdate(msg.frame);
-        // A gap: ask the other tabs for what is missing.
-        if (st.pending > 0) this.#post({ t: "need", clock: core.stats().clock });
-      } else if (msg?.t === "need" && msg.clock instanceof Uint8Array) {
-        for (const frame of this.#replica.exportSince(Clock.fromBytes(msg.clock))) {
-          this.#post({ t: "update", frame });
+      if (msg?.t === "updates" && Array.isArray(msg.frames)) {
+        if (msg.to !== undefined && msg.to !== this.#id) return;
+        let gap = false;
+        for (const frame of msg.frames) {
+          const st = await this.#replica.applyUpdate(frame);
+          gap = st.pending > 0;
         }
+        // A gap: ask the other tabs for what is missing.
+        if (gap) this.#need();
+      } else if (msg?.t === "need" && msg.clock instanceof Uint8Array && typeof msg.from === "string") {
+        if (msg.from === this.#id) return;
+        if (!msg.leader && this.#locks) {
+          // The leader answers the other tabs.
+          if (this.#leader) this.#answer(msg);
+          return;
+        }
+        // The leader's need (or no Web Locks): whoever comes first.
+        const key = `${msg.from}:${msg.req}`;
+        if (this.#pending.has(key) || this.#pending.size >= 64) return;
+        this.#pending.set(key, setTimeout(() => {
+          this.#pending.delete(key);
+          if (this.#closed) return;
+          try {
+            this.#answer(msg);
+          } catch (e) {
+            if (typeof wrap(e)?.code !== "string") throw e;
+            this.errors += 1;
+          }
+        }, Math.random() * 50));
+      } else if (msg?.t === "answer") {
+        const key = `${msg.to}:${msg.req}`;
+        const t = this.#pending.get(key);
+        if (t !== undefined) {
+          clearTimeout(t);
+          this.#pending.delete(key);
+        }
+      } else {
+        this.errors += 1;
       }
     } catch (e) {
       // A bad message from a tab: refused, nothing applied.
@@ -209,10 +294,13 @@ class TabLink {
     }
   }
 
-  errors = 0;
-
   close() {
+    this.#flush();
+    this.#closed = true;
     this.#stop();
+    for (const t of this.#pending.values()) clearTimeout(t);
+    this.#pending.clear();
+    this.#release?.();
     this.#channel.close();
   }
 }
@@ -397,6 +485,7 @@ export class Replica {
     s.clock = clock(s.clock);
     for (const p of s.peers) p.clock = clock(p.clock);
     s.tab_errors = this.#tabs?.errors ?? 0;
+    s.tab_answers = this.#tabs?.answers ?? 0;
     return s;
   }
 

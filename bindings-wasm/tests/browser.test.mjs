@@ -394,18 +394,64 @@ test("tabs of one origin and room converge through a BroadcastChannel with no re
     // Garbage from a tab is refused and applies nothing.
     await p4.evaluate(() => {
       const c = new BroadcastChannel("minidote:tabs");
-      c.postMessage({ t: "update", frame: new Uint8Array([1, 2, 3]) });
-      c.postMessage({ t: "need", clock: new Uint8Array([9, 9]) });
+      c.postMessage({ t: "updates", frames: [new Uint8Array([1, 2, 3])] });
+      c.postMessage({ t: "need", from: "x", req: 1, leader: true, clock: new Uint8Array([9, 9]) });
       c.postMessage("hello");
       c.close();
     });
-    await waitFor(() => p1.evaluate(() => r.stats().tab_errors >= 2), "bad tab messages counted");
+    await waitFor(() => p1.evaluate(() => r.stats().tab_errors >= 3), "bad tab messages counted");
     assert.equal(await p1.evaluate(() => r.read([K])[0]), 111);
     // Another room is not linked.
     const other = await openPage(ctx, relay);
     await other.evaluate(async () => { window.r = await minidote.Replica.open({ room: "elsewhere" }); });
     await new Promise((res) => setTimeout(res, 300));
     assert.equal(await other.evaluate(() => r.read([K])[0]), 0);
+  });
+});
+
+test("one tab answers a new tab, not every tab; a loop of writes takes a few posts", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const pages = [];
+    for (let i = 0; i < 5; i++) {
+      const p = await openPage(ctx, relay);
+      await p.evaluate(async () => { window.r = await minidote.Replica.open({ room: "fan" }); });
+      pages.push(p);
+    }
+    const answers = async () => {
+      let n = 0;
+      for (const p of pages) n += await p.evaluate(() => r.stats().tab_answers);
+      return n;
+    };
+    // Each tab's opening need is answered once (by the tab holding the
+    // room's lock; the first tab found no one).
+    await waitFor(async () => (await answers()) === 4, "one answer per opening tab");
+    // 1,000 single writes in a loop reach every tab, in a few posts.
+    await pages[1].evaluate(() => {
+      window.posts = 0;
+      window.spy = new BroadcastChannel("minidote:fan");
+      spy.onmessage = (e) => { if (e.data?.t === "updates") posts += 1; };
+    });
+    await pages[0].evaluate(async () => {
+      for (let i = 0; i < 1000; i++) await r.updateObjects([[K, "increment", 1]]);
+    });
+    for (const p of pages) await waitFor(() => p.evaluate(() => r.read([K])[0] === 1000), "every tab has them");
+    const posts = await pages[1].evaluate(() => { spy.close(); return posts; });
+    assert.ok(posts >= 1 && posts <= 10, `${posts} posts for 1,000 writes`);
+    // A sixth tab catches up from one answer.
+    const late = await openPage(ctx, relay);
+    await late.evaluate(async () => { window.r = await minidote.Replica.open({ room: "fan" }); });
+    await waitFor(() => late.evaluate(() => r.read([K])[0] === 1000), "the late tab caught up");
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(await answers(), 5);
+    // The leader goes: another tab takes its lock and answers the next one.
+    await pages[0].evaluate(() => r.close());
+    await pages[0].close();
+    pages.shift();
+    pages.push(late);
+    const last = await openPage(ctx, relay);
+    await last.evaluate(async () => { window.r = await minidote.Replica.open({ room: "fan" }); });
+    await waitFor(() => last.evaluate(() => r.read([K])[0] === 1000), "caught up from the new leader");
+    for (const p of pages) assert.equal(await p.evaluate(() => r.stats().tab_errors), 0);
   });
 });
 

@@ -240,9 +240,10 @@ class TabLink {
   }
 
   #answer(msg) {
+    // A bad clock throws here, before anyone is told to stand down.
+    const frames = this.#replica.exportSince(Clock.fromBytes(msg.clock));
     this.answers += 1;
     this.#post({ t: "answer", to: msg.from, req: msg.req });
-    const frames = this.#replica.exportSince(Clock.fromBytes(msg.clock));
     if (frames.length > 0) this.#post({ t: "updates", to: msg.from, frames });
   }
 

@@ -409,8 +409,7 @@ mod tests {
         let huge = [LIST, 255, 255, 255, 255];
         assert!(In::new(&huge).value(0).is_err());
         // Too deep.
-        let deep: Vec<u8> = std::iter::repeat([LIST, 1, 0, 0, 0])
-            .take(MAX_DEPTH + 1)
+        let deep: Vec<u8> = std::iter::repeat_n([LIST, 1, 0, 0, 0], MAX_DEPTH + 1)
             .flatten()
             .chain([NULL])
             .collect();

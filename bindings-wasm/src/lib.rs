@@ -226,6 +226,32 @@ struct Node {
     keys: batch::KeyCache,
 }
 
+/// A replica freed without `close()` (its `Core` collected or `free()`d)
+/// settles what still waits on it: a pending `flush` resolves false and a
+/// pending call rejects, instead of never settling (their timers would
+/// otherwise fire into dropped callbacks).
+impl Drop for Node {
+    fn drop(&mut self) {
+        for f in std::mem::take(&mut self.flushes) {
+            if let Some((id, _)) = &f.timer {
+                clear_timeout(id);
+            }
+            let _ = f.resolve.call1(&JsValue::NULL, &JsValue::FALSE);
+        }
+        for (_, w) in std::mem::take(&mut self.waiters) {
+            if let Some((id, _)) = &w.timer {
+                clear_timeout(id);
+            }
+            let _ = w
+                .reject
+                .call1(&JsValue::NULL, &js_err("storage", "the replica was freed"));
+        }
+        if let Some((_, id)) = self.timer.take() {
+            clear_timeout(&id);
+        }
+    }
+}
+
 /// A `flush()` waiting for peers to report this replica's writes stored.
 struct Flush {
     id: u64,

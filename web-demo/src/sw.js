@@ -1,9 +1,11 @@
 // Service worker: keeps the app shell (HTML, JS, CSS and the wasm package)
 // so a reload works with the relay down. Network first, so a running relay
 // always serves the newest files; the cache answers when it cannot.
-const CACHE = "minidote-demo-v1";
-const SHELL = ["./", "index.html", "app.js", "style.css", "pkg/index.js",
-  "pkg/wasm/minidote_wasm.js", "pkg/wasm/minidote_wasm_bg.wasm"];
+const CACHE = "minidote-demo-v2";
+// shell.js is written by scripts/build-demo.sh: every file of the app and of
+// the npm package, so nothing the page imports is missing offline.
+importScripts("shell.js");
+const SHELL = self.SHELL;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));

@@ -129,6 +129,7 @@ struct Replica {
     path: Option<PathBuf>,
     subs: Subscribers,
     local_subs: Subscribers,
+    progress_subs: Subscribers,
     /// Keys of recent calls, by content.
     keys: convert::KeyCache,
 }
@@ -136,13 +137,23 @@ struct Replica {
 /// Subscribed callbacks, by id.
 type Subscribers = Arc<std::sync::Mutex<Vec<(u64, Py<PyAny>)>>>;
 
+/// What a callback is subscribed to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `subscribe`: changed keys and deltas.
+    Change,
+    /// `on_local_update`: frames of own writes.
+    Local,
+    /// `on_progress`: catch-up progress.
+    Progress,
+}
+
 /// Calling it ends a subscription (`Replica.subscribe`). Idempotent.
 #[pyclass(frozen, module = "minidote._minidote", name = "Unsubscribe")]
 struct Unsubscribe {
     subs: Subscribers,
     id: u64,
-    /// Whether these are `on_local_update` callbacks (else `subscribe`).
-    local: bool,
+    kind: Kind,
     node: std::sync::Weak<Node>,
 }
 
@@ -155,8 +166,14 @@ impl Unsubscribe {
             g.is_empty()
         };
         // The last one gone: the replica stops making what no one takes.
-        if let (true, Some(node)) = (empty, self.node.upgrade()) {
-            let (subs, local) = (self.subs.clone(), self.local);
+        // Progress events cost nothing to make: only the other two kinds
+        // are turned off.
+        let node = self
+            .node
+            .upgrade()
+            .filter(|_| empty && self.kind != Kind::Progress);
+        if let Some(node) = node {
+            let (subs, local) = (self.subs.clone(), self.kind == Kind::Local);
             py.detach(move || {
                 let mut g = node.shared.lock();
                 // Checked again under the replica's lock: a new subscriber
@@ -202,11 +219,37 @@ fn dispatch(
     queued: Arc<std::sync::atomic::AtomicUsize>,
     subs: Subscribers,
     local: Subscribers,
+    progress: Subscribers,
 ) {
     while let Ok(notice) = rx.recv() {
         queued.fetch_sub(notice.size(), std::sync::atomic::Ordering::Relaxed);
         let (keys, deltas) = match notice {
             node::Notice::Change(c) => c,
+            node::Notice::Progress(p) => {
+                Python::attach(|py| {
+                    let cbs: Vec<Py<PyAny>> = {
+                        let g = progress.lock().unwrap_or_else(|p| p.into_inner());
+                        g.iter().map(|(_, c)| c.clone_ref(py)).collect()
+                    };
+                    let d = PyDict::new(py);
+                    let filled = (|| -> PyResult<()> {
+                        d.set_item("received", p.received)?;
+                        d.set_item("expected", p.expected)?;
+                        d.set_item("bytes", p.bytes)?;
+                        d.set_item("done", p.done)
+                    })();
+                    if let Err(e) = filled {
+                        e.write_unraisable(py, None);
+                        return;
+                    }
+                    for cb in cbs {
+                        if let Err(e) = cb.call1(py, (d.copy().unwrap_or_else(|_| d.clone()),)) {
+                            e.write_unraisable(py, Some(cb.bind(py)));
+                        }
+                    }
+                });
+                continue;
+            }
             node::Notice::Local(frame) => {
                 Python::attach(|py| {
                     let cbs: Vec<Py<PyAny>> = {
@@ -316,7 +359,7 @@ impl Replica {
         &self,
         py: Python<'_>,
         callback: Py<PyAny>,
-        local: bool,
+        kind: Kind,
         what: &str,
     ) -> PyResult<Unsubscribe> {
         if !callback.bind(py).is_callable() {
@@ -327,11 +370,20 @@ impl Replica {
         }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let list = if local { &self.local_subs } else { &self.subs };
+        let list = match kind {
+            Kind::Change => &self.subs,
+            Kind::Local => &self.local_subs,
+            Kind::Progress => &self.progress_subs,
+        };
         list.lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((id, callback));
-        let (subs, local_subs) = (self.subs.clone(), self.local_subs.clone());
+        let list = list.clone();
+        let (subs, local_subs, progress_subs) = (
+            self.subs.clone(),
+            self.local_subs.clone(),
+            self.progress_subs.clone(),
+        );
         let started = self.with_node(py, move |n| -> std::io::Result<()> {
             let mut g = n.shared.lock();
             if g.subscribers.is_none() {
@@ -340,29 +392,25 @@ impl Replica {
                 let q = queued.clone();
                 std::thread::Builder::new()
                     .name("minidote-subscribers".into())
-                    .spawn(move || dispatch(rx, q, subs, local_subs))?;
+                    .spawn(move || dispatch(rx, q, subs, local_subs, progress_subs))?;
                 g.subscribers = Some(node::Notices {
                     tx,
                     queued,
                     dropped: 0,
                 });
             }
-            if local {
-                g.replica.set_emit_local_updates(true);
-            } else {
-                g.replica.set_emit_changes(true);
+            match kind {
+                Kind::Change => g.replica.set_emit_changes(true),
+                Kind::Local => g.replica.set_emit_local_updates(true),
+                Kind::Progress => {}
             }
             Ok(())
         })?;
         started.map_err(|e| errors::base(py, format!("{what}: {e}")))?;
         Ok(Unsubscribe {
-            subs: if local {
-                self.local_subs.clone()
-            } else {
-                self.subs.clone()
-            },
+            subs: list,
             id,
-            local,
+            kind,
             node: Arc::downgrade(&self.node(py)?),
         })
     }
@@ -458,6 +506,7 @@ impl Replica {
             path,
             subs: Default::default(),
             local_subs: Default::default(),
+            progress_subs: Default::default(),
             keys: convert::KeyCache::new(py),
         })
     }
@@ -681,6 +730,81 @@ impl Replica {
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// Keeps summaries of the last `n` transactions this replica delivers
+    /// (local and remote) for `inspect()`; 0 turns it off.
+    fn keep_history(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        self.with_node(py, move |node| node.shared.lock().replica.set_history(n))
+    }
+
+    /// What an inspector shows: `{"history": [...], "buffered": [...]}`.
+    /// `history` lists the last transactions (see `keep_history`), oldest
+    /// first, as dicts with `origin` (16 hex digits), `seq`, `deps` (a
+    /// Clock, sparse), `keys` and `local`; `buffered` lists up to
+    /// `buffered` transactions of the causal buffer, each with `origin`,
+    /// `seq` and `waits_for` (a Clock of the deps not delivered yet).
+    #[pyo3(signature = (*, buffered=32))]
+    fn inspect<'py>(&self, py: Python<'py>, buffered: usize) -> PyResult<Bound<'py, PyDict>> {
+        let (history, held) = self.with_node(py, move |n| {
+            let g = n.shared.lock();
+            (
+                g.replica.history().cloned().collect::<Vec<_>>(),
+                g.replica.buffered(buffered),
+            )
+        })?;
+        let hs = PyList::empty(py);
+        for t in history {
+            let d = PyDict::new(py);
+            d.set_item("origin", t.origin.to_string())?;
+            d.set_item("seq", t.seq)?;
+            d.set_item("deps", Clock { inner: t.deps })?;
+            let ks = PyList::empty(py);
+            for k in &t.keys {
+                ks.append(key_tuple(py, k)?)?;
+            }
+            d.set_item("keys", ks)?;
+            d.set_item("local", t.local)?;
+            hs.append(d)?;
+        }
+        let bs = PyList::empty(py);
+        for b in held {
+            let d = PyDict::new(py);
+            d.set_item("origin", b.origin.to_string())?;
+            d.set_item("seq", b.seq)?;
+            d.set_item("waits_for", Clock { inner: b.waits_for })?;
+            bs.append(d)?;
+        }
+        let out = PyDict::new(py);
+        out.set_item("history", hs)?;
+        out.set_item("buffered", bs)?;
+        Ok(out)
+    }
+
+    /// The shape of a list or text in memory: `{"runs", "elements",
+    /// "visible", "tombstones"}` (elements kept for ordering, of which
+    /// `tombstones` are deleted). `InvalidOperation` for other types.
+    fn seq_stats<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let k = convert::Converter::default().key(key)?;
+        let ty = k.ty;
+        let st = self
+            .with_node(py, move |n| n.shared.lock().replica.seq_stats(&k))?
+            .ok_or_else(|| {
+                errors::invalid(
+                    py,
+                    format!("seq_stats: a {} is not a list or text", ty.name()),
+                )
+            })?;
+        let d = PyDict::new(py);
+        d.set_item("runs", st.runs)?;
+        d.set_item("elements", st.elements)?;
+        d.set_item("visible", st.visible)?;
+        d.set_item("tombstones", st.tombstones)?;
+        Ok(d)
+    }
+
     /// The index (code points) a cursor points at now.
     fn resolve(&self, py: Python<'_>, cursor: &[u8]) -> PyResult<u64> {
         let c = cursor.to_vec();
@@ -695,7 +819,7 @@ impl Replica {
     /// `[{"retain": n}, {"insert": x}, {"delete": n}]`. Returns a function
     /// that ends the subscription.
     fn subscribe(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
-        self.add_callback(py, callback, false, "subscribe")
+        self.add_callback(py, callback, Kind::Change, "subscribe")
     }
 
     /// Calls `callback(frame)` with a `Txns` frame (bytes) of this
@@ -703,7 +827,18 @@ impl Replica {
     /// carry it over any channel and `apply_update` it at the other end.
     /// Returns a function that ends the subscription.
     fn on_local_update(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
-        self.add_callback(py, callback, true, "on_local_update")
+        self.add_callback(py, callback, Kind::Local, "on_local_update")
+    }
+
+    /// Calls `callback(progress)` while this replica catches up from its
+    /// links, on a background thread: `progress` is a dict with
+    /// `received` and `expected` (transactions of the catch-up),
+    /// `bytes` (received since it started) and `done` (the last event of
+    /// this catch-up). A catch-up starts when a peer's handshake shows
+    /// writes this replica lacks. Returns a function that ends the
+    /// subscription.
+    fn on_progress(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Unsubscribe> {
+        self.add_callback(py, callback, Kind::Progress, "on_progress")
     }
 
     /// Waits until every connected relay or peer has stored this replica's

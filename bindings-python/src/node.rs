@@ -180,6 +180,8 @@ pub enum Notice {
     Change(Change),
     /// A `Txns` frame of local writes that became durable.
     Local(Vec<u8>),
+    /// A catch-up moved.
+    Progress(minidote_core::SyncProgress),
 }
 
 impl Notice {
@@ -190,6 +192,7 @@ impl Notice {
                 64 * (1 + keys.len()) + deltas.iter().map(|(_, d)| 64 + 32 * d.len()).sum::<usize>()
             }
             Notice::Local(frame) => 64 + frame.len(),
+            Notice::Progress(_) => 64,
         }
     }
 }
@@ -350,6 +353,7 @@ impl Inner {
                     self.notify(Notice::Change((keys, deltas)));
                 }
                 Event::LocalUpdate(frame) => self.notify(Notice::Local(frame)),
+                Event::Progress(p) => self.notify(Notice::Progress(p)),
                 Event::LinkUp { .. } => {}
             }
         }

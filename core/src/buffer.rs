@@ -282,6 +282,13 @@ impl<T: Causal> CausalBuffer<T> {
         dropped
     }
 
+    /// Every held transaction, by origin, then seq.
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.by_origin
+            .values()
+            .flat_map(|m| m.values().map(|h| &h.item))
+    }
+
     /// The held transaction `(origin, seq)`, if any.
     pub fn get(&self, origin: ReplicaId, seq: u64) -> Option<&T> {
         self.by_origin.get(&origin)?.get(&seq).map(|h| &h.item)

@@ -34,9 +34,9 @@ pub use error::{DecodeError, UpdateError};
 pub use hashing::set_hash_key;
 pub use key::{CrdtType, Field, Key};
 pub use replica::{
-    CatchUp, Config, CursorError, Event, ImportStatus, LinkId, LinkPolicy, PeerStats,
+    BufferedTxn, CatchUp, Config, CursorError, Event, ImportStatus, LinkId, LinkPolicy, PeerStats,
     ProtocolError, ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica,
-    RestoreError, Stats, Ticket, Transmit, UpdateOutcome,
+    RestoreError, SeqStats, Stats, SyncProgress, Ticket, Transmit, TxnSummary, UpdateOutcome,
 };
 pub use types::{effect, DeltaOp, Effect, Op, Pos, State, Update};
 pub use value::Value;

@@ -620,6 +620,9 @@ impl Sim {
                 }
                 self.disconnect(i, peer);
             }
+            Event::Progress(p) => {
+                assert!(p.received <= p.expected, "progress past its target: {p:?}");
+            }
             Event::LinkUp { .. }
             | Event::Changed(_)
             | Event::Delta { .. }

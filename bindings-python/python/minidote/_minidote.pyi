@@ -125,6 +125,28 @@ class Replica:
         """Call ``callback(frame)`` with a frame of this replica's own writes
         once they are durable, on a background thread: carry it over any
         channel and ``apply_update`` it at the other end."""
+    def on_progress(self, callback: Callable[[Dict[str, Any]], Any]) -> Unsubscribe:
+        """Call ``callback(progress)`` while this replica catches up from its
+        links, on a background thread. ``progress`` is a dict:
+        ``received`` and ``expected`` (transactions of this catch-up; a
+        merged snapshot counts what it covers), ``bytes`` (received since it
+        started) and ``done`` (True on its last event: complete, or given up
+        because no link is left). A catch-up starts when a peer's handshake
+        shows writes this replica lacks."""
+    def keep_history(self, n: int) -> None:
+        """Keep summaries of the last ``n`` transactions this replica
+        delivers (local and remote) for ``inspect()``; 0 turns it off."""
+    def inspect(self, *, buffered: int = 32) -> Dict[str, List[Dict[str, Any]]]:
+        """What an inspector shows. ``"history"``: the last transactions
+        (see ``keep_history``), oldest first, each ``{"origin": hex id,
+        "seq", "deps": Clock (sparse), "keys": [key], "local": bool}``.
+        ``"buffered"``: up to ``buffered`` transactions waiting in the causal
+        buffer, each ``{"origin", "seq", "waits_for": Clock}`` (the deps
+        not delivered yet)."""
+    def seq_stats(self, key: _Key) -> Dict[str, int]:
+        """The shape of a list or text in memory: ``{"runs", "elements",
+        "visible", "tombstones"}``; raises ``InvalidOperation`` for other
+        types."""
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every connected relay or peer has stored this
         replica's writes; False if that did not happen within ``timeout``

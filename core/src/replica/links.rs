@@ -188,6 +188,7 @@ impl Replica {
     pub fn link_closed(&mut self, link: LinkId) {
         self.links.remove(&link);
         self.transmits.retain(|t| t.link != link);
+        self.progress_links_changed();
     }
 
     /// Handles one frame received on `link`. On a protocol error the link is
@@ -203,13 +204,16 @@ impl Replica {
         self.now_ms = self.now_ms.max(now_ms);
         self.buffer.set_now(self.now_ms);
         self.stats.bytes_received += bytes.len() as u64;
-        match self.handle_frame_inner(link, bytes, now_ms) {
+        let out = match self.handle_frame_inner(link, bytes, now_ms) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.fail_link(link, e.clone());
                 Err(e)
             }
-        }
+        };
+        self.progress_tick();
+        self.progress_links_changed();
+        out
     }
 
     pub(super) fn fail_link(&mut self, link: LinkId, e: ProtocolError) {
@@ -315,6 +319,7 @@ impl Replica {
                     peer: h.replica,
                 });
                 self.serve(link, &h.clock);
+                self.progress_begin(&h.clock);
                 Ok(())
             }
             Frame::Error { code, message } => Err(ProtocolError::Remote { code, message }),
@@ -754,6 +759,7 @@ impl Replica {
             }
         }
         self.stats.txns_remote += 1;
+        self.note_history(txn, false);
         if self.config.emit_changes {
             self.events.push_back(Event::Changed(
                 txn.effects.iter().map(|(k, _)| k.clone()).collect(),

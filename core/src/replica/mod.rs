@@ -23,7 +23,7 @@ use crate::clock::{Dot, ReplicaId, VectorClock};
 use crate::codec::{Codec, Writer};
 use crate::error::{DecodeError, UpdateError};
 use crate::hashing::KeyedMap;
-use crate::key::Key;
+use crate::key::{CrdtType, Key};
 use crate::types::store::{apply_at, with_state};
 use crate::types::{prepare, prepare_apply, Effect, Op, Rename, State, Update};
 use crate::value::Value;
@@ -32,10 +32,12 @@ use crate::wire::{error_code, Frame, Hello, Snapshot, Txn, TxnBytes};
 mod cursors;
 mod durability;
 mod errors;
+mod inspect;
 mod links;
 mod log;
 mod objects;
 mod pending;
+mod progress;
 mod repair;
 mod stats;
 mod transport;
@@ -43,12 +45,14 @@ mod transport;
 pub use durability::Record;
 use durability::{MAX_UNCONFIRMED, MAX_UNCONFIRMED_BYTES};
 pub use errors::{CursorError, ProtocolError, RepairError};
+pub use inspect::{BufferedTxn, SeqStats, TxnSummary};
 use links::forward;
 pub use links::{ImportStatus, LinkId, LinkPolicy, Transmit};
 pub use log::CatchUp;
 use log::Lacking;
 use objects::intern_in;
 pub use pending::{ReadOutcome, Ticket, UpdateOutcome};
+pub use progress::SyncProgress;
 pub use repair::Repaired;
 pub use stats::{PeerStats, Stats};
 
@@ -164,6 +168,10 @@ pub enum Event {
     /// [`Config::emit_local_updates`]): a `Txns` frame of them, for the
     /// app to carry over its own channel to [`Replica::apply_update`].
     LocalUpdate(Vec<u8>),
+    /// A catch-up from peers moved (see [`SyncProgress`]): a peer's Hello
+    /// showed transactions this replica lacks, and frames since brought
+    /// some of them.
+    Progress(SyncProgress),
     /// A link must be closed: send its queued frames, then close it.
     LinkFailed {
         /// The link.
@@ -320,6 +328,12 @@ pub struct Replica {
     /// A snapshot arriving in pieces outside any link
     /// ([`Replica::apply_update`]).
     loose_parts: crate::wire::SnapshotAssembler,
+    /// Summaries of the last delivered transactions (inspect.rs).
+    history: VecDeque<inspect::TxnSummary>,
+    /// How many of them to keep (0: none).
+    history_cap: usize,
+    /// The catch-up in progress, if any (progress.rs).
+    progress: Option<progress::Tracker>,
 }
 
 impl Replica {
@@ -359,6 +373,9 @@ impl Replica {
             now_ms: 0,
             stats: Stats::default(),
             loose_parts: Default::default(),
+            history: VecDeque::new(),
+            history_cap: 0,
+            progress: None,
         }
     }
 

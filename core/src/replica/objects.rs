@@ -179,6 +179,7 @@ impl Replica {
         self.deps_full = false;
         self.clock.raise(self.id, seq);
         self.log_push(self.id, seq, start, len, true);
+        self.note_local_history(start, len);
         self.stats.txns_local += 1;
         if self.config.emit_changes {
             self.events.push_back(Event::Changed(changed_keys));

@@ -55,6 +55,17 @@ impl State {
         }
     }
 
+    /// A list's or text's runs, skeleton elements and visible elements
+    /// (`None` for other types).
+    pub(crate) fn seq_shape(&self) -> Option<(u64, u64, u64)> {
+        let (runs, elems, vis, _) = match self {
+            State::List(s) => s.seq().stats(),
+            State::Text(s) => s.seq().stats(),
+            _ => return None,
+        };
+        Some((runs, elems, vis))
+    }
+
     /// The index (code points, UTF-16 units) of a cursor's element now, if
     /// this list or text has it.
     pub(crate) fn resolve(&self, id: ElemId, assoc: Assoc) -> Option<(u64, u64)> {

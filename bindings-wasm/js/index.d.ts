@@ -39,6 +39,43 @@ export interface ImportStatus {
   missing: Clock;
 }
 
+/** A catch-up's progress (`onProgress`). */
+export interface Progress {
+  /** Transactions received of those the catch-up expects (a merged
+   * snapshot counts what it covers). */
+  received: number;
+  /** Transactions the relay had that this replica lacked. */
+  expected: number;
+  /** Bytes received since the catch-up started. */
+  bytes: number;
+  /** The last event of this catch-up: complete, or the link dropped. */
+  done: boolean;
+}
+
+/** What `inspect()` shows. */
+export interface Inspection {
+  /** The last delivered transactions (see `keepHistory`), oldest first. */
+  history: { origin: string; seq: number; deps: Clock; keys: Key[]; local: boolean }[];
+  /** Transactions waiting in the causal buffer, with the deps they lack. */
+  buffered: { origin: string; seq: number; waitsFor: Clock }[];
+}
+
+/** A list's or text's shape in memory. */
+export interface SeqStats {
+  runs: number;
+  /** Elements kept for ordering, deleted ones included. */
+  elements: number;
+  visible: number;
+  tombstones: number;
+}
+
+/** What subscribers get with each change. */
+export interface ChangeInfo {
+  /** The `origin` of the `updateObjects` call that made the change
+   * (undefined for remote changes and for updates that waited for a clock). */
+  origin: unknown;
+}
+
 /** An object's address: `[key, type, bucket]`. */
 export type Key = [key: string, type: CrdtType, bucket: string];
 
@@ -139,15 +176,22 @@ export class Replica {
   readonly id: string;
   readonly room: string;
   readonly connected: boolean;
-  updateObjects(updates: Update[], clock?: Clock, options?: { timeoutMs?: number }): Promise<Clock>;
+  updateObjects(updates: Update[], clock?: Clock, options?: { timeoutMs?: number; origin?: unknown }): Promise<Clock>;
   readObjects(keys: Key[], clock?: Clock, options?: { timeoutMs?: number }): Promise<[Value[], Clock]>;
   /** The current local values, synchronously (no clock, no Promise). */
   read(keys: Key[]): Value[];
   connect(url: string, options?: { token?: string }): void;
   disconnect(): void;
-  /** `callback(changedKeys, deltas)`; `deltas` maps a changed list's or
-   * text's `JSON.stringify(key)` to its delta (UTF-16 units). */
-  subscribe(callback: (changedKeys: Key[], deltas: Map<string, DeltaOp[]>) => void): () => void;
+  /** `callback(changedKeys, deltas, info)`; `deltas` maps a changed list's
+   * or text's `JSON.stringify(key)` to its delta (UTF-16 units). Called in
+   * the order changes applied, before the call that applied them returns. */
+  subscribe(callback: (changedKeys: Key[], deltas: Map<string, DeltaOp[]>, info: ChangeInfo) => void): () => void;
+  /** `callback(progress)` while a catch-up from the relay moves. */
+  onProgress(callback: (progress: Progress) => void): () => void;
+  /** Keep the last `n` delivered transactions for `inspect()` (0: off). */
+  keepHistory(n: number): void;
+  inspect(options?: { buffered?: number }): Inspection;
+  seqStats(key: Key): SeqStats;
   /** An opaque position that stays with its element (index in UTF-16 units). */
   cursor(key: Key, index: number): Uint8Array;
   /** The index (UTF-16 units) a cursor points at now. */

@@ -365,11 +365,13 @@ export class Replica {
 
   /** One atomic transaction; resolves with the clock after it, once durable.
    * With `clock`, it first waits until this replica has reached it (or
-   * rejects with `clock_timeout` after `timeoutMs`). */
-  async updateObjects(updates, after, { timeoutMs = 10000 } = {}) {
+   * rejects with `clock_timeout` after `timeoutMs`). Subscribers see the
+   * change before this call returns, with `origin` (any value) in their
+   * `info` when it applies at once (not after waiting for a clock). */
+  async updateObjects(updates, after, { timeoutMs = 10000, origin } = {}) {
     try {
       const c = clockBytes(after), ms = Number(timeoutMs), core = this.#core;
-      const out = send((b) => core.updateObjects(b, c, ms), encodeUpdates(updates));
+      const out = send((b) => core.updateObjects(b, c, ms, origin), encodeUpdates(updates));
       return clock(out instanceof Uint8Array ? out : await out);
     } catch (e) {
       throw wrap(e);
@@ -457,9 +459,13 @@ export class Replica {
     }
   }
 
-  /** `cb(changedKeys, deltas)` on local and remote changes, where `deltas`
-   * maps each changed list or text (by its key's JSON) to
-   * `[{retain}, {insert}, {delete}]` in UTF-16 units; returns `unsubscribe`. */
+  /** `cb(changedKeys, deltas, info)` on local and remote changes, where
+   * `deltas` maps each changed list or text (by its key's JSON) to
+   * `[{retain}, {insert}, {delete}]` in UTF-16 units, and `info.origin` is
+   * the `origin` the change's `updateObjects` call passed (undefined for
+   * remote changes). Called in the order the changes applied, before the
+   * call that applied them returns (a write from inside a callback is
+   * delivered after it); returns `unsubscribe`. */
   subscribe(cb) {
     if (typeof cb !== "function") throw new TypeError("subscribe takes a function");
     const id = this.#core.subscribe(cb);
@@ -473,6 +479,48 @@ export class Replica {
     if (typeof cb !== "function") throw new TypeError("onLocalUpdate takes a function");
     const id = this.#core.onLocalUpdate(cb);
     return () => this.#core.offLocalUpdate(id);
+  }
+
+  /** `cb({received, expected, bytes, done})` while this replica catches
+   * up from the relay: `received` of `expected` transactions (a snapshot
+   * counts what it covers), `bytes` received since the catch-up started,
+   * and `done` on its last event (complete, or the link dropped). A
+   * catch-up starts when the relay's handshake shows writes this replica
+   * lacks. Returns the function that stops it. */
+  onProgress(cb) {
+    if (typeof cb !== "function") throw new TypeError("onProgress takes a function");
+    const id = this.#core.onProgress(cb);
+    return () => this.#core.offProgress(id);
+  }
+
+  /** Keeps summaries of the last `n` transactions this replica delivers
+   * (local and remote) for `inspect()`; 0 turns it off. */
+  keepHistory(n) {
+    const v = Number(n);
+    if (!(v >= 0 && v <= 0xffffffff && Number.isInteger(v))) {
+      throw new MinidoteError("invalid_operation", "keepHistory takes a count (0 turns it off)");
+    }
+    this.#core.keepHistory(v);
+  }
+
+  /** What an inspector shows: `history`, the last transactions (see
+   * `keepHistory`), oldest first, as `{origin, seq, deps, keys, local}`;
+   * `buffered`, up to `buffered` transactions of the causal buffer, as
+   * `{origin, seq, waitsFor}` (the deps not delivered yet). */
+  inspect({ buffered = 32 } = {}) {
+    const out = this.#core.inspect(Math.max(0, Math.min(0xffffffff, Number(buffered) | 0)));
+    for (const t of out.history) t.deps = clock(t.deps);
+    for (const b of out.buffered) b.waitsFor = clock(b.waitsFor);
+    return out;
+  }
+
+  /** `{runs, elements, visible, tombstones}` of a list or text in memory. */
+  seqStats(key) {
+    try {
+      return this.#core.seqStats(key);
+    } catch (e) {
+      throw wrap(e);
+    }
   }
 
   /** Resolves with true once the relay reported every write of this

@@ -224,6 +224,82 @@ struct Node {
     next_flush: u64,
     /// Keys of recent calls, by content (batch.rs).
     keys: batch::KeyCache,
+    /// Callbacks owed, in the order the core reported their causes
+    /// (see [`deliver`]).
+    outbox: std::collections::VecDeque<Delivery>,
+    /// [`deliver`] is running (a callback that calls back in adds to the
+    /// queue; the running loop delivers it after the current one).
+    delivering: bool,
+    /// A microtask will run [`deliver`] (for causes no entry point
+    /// delivers itself, such as a store commit).
+    deliver_scheduled: bool,
+    /// The `origin` of the `updateObjects` call being applied, handed to
+    /// subscribers with its change.
+    origin: JsValue,
+    /// `onProgress` callbacks, by id.
+    progress_subs: Vec<(u32, Function)>,
+}
+
+/// A callback owed to the app.
+enum Delivery {
+    /// Subscribers: `(changedKeys, deltas, info)`.
+    Change(Array, js_sys::Map, Object),
+    /// `onLocalUpdate` callbacks: a frame.
+    Local(Uint8Array),
+    /// `onProgress` callbacks: `{received, expected, bytes, done}`.
+    Progress(Object),
+}
+
+/// Calls what the outbox holds, in order, outside any borrow of the node,
+/// so a callback may call back into the replica. Every entry point that
+/// can change the replica calls it after releasing its borrow, so
+/// subscribers see a change before the call that made it returns (an
+/// editor binding relies on it: its document and the replica's move in
+/// lockstep). Causes with no entry point (a store commit) are delivered
+/// from a microtask.
+fn deliver(node: &Rc<RefCell<Node>>) {
+    {
+        let Ok(mut n) = node.try_borrow_mut() else {
+            return;
+        };
+        if n.delivering {
+            return;
+        }
+        n.delivering = true;
+    }
+    loop {
+        let next = {
+            let Ok(mut n) = node.try_borrow_mut() else {
+                break;
+            };
+            match n.outbox.pop_front() {
+                None => None,
+                Some(d) => {
+                    let subs = match &d {
+                        Delivery::Change(..) => &n.subscribers,
+                        Delivery::Local(_) => &n.local_subs,
+                        Delivery::Progress(_) => &n.progress_subs,
+                    };
+                    let fs: Vec<Function> = subs.iter().map(|(_, f)| f.clone()).collect();
+                    Some((d, fs))
+                }
+            }
+        };
+        let Some((d, fs)) = next else { break };
+        for f in fs {
+            let out = match &d {
+                Delivery::Change(keys, deltas, info) => f.call3(&JsValue::NULL, keys, deltas, info),
+                Delivery::Local(frame) => f.call1(&JsValue::NULL, frame),
+                Delivery::Progress(p) => f.call1(&JsValue::NULL, p),
+            };
+            if let Err(e) = out {
+                console_warn(&format!("minidote: a callback threw: {e:?}"));
+            }
+        }
+    }
+    if let Ok(mut n) = node.try_borrow_mut() {
+        n.delivering = false;
+    }
 }
 
 /// A replica freed without `close()` (its `Core` collected or `free()`d)
@@ -324,8 +400,6 @@ impl Node {
                 Event::Changed(keys) => {
                     let deltas = std::mem::take(&mut self.deltas);
                     if !self.subscribers.is_empty() {
-                        // Called from a microtask, outside this borrow, so a
-                        // subscriber may call back into the replica.
                         let arr: Array = keys.iter().map(convert::from_key).collect();
                         // Keyed by the key's JSON, as API.md says.
                         let map = js_sys::Map::new();
@@ -335,23 +409,9 @@ impl Node {
                                 .unwrap_or_default();
                             map.set(&json.into(), &convert::from_delta(d));
                         }
-                        let me = self.me.clone();
-                        wasm_bindgen_futures::spawn_local(async move {
-                            let subs: Vec<Function> = match me.upgrade() {
-                                Some(n) => n
-                                    .borrow()
-                                    .subscribers
-                                    .iter()
-                                    .map(|(_, f)| f.clone())
-                                    .collect(),
-                                None => return,
-                            };
-                            for f in subs {
-                                if let Err(e) = f.call2(&JsValue::NULL, &arr, &map) {
-                                    console_warn(&format!("minidote: a subscriber threw: {e:?}"));
-                                }
-                            }
-                        });
+                        let info = Object::new();
+                        let _ = Reflect::set(&info, &"origin".into(), &self.origin);
+                        self.post(Delivery::Change(arr, map, info));
                     }
                 }
                 Event::RepairNeeded { conflict } => {
@@ -364,19 +424,20 @@ impl Node {
                 }
                 Event::LocalUpdate(frame) => {
                     if !self.local_subs.is_empty() {
-                        let subs: Vec<Function> =
-                            self.local_subs.iter().map(|(_, f)| f.clone()).collect();
-                        let u8 = Uint8Array::from(&frame[..]);
-                        // Outside this borrow, as for subscribers.
-                        wasm_bindgen_futures::spawn_local(async move {
-                            for f in subs {
-                                if let Err(e) = f.call1(&JsValue::NULL, &u8) {
-                                    console_warn(&format!(
-                                        "minidote: an onLocalUpdate callback threw: {e:?}"
-                                    ));
-                                }
-                            }
-                        });
+                        self.post(Delivery::Local(Uint8Array::from(&frame[..])));
+                    }
+                }
+                Event::Progress(p) => {
+                    if !self.progress_subs.is_empty() {
+                        let o = Object::new();
+                        let set = |k: &str, v: JsValue| {
+                            let _ = Reflect::set(&o, &k.into(), &v);
+                        };
+                        set("received", (p.received as f64).into());
+                        set("expected", (p.expected as f64).into());
+                        set("bytes", (p.bytes as f64).into());
+                        set("done", p.done.into());
+                        self.post(Delivery::Progress(o));
                     }
                 }
                 Event::LinkUp { .. } => {
@@ -422,6 +483,23 @@ impl Node {
             }
         }
         self.arm_timer();
+    }
+
+    /// Queues a callback; a microtask delivers it if the entry point that
+    /// caused it does not.
+    fn post(&mut self, d: Delivery) {
+        self.outbox.push_back(d);
+        if !self.deliver_scheduled {
+            self.deliver_scheduled = true;
+            let me = self.me.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let Some(n) = me.upgrade() else { return };
+                if let Ok(mut g) = n.try_borrow_mut() {
+                    g.deliver_scheduled = false;
+                }
+                deliver(&n);
+            });
+        }
     }
 
     /// Whether the relay reported every own write stored (true with no
@@ -501,14 +579,16 @@ impl Node {
         if self.timer_cb.is_none() {
             let me = self.me.clone();
             self.timer_cb = Some(Closure::new(move || {
-                if let Some(n) = me.upgrade() {
-                    let mut n = n.borrow_mut();
+                if let Some(rc) = me.upgrade() {
+                    let mut n = rc.borrow_mut();
                     n.timer = None;
                     if !n.closed {
                         let now = n.now();
                         n.replica.handle_timeout(now);
                         n.drain();
                     }
+                    drop(n);
+                    deliver(&rc);
                 }
             }));
         }
@@ -552,6 +632,10 @@ impl Node {
                     let _ = f.call0(&JsValue::NULL);
                 }
             }
+            drop(n);
+            if let Some(rc) = me.upgrade() {
+                deliver(&rc);
+            }
         });
     }
 
@@ -587,12 +671,14 @@ impl Node {
         ws.set_binary_type(BinaryType::Arraybuffer);
         let me = self.me.clone();
         let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-            if let Some(n) = me.upgrade() {
-                let mut n = n.borrow_mut();
+            if let Some(rc) = me.upgrade() {
+                let mut n = rc.borrow_mut();
                 let token = n.link.as_ref().and_then(|l| l.token.clone());
                 let now = n.now();
                 n.replica.link_open(LinkId(id), token, now);
                 n.drain();
+                drop(n);
+                deliver(&rc);
             }
         });
         let me = self.me.clone();
@@ -606,15 +692,18 @@ impl Node {
                 return;
             };
             let bytes = Uint8Array::new(&buf).to_vec();
-            let mut n = n.borrow_mut();
+            let rc = n;
+            let mut n = rc.borrow_mut();
             let now = n.now();
             let _ = n.replica.handle_frame(LinkId(id), &bytes, now);
             n.drain();
+            drop(n);
+            deliver(&rc);
         });
         let me = self.me.clone();
         let on_close = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-            let Some(n) = me.upgrade() else { return };
-            let mut n = n.borrow_mut();
+            let Some(rc) = me.upgrade() else { return };
+            let mut n = rc.borrow_mut();
             n.replica.link_closed(LinkId(id));
             if let Ok(ev) = e.dyn_into::<CloseEvent>() {
                 // Keep a refusal's message rather than the close code.
@@ -631,6 +720,8 @@ impl Node {
                 n.schedule_reconnect();
             }
             n.drain();
+            drop(n);
+            deliver(&rc);
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -862,6 +953,11 @@ impl Core {
                 flushes: Vec::new(),
                 next_flush: 1,
                 keys: batch::KeyCache::new(),
+                outbox: Default::default(),
+                delivering: false,
+                deliver_scheduled: false,
+                origin: JsValue::UNDEFINED,
+                progress_subs: Vec::new(),
             })
         });
         node.borrow_mut().drain();
@@ -891,6 +987,19 @@ impl Core {
         updates: &[u8],
         clock: Option<Vec<u8>>,
         timeout_ms: f64,
+        origin: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let out = self.update_objects_inner(updates, clock, timeout_ms, origin);
+        deliver(&self.node);
+        out
+    }
+
+    fn update_objects_inner(
+        &self,
+        updates: &[u8],
+        clock: Option<Vec<u8>>,
+        timeout_ms: f64,
+        origin: JsValue,
     ) -> Result<JsValue, JsValue> {
         let mut n = self.node.borrow_mut();
         let ups =
@@ -913,7 +1022,11 @@ impl Core {
             })
             .into(),
         };
+        // What this call applied goes to subscribers with its origin; an
+        // update that waits for a clock applies later, without one.
+        n.origin = origin;
         n.drain();
+        n.origin = JsValue::UNDEFINED;
         Ok(result)
     }
 
@@ -984,6 +1097,8 @@ impl Core {
         let mut n = self.node.borrow_mut();
         n.drop_link();
         n.drain();
+        drop(n);
+        deliver(&self.node);
     }
 
     /// Whether the link's handshake has completed.
@@ -1049,6 +1164,8 @@ impl Core {
         n.check_usable()?;
         let out = n.replica.apply_update(&frame);
         n.drain();
+        drop(n);
+        deliver(&self.node);
         let st = out.map_err(|e| js_err("protocol", &format!("applyUpdate: {e}")))?;
         let missing: VectorClock = st.missing.iter().map(|m| (m.origin, m.to)).collect();
         let o = Object::new();
@@ -1115,7 +1232,95 @@ impl Core {
         n.check_usable()?;
         n.replica.snapshot();
         n.drain();
+        drop(n);
+        deliver(&self.node);
         Ok(())
+    }
+
+    /// Calls `cb({received, expected, bytes, done})` as a catch-up from
+    /// the relay moves; returns an id for `offProgress`.
+    #[wasm_bindgen(js_name = onProgress)]
+    pub fn on_progress(&self, cb: Function) -> u32 {
+        let mut n = self.node.borrow_mut();
+        let id = n.next_sub;
+        n.next_sub += 1;
+        n.progress_subs.push((id, cb));
+        id
+    }
+
+    /// Removes an `onProgress` callback.
+    #[wasm_bindgen(js_name = offProgress)]
+    pub fn off_progress(&self, id: u32) {
+        self.node
+            .borrow_mut()
+            .progress_subs
+            .retain(|(i, _)| *i != id);
+    }
+
+    /// Keeps summaries of the last `n` delivered transactions for
+    /// `inspect` (0: none).
+    #[wasm_bindgen(js_name = keepHistory)]
+    pub fn keep_history(&self, n: u32) {
+        self.node.borrow_mut().replica.set_history(n as usize);
+    }
+
+    /// `{history: [{origin, seq, deps, keys, local}], buffered: [{origin,
+    /// seq, waitsFor}]}`, clocks as bytes.
+    pub fn inspect(&self, buffered: u32) -> JsValue {
+        let n = self.node.borrow();
+        let history: Array = n
+            .replica
+            .history()
+            .map(|t| {
+                let o = Object::new();
+                let _ = Reflect::set(&o, &"origin".into(), &hex(t.origin).into());
+                let _ = Reflect::set(&o, &"seq".into(), &(t.seq as f64).into());
+                let _ = Reflect::set(&o, &"deps".into(), &clock_js(&t.deps));
+                let keys: Array = t.keys.iter().map(convert::from_key).collect();
+                let _ = Reflect::set(&o, &"keys".into(), &keys);
+                let _ = Reflect::set(&o, &"local".into(), &t.local.into());
+                JsValue::from(o)
+            })
+            .collect();
+        let held: Array = n
+            .replica
+            .buffered(buffered as usize)
+            .iter()
+            .map(|b| {
+                let o = Object::new();
+                let _ = Reflect::set(&o, &"origin".into(), &hex(b.origin).into());
+                let _ = Reflect::set(&o, &"seq".into(), &(b.seq as f64).into());
+                let _ = Reflect::set(&o, &"waitsFor".into(), &clock_js(&b.waits_for));
+                JsValue::from(o)
+            })
+            .collect();
+        let o = Object::new();
+        let _ = Reflect::set(&o, &"history".into(), &history);
+        let _ = Reflect::set(&o, &"buffered".into(), &held);
+        o.into()
+    }
+
+    /// `{runs, elements, visible, tombstones}` of a list or text.
+    #[wasm_bindgen(js_name = seqStats)]
+    pub fn seq_stats(&self, key: JsValue) -> Result<JsValue, JsValue> {
+        let k = convert::to_key(&key).map_err(|e| js_err("invalid_operation", &e))?;
+        let n = self.node.borrow();
+        let st = n.replica.seq_stats(&k).ok_or_else(|| {
+            js_err(
+                "invalid_operation",
+                &format!("seqStats: a {} is not a list or text", k.ty.name()),
+            )
+        })?;
+        let o = Object::new();
+        for (name, v) in [
+            ("runs", st.runs),
+            ("elements", st.elements),
+            ("visible", st.visible),
+            ("tombstones", st.tombstones),
+        ] {
+            let _ = Reflect::set(&o, &name.into(), &(v as f64).into());
+        }
+        Ok(o.into())
     }
 
     /// A plain object with the same fields as Python's `stats()`.

@@ -497,3 +497,37 @@ test("read() right after an IndexedDB write, before it is stored, shows it and d
     assert.equal(flushed, "no link");
   });
 });
+
+test("a page joining a room of 20,000 transactions sees its catch-up progress reach the end", async () => {
+  await withRelay([], async (relay, ctx) => {
+    const writer = await openPage(ctx, relay);
+    await writer.evaluate(async (ws) => {
+      const r = await minidote.Replica.open({ room: "progress", broadcast: false });
+      r.connect(ws);
+      // Linked first: a memory replica's log keeps 10,000 records, and the
+      // relay takes no snapshot from a writer.
+      while (!r.connected) await new Promise((res) => setTimeout(res, 10));
+      for (let i = 0; i < 20000; i++) r.updateObjects([[K, "increment", 1]]);
+      if (!(await r.flush({ timeoutMs: 30000 }))) throw new Error("not stored");
+      await r.close();
+    }, relay.ws);
+    const reader = await openPage(ctx, relay);
+    const seen = await reader.evaluate(async (ws) => {
+      const r = await minidote.Replica.open({ room: "progress", broadcast: false });
+      const events = [];
+      const done = new Promise((res) => r.onProgress((p) => { events.push(p); if (p.done) res(); }));
+      r.connect(ws);
+      await done;
+      events.push(r.read([K])[0]);
+      await r.close();
+      return events;
+    }, relay.ws);
+    const value = seen.pop();
+    assert.equal(value, 20000);
+    const last = seen.at(-1);
+    assert.deepEqual([last.received, last.expected, last.done], [20000, 20000, true]);
+    assert.ok(last.bytes > 20000 * 10, JSON.stringify(last));
+    assert.ok(seen.every((p) => p.expected === 20000));
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i - 1].received <= seen[i].received);
+  });
+});

@@ -1,5 +1,8 @@
 // Type-checked by `tsc --noEmit` in make test: the declarations describe the API.
-import { Replica, Clock, MinidoteError, type Field, type FieldUpdate, type Key, type Value } from "../pkg/index.js";
+import {
+  Replica, Clock, MinidoteError, type ChangeInfo, type DeltaOp, type Field, type FieldUpdate, type Inspection,
+  type Key, type Progress, type SeqStats, type Value,
+} from "../pkg/index.js";
 
 async function usage(): Promise<number> {
   const r: Replica = await Replica.open({ name: "notes", room: "team" });
@@ -31,6 +34,22 @@ async function usage(): Promise<number> {
   const delivered: boolean = await r.flush({ timeoutMs: 1000 });
   const tabErrors: number = r.stats().tab_errors;
   stop();
+  // Origins, progress and the inspector.
+  const unsub = r.subscribe((keys: Key[], deltas: Map<string, DeltaOp[]>, info: ChangeInfo) => {
+    if (info.origin === "me") console.log(keys.length, deltas.size);
+  });
+  await r.updateObjects([[likes, "increment", 1]], undefined, { origin: "me" });
+  unsub();
+  const offProgress: () => void = r.onProgress((p: Progress) => {
+    if (p.done) console.log(p.received, p.expected, p.bytes);
+  });
+  offProgress();
+  r.keepHistory(50);
+  const seen: Inspection = r.inspect({ buffered: 10 });
+  const firstKeys: Key[] = seen.history[0]?.keys ?? [];
+  const waits: Clock | undefined = seen.buffered[0]?.waitsFor;
+  const shape: SeqStats = r.seqStats(["doc", "text", "demo"]);
+  console.log(firstKeys.length, waits?.toJSON(), shape.tombstones);
   await peer.close({ flushTimeoutMs: 0 });
   r.disconnect();
   await r.close();

@@ -55,7 +55,7 @@ test-demo: wasm bindings-wasm/node_modules/.installed chromium relay python
 ## relay and a Python replica, so they need both built).
 test-wasm: wasm bindings-wasm/node_modules/.installed chromium relay python
 	cd bindings-wasm && node_modules/.bin/tsc -p tests/tsconfig.json
-	cd bindings-wasm && node --test --test-concurrency=1 tests/node.test.mjs tests/sequences.test.mjs tests/transport.test.mjs tests/browser.test.mjs
+	cd bindings-wasm && node --test --test-concurrency=1 tests/node.test.mjs tests/sequences.test.mjs tests/transport.test.mjs tests/inspect.test.mjs tests/codemirror.test.mjs tests/browser.test.mjs
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -44,6 +44,7 @@ NAMES="--remove-name-section"
 "$WB" --target web $NAMES --remove-producers-section --out-dir "$PKG.tmp/wasm" --out-name minidote_wasm "$RAW"
 WASM="$PKG.tmp/wasm/minidote_wasm_bg.wasm"
 cp bindings-wasm/js/index.js bindings-wasm/js/codec.js bindings-wasm/js/index.d.ts bindings-wasm/js/package.json \
+   bindings-wasm/js/codemirror.js bindings-wasm/js/codemirror.d.ts \
    bindings-wasm/js/README.md "$PKG.tmp/"
 rm -rf "$PKG"
 mv "$PKG.tmp" "$PKG"

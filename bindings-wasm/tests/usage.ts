@@ -3,6 +3,8 @@ import {
   Replica, Clock, MinidoteError, type ChangeInfo, type DeltaOp, type Field, type FieldUpdate, type Inspection,
   type Key, type Progress, type SeqStats, type Value,
 } from "../pkg/index.js";
+import { minidoteText, deltaToChanges, changesToUpdates } from "../pkg/codemirror.js";
+import type { Extension } from "@codemirror/state";
 
 async function usage(): Promise<number> {
   const r: Replica = await Replica.open({ name: "notes", room: "team" });
@@ -50,6 +52,13 @@ async function usage(): Promise<number> {
   const waits: Clock | undefined = seen.buffered[0]?.waitsFor;
   const shape: SeqStats = r.seqStats(["doc", "text", "demo"]);
   console.log(firstKeys.length, waits?.toJSON(), shape.tombstones);
+  // The CodeMirror binding.
+  const text: Key = ["doc", "text", "demo"];
+  const editor: Extension = minidoteText(r, text, {
+    presence: { key: ["presence", "map_rr", "demo"], name: "Ada", color: "#3366ff" },
+  });
+  const ups = changesToUpdates(deltaToChanges([{ retain: 1 }, { insert: "x" }], 3), text);
+  console.log(editor, ups.length);
   await peer.close({ flushTimeoutMs: 0 });
   r.disconnect();
   await r.close();

@@ -850,6 +850,17 @@ impl Replica {
         self.with_node(py, move |n| n.flush(d))
     }
 
+    /// Waits until every `connect`ed relay or peer has completed its
+    /// handshake and everything it had then has arrived here; True if that
+    /// happened within `timeout` seconds, False otherwise (no link at all,
+    /// a link down). Read after it to see the room as it was when you
+    /// joined, e.g. to append to a list.
+    #[pyo3(signature = (timeout=10.0))]
+    fn catch_up(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let d = Instant::now() + seconds(timeout);
+        self.with_node(py, move |n| n.catch_up(d))
+    }
+
     /// `update_objects` for asyncio: the same arguments, awaited on the
     /// loop's executor so the event loop is never blocked.
     #[pyo3(

@@ -736,6 +736,39 @@ impl Node {
         }
     }
 
+    /// Waits until every configured link's handshake completed and what
+    /// the peers had then has arrived (`Replica::catching_up`), or
+    /// `deadline`. False with no link at all.
+    pub fn catch_up(&self, deadline: Instant) -> bool {
+        let mut g = self.shared.lock();
+        g.flushing += 1;
+        let done = loop {
+            if !g.has_links() || g.closed {
+                break false;
+            }
+            let linked = g
+                .outgoing
+                .values()
+                .all(|o| o.link.is_some_and(|id| g.replica.link_established(id)));
+            if linked && !g.replica.catching_up() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            g = self
+                .shared
+                .cond
+                .wait_timeout(g, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        g.flushing -= 1;
+        done
+    }
+
     /// Waits until every linked relay or peer has reported every write of
     /// this replica stored (`Replica::stored_everywhere`), or `deadline`.
     pub fn flush(&self, deadline: Instant) -> bool {

@@ -17,9 +17,14 @@ T = ("doc", "text", "t")
 def test_a_catch_up_through_the_relay_reports_progress_to_the_end(relay, mem):  # noqa: F811
     writer = mem(room="big")
     writer.connect(relay["tcp"], mint("big", "write"))
-    for _ in range(20_000):
-        writer.update_objects([(K, "increment", 1)])
-    assert writer.flush(30.0)
+    # Linked first: a memory replica keeps 10,000 records of log, and the
+    # relay takes no snapshot from a writer.
+    assert writer.catch_up(10.0)
+    for _ in range(20):
+        for _ in range(1000):
+            writer.update_objects([(K, "increment", 1)])
+        # Paced: a debug relay reads slower than a loop writes.
+        assert writer.flush(30.0)
 
     seen, done, thread = [], threading.Event(), []
 
@@ -101,3 +106,24 @@ def test_seq_stats_count_tombstones(mem):
     assert (st["elements"], st["visible"], st["tombstones"]) == (5, 3, 2)
     with pytest.raises(minidote.InvalidOperation):
         r.seq_stats(K)
+
+
+def test_catch_up_waits_for_what_the_relay_had_at_the_handshake(relay, mem):  # noqa: F811
+    chat = ("chat", "list", "t")
+    writer = mem(room="append")
+    writer.connect(relay["tcp"], mint("append", "write"))
+    assert writer.catch_up(10.0)
+    for i in range(3000):
+        writer.update_objects([(chat, "insert", [i, f"m{i}"])])
+        if i % 1000 == 999:
+            assert writer.flush(30.0)
+    joiner = mem(room="append")
+    assert joiner.catch_up(0.2) is False, "no link yet"
+    joiner.connect(relay["tcp"], mint("append", "write"))
+    assert joiner.catch_up(30.0) is True
+    (msgs,), _ = joiner.read_objects([chat])
+    assert len(msgs) == 3000, "the whole room is here once it returns"
+    joiner.update_objects([(chat, "insert", [len(msgs), "last"])])
+    assert joiner.flush(10.0)
+    writer.read_objects([chat], joiner.read_objects([])[1])
+    assert writer.read_objects([chat])[0][0][-1] == "last"

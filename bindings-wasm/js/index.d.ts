@@ -186,6 +186,8 @@ export class Replica {
    * or text's `JSON.stringify(key)` to its delta (UTF-16 units). Called in
    * the order changes applied, before the call that applied them returns. */
   subscribe(callback: (changedKeys: Key[], deltas: Map<string, DeltaOp[]>, info: ChangeInfo) => void): () => void;
+  /** True once linked and everything the relay had at the handshake arrived. */
+  catchUp(options?: { timeoutMs?: number }): Promise<boolean>;
   /** `callback(progress)` while a catch-up from the relay moves. */
   onProgress(callback: (progress: Progress) => void): () => void;
   /** Keep the last `n` delivered transactions for `inspect()` (0: off). */

@@ -493,6 +493,20 @@ export class Replica {
     return () => this.#core.offProgress(id);
   }
 
+  /** Resolves with true once the relay link's handshake completed and
+   * everything the relay had then has arrived here; false if that did not
+   * happen within `timeoutMs` (or there is no link). Read after it to see
+   * the room as it was when you joined. */
+  async catchUp({ timeoutMs = 10000 } = {}) {
+    const deadline = Date.now() + Number(timeoutMs);
+    for (;;) {
+      if (this.#core.connected && !this.#core.catchingUp) return true;
+      const left = deadline - Date.now();
+      if (!(left > 0)) return false;
+      await new Promise((res) => setTimeout(res, Math.min(20, left)));
+    }
+  }
+
   /** Keeps summaries of the last `n` transactions this replica delivers
    * (local and remote) for `inspect()`; 0 turns it off. */
   keepHistory(n) {

@@ -1257,6 +1257,12 @@ impl Core {
             .retain(|(i, _)| *i != id);
     }
 
+    /// Whether a catch-up from the relay is in progress.
+    #[wasm_bindgen(getter, js_name = catchingUp)]
+    pub fn catching_up(&self) -> bool {
+        self.node.borrow().replica.catching_up()
+    }
+
     /// Keeps summaries of the last `n` delivered transactions for
     /// `inspect` (0: none).
     #[wasm_bindgen(js_name = keepHistory)]

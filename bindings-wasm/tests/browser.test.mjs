@@ -516,7 +516,13 @@ test("a page joining a room of 20,000 transactions sees its catch-up progress re
       const r = await minidote.Replica.open({ room: "progress", broadcast: false });
       const events = [];
       const done = new Promise((res) => r.onProgress((p) => { events.push(p); if (p.done) res(); }));
+      const alone = await r.catchUp({ timeoutMs: 50 });
       r.connect(ws);
+      const caughtUp = await r.catchUp({ timeoutMs: 30000 });
+      // catchUp returns once all of it is here.
+      if (alone !== false || caughtUp !== true || r.read([K])[0] !== 20000) {
+        throw new Error(`catchUp: ${alone} ${caughtUp} ${r.read([K])[0]}`);
+      }
       await done;
       events.push(r.read([K])[0]);
       await r.close();

@@ -133,6 +133,11 @@ class Replica:
         started) and ``done`` (True on its last event: complete, or given up
         because no link is left). A catch-up starts when a peer's handshake
         shows writes this replica lacks."""
+    def catch_up(self, timeout: float = 10.0) -> bool:
+        """Wait until every ``connect``ed relay or peer has completed its
+        handshake and everything it had then has arrived here; False if that
+        did not happen within ``timeout`` seconds (or there is no link).
+        Read after it to see the room as it was when you joined."""
     def keep_history(self, n: int) -> None:
         """Keep summaries of the last ``n`` transactions this replica
         delivers (local and remote) for ``inspect()``; 0 turns it off."""

@@ -36,6 +36,12 @@ pub(super) struct Tracker {
 }
 
 impl Replica {
+    /// True while a catch-up is in progress: a linked peer's handshake
+    /// showed transactions that have not all arrived yet.
+    pub fn catching_up(&self) -> bool {
+        self.progress.is_some()
+    }
+
     /// A peer announced `theirs`: what it has that we lack joins the
     /// catch-up.
     pub(super) fn progress_begin(&mut self, theirs: &VectorClock) {

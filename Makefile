@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo demo-screenshot bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm test-demo
@@ -76,10 +76,15 @@ demo: wasm
 	@$(PY) -c "import minidote" 2>/dev/null || $(MAKE) --no-print-directory python
 	@echo ""
 	@echo "  Minidote demo: http://$(DEMO_HTTP)   (open it in two tabs; Ctrl-C stops the relay)"
-	@echo "  Join from Python, in another terminal:"
-	@echo "    $(PY) -c 'import minidote; r = minidote.Replica(room=\"demo\"); r.connect(\"$(DEMO_TCP)\"); r.update_objects([((\"shopping\", \"set_aw\", \"demo\"), \"add\", \"from Python\")]); r.flush(); print(r.read_objects([(\"shopping\", \"set_aw\", \"demo\")])[0]); r.close()'"
+	@echo "  Join from Python, in another terminal (appends to the chat):"
+	@echo "    $(PY) -c 'import time, minidote; r = minidote.Replica(room=\"demo\"); r.connect(\"$(DEMO_TCP)\"); r.catch_up(); c = (\"chat\", \"list\", \"demo\"); n = len(r.read_objects([c])[0][0]); r.update_objects([(c, \"insert\", [n, {\"author\": \"Python\", \"text\": \"hello from Python\", \"time\": int(time.time() * 1000)}])]); r.close()'"
 	@echo ""
 	target/release/minidote-relay --listen $(DEMO_HTTP) --tcp-listen $(DEMO_TCP) --static web-demo/dist --data $(DEMO_DATA)
+
+## The README's screenshot (docs/demo.png), taken by the e2e test of the app.
+demo-screenshot: wasm bindings-wasm/node_modules/.installed chromium relay python
+	scripts/build-demo.sh
+	cd web-demo && MINIDOTE_README_SHOT=1 node --test --test-name-pattern="README" tests/e2e.test.mjs
 
 ## Criterion benchmarks of the core (results go in BENCHMARKS.md).
 bench-core:

@@ -384,7 +384,8 @@ def test_wss_refuses_a_certificate_it_cannot_verify(tls_terminator, mem):
 
 def test_the_make_demo_python_snippet_needs_no_sleep(tmp_path, mem):
     """The line `make demo` prints, run as printed against an open relay
-    that already holds a browser's item: it sees that item and its own."""
+    whose chat already holds a browser's message: each run appends its
+    message after everything there, with no sleep."""
     import re
 
     makefile = open(os.path.join(os.path.dirname(__file__), "..", "..", "Makefile")).read()
@@ -396,12 +397,13 @@ def test_the_make_demo_python_snippet_needs_no_sleep(tmp_path, mem):
         [RELAY, "--listen", f"127.0.0.1:{http}", "--tcp-listen", f"127.0.0.1:{tcp}", "--memory"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    chat = ("chat", "list", "demo")
     try:
         addr = f"127.0.0.1:{tcp}"
         wait_until(lambda: _can_connect(addr), what="relay up")
         browser = mem(room="demo")
         browser.connect(f"ws://127.0.0.1:{http}/sync")
-        browser.update_objects([(("shopping", "set_aw", "demo"), "add", "from a tab")])
+        browser.update_objects([(chat, "insert", [0, {"author": "tab", "text": "from a tab"}])])
         assert browser.flush(10.0)
         for _ in range(3):
             out = subprocess.run(
@@ -409,7 +411,9 @@ def test_the_make_demo_python_snippet_needs_no_sleep(tmp_path, mem):
                 capture_output=True, text=True, timeout=60,
             )
             assert out.returncode == 0, out.stderr
-            assert "from a tab" in out.stdout and "from Python" in out.stdout, out.stdout
+        wait_until(lambda: len(browser.read_objects([chat])[0][0]) == 4, what="three appends")
+        texts = [m["text"] for m in browser.read_objects([chat])[0][0]]
+        assert texts == ["from a tab"] + ["hello from Python"] * 3
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -17,7 +17,9 @@ export async function waitFor(pred, what, ms = 15000) {
   const deadline = Date.now() + ms;
   for (;;) {
     if (await pred()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${typeof what === "function" ? await what() : what}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -1,20 +1,25 @@
-// The Minidote demo: one replica per tab, persisted in IndexedDB, linked to
-// the relay that serves this page. Every edit is a transaction; every
-// change (local or remote) re-renders through `subscribe`.
+// The Minidote demo: a shared document, an ordered to-do list and a chat,
+// one replica per tab, persisted in IndexedDB, linked to the relay that
+// serves this page and to the other tabs of this browser (BroadcastChannel).
+// Every edit is a transaction; every change, local or remote, reaches the
+// panels through `subscribe`. Built by scripts/build-demo.sh (esbuild
+// bundles this file with CodeMirror; ./pkg/ is the npm package as is).
 import { Replica, MinidoteError } from "./pkg/index.js";
+import { $, bytes, coalesce, colorOf } from "./ui.js";
+import { mountDocument } from "./doc.js";
+import { mountTodos } from "./todos.js";
+import { mountChat } from "./chat.js";
+import { mountInspector } from "./inspector.js";
 
 const params = new URLSearchParams(location.search);
 const ROOM = params.get("room") || "demo";
 const B = "demo";
 const KEYS = {
-  shopping: ["shopping", "set_aw", B],
-  likes: ["likes", "counter_pn", B],
-  maintenance: ["maintenance", "flag_ew", B],
-  title: ["title", "register_mv", B],
-  banned: ["banned", "set_2p", B],
+  doc: ["doc", "text", B],
+  presence: ["presence", "map_rr", B],
+  todos: ["todos", "list", B],
+  chat: ["chat", "list", B],
 };
-const ORDER = Object.keys(KEYS);
-const $ = (id) => document.getElementById(id);
 
 // Each tab is its own replica, kept across reloads of that tab.
 let dbName = sessionStorage.getItem("minidote-demo-db");
@@ -30,8 +35,34 @@ if ("serviceWorker" in navigator) {
 const r = await Replica.open({ name: dbName, room: ROOM });
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sync`;
 let wantOnline = sessionStorage.getItem("minidote-demo-offline") !== "1";
+const progressLog = [];
+window.demo = { replica: r, keys: KEYS, ready: false, progress: progressLog };
+
+// Sync progress: shown while a catch-up runs, and for a moment after.
+let hideProgress = null;
+r.onProgress((p) => {
+  progressLog.push(p);
+  const pct = p.expected > 0 ? Math.floor((100 * p.received) / p.expected) : 100;
+  $("sync").hidden = false;
+  $("sync-bar").value = pct;
+  $("sync-text").textContent = `${p.received.toLocaleString()} / ${p.expected.toLocaleString()} transactions · ${bytes(p.bytes)}`
+    + (p.done ? (p.received >= p.expected ? " · caught up" : " · link lost") : "");
+  $("sync").dataset.state = p.done ? (p.received >= p.expected ? "done" : "stopped") : "running";
+  clearTimeout(hideProgress);
+  if (p.done) hideProgress = setTimeout(() => { $("sync").hidden = true; }, 8000);
+});
 if (wantOnline) r.connect(wsUrl);
-window.demo = { replica: r, keys: KEYS, ready: false };
+
+// Who I am: a name (kept in this browser) and a colour (from the replica id).
+let myName = localStorage.getItem("minidote-demo-name") || `guest-${r.id.slice(0, 4)}`;
+const myColor = colorOf(r.id);
+const me = () => ({ name: myName, color: myColor });
+$("name").value = myName;
+$("name").addEventListener("change", () => {
+  myName = $("name").value.trim().slice(0, 40) || myName;
+  localStorage.setItem("minidote-demo-name", myName);
+});
+$("me-dot").style.background = myColor;
 
 async function write(updates) {
   try {
@@ -41,38 +72,15 @@ async function write(updates) {
   }
 }
 
-function el(tag, props = {}, ...children) {
-  const e = Object.assign(document.createElement(tag), props);
-  e.append(...children);
-  return e;
-}
-
-async function render() {
-  const [values] = await r.readObjects(ORDER.map((k) => KEYS[k]));
-  const v = Object.fromEntries(ORDER.map((k, i) => [k, values[i]]));
-
-  $("shopping").replaceChildren(...v.shopping.map((item) => el("li", {},
-    el("span", { textContent: String(item) }),
-    el("button", { className: "secondary", textContent: "remove", onclick: () => write([[KEYS.shopping, "remove", item]]) }))));
-
-  $("likes").textContent = String(v.likes);
-
-  $("maintenance").checked = v.maintenance;
-  $("maintenance-label").textContent = v.maintenance ? "ON: the site is in maintenance" : "off";
-
-  const titles = v.title;
-  $("titles").replaceChildren(
-    ...titles.map((t) => el("div", { className: "title" },
-      el("span", { textContent: String(t) }),
-      titles.length > 1 ? el("button", { textContent: "pick", onclick: () => write([[KEYS.title, "assign", t]]) }) : "")),
-    titles.length > 1 ? el("div", { className: "conflict", textContent: `${titles.length} concurrent titles: pick one` }) : "",
-    titles.length === 0 ? el("div", { className: "small", textContent: "no title yet" }) : "");
-  document.title = titles.length === 1 ? `${titles[0]} · Minidote demo` : "Minidote demo";
-
-  $("banned").replaceChildren(...v.banned.map((name) => el("li", {},
-    el("span", { textContent: String(name) }),
-    el("button", { className: "secondary", textContent: "unban for good", onclick: () => write([[KEYS.banned, "remove", name]]) }))));
-}
+const view = mountDocument(r, {
+  doc: KEYS.doc,
+  presence: { key: KEYS.presence, get name() { return myName; }, color: myColor },
+  parent: $("editor"),
+});
+const todos = mountTodos(r, { order: KEYS.todos, bucket: B, write });
+const chat = mountChat(r, { chat: KEYS.chat, write, me });
+const inspector = mountInspector(r, { doc: KEYS.doc });
+window.demo.view = view;
 
 function renderStatus() {
   const s = r.stats();
@@ -83,38 +91,25 @@ function renderStatus() {
   $("toggle-link").textContent = wantOnline ? "Go offline" : "Go online";
   $("replica-id").textContent = r.id;
   $("room").textContent = ROOM;
-  const clock = s.clock.toJSON();
-  $("clock").textContent = JSON.stringify(Object.fromEntries(
-    Object.entries(clock).map(([id, seq]) => [id === r.id ? `${id.slice(0, 6)}… (me)` : `${id.slice(0, 6)}…`, seq])));
   const peers = s.peers.filter((p) => p.connected);
-  $("peers").textContent = peers.length
-    ? peers.map((p) => `relay ${p.id ? p.id.slice(0, 6) + "…" : "?"} (lag ${p.lag})`).join(", ")
-    : "none";
+  $("lag").textContent = peers.length ? peers.map((p) => `lag ${p.lag}`).join(", ") : "—";
   $("buffered").textContent = String(s.buffered);
-  $("pending").textContent = String(s.pending_requests);
 }
 
-$("shopping-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const item = $("shopping-input").value.trim();
-  if (item) write([[KEYS.shopping, "add", item]]);
-  $("shopping-input").value = "";
+const renderTodos = coalesce(() => todos.render());
+const renderChat = coalesce(() => chat.render());
+const renderInspector = coalesce(() => { if (!$("inspector").hidden) inspector.render(); }, 200);
+const TODO = JSON.stringify(KEYS.todos), CHAT = JSON.stringify(KEYS.chat);
+// Called for every transaction (thousands in one task during a catch-up):
+// it only marks panels for a coalesced render.
+r.subscribe((keys) => {
+  for (const k of keys) {
+    if (k[0].startsWith("todo:") || JSON.stringify(k) === TODO) renderTodos();
+    else if (JSON.stringify(k) === CHAT) renderChat();
+  }
+  renderInspector();
 });
-$("like").addEventListener("click", () => write([[KEYS.likes, "increment", 1]]));
-$("unlike").addEventListener("click", () => write([[KEYS.likes, "decrement", 1]]));
-$("maintenance").addEventListener("change", (e) => write([[KEYS.maintenance, e.target.checked ? "enable" : "disable"]]));
-$("title-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const t = $("title-input").value.trim();
-  if (t) write([[KEYS.title, "assign", t]]);
-  $("title-input").value = "";
-});
-$("ban-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const name = $("ban-input").value.trim();
-  if (name) write([[KEYS.banned, "add", name]]);
-  $("ban-input").value = "";
-});
+
 $("toggle-link").addEventListener("click", () => {
   wantOnline = !wantOnline;
   sessionStorage.setItem("minidote-demo-offline", wantOnline ? "0" : "1");
@@ -122,13 +117,25 @@ $("toggle-link").addEventListener("click", () => {
   else r.disconnect();
   renderStatus();
 });
+$("toggle-inspector").addEventListener("click", () => {
+  $("inspector").hidden = !$("inspector").hidden;
+  $("toggle-inspector").setAttribute("aria-pressed", String(!$("inspector").hidden));
+  if (!$("inspector").hidden) inspector.render();
+});
 const tcpHint = params.get("tcp") || "127.0.0.1:7070";
-$("python-snippet").textContent =
-  `import minidote; r = minidote.Replica(room=${JSON.stringify(ROOM)}); r.connect(${JSON.stringify(tcpHint)}); ` +
-  `r.update_objects([(("shopping", "set_aw", "demo"), "add", "from Python")])`;
+$("python-snippet").textContent = [
+  "import time, minidote",
+  `chat = ("chat", "list", "demo")`,
+  `with minidote.Replica(room=${JSON.stringify(ROOM)}) as r:`,
+  `    r.connect(${JSON.stringify(tcpHint)})`,
+  "    r.catch_up()                     # the room as it is, so the append goes last",
+  "    n = len(r.read_objects([chat])[0][0])",
+  `    r.update_objects([(chat, "insert", [n, {"author": "Python", "text": "hello from Python", "time": int(time.time() * 1000)}])])`,
+].join("\n");
 
-r.subscribe(() => { render(); });
-await render();
+todos.render();
+chat.render();
 renderStatus();
 setInterval(renderStatus, 300);
+setInterval(() => { if (!$("inspector").hidden) inspector.render(); }, 1000);
 window.demo.ready = true;

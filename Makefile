@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo demo-screenshot bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo demo-screenshot plots bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm test-demo
@@ -95,29 +95,37 @@ bench-python: python
 	$(PY) -m pip install -q pycrdt loro
 	$(PY) benchmarks/python_bench.py
 	$(PY) benchmarks/python_traces.py
+	PY=$(PY) scripts/plots.sh
+
+## The charts of BENCHMARKS.md (docs/bench-*.svg), drawn from its tables.
+plots: $(VENV)/.tools
+	PY=$(PY) scripts/plots.sh
 
 ## Relay load benchmark against the y-websocket Node relay (npm install of
 ## @y/websocket-server into benchmarks/relay_load/node). RELAY_LOAD_ARGS adds
 ## flags, e.g. RELAY_LOAD_ARGS="--soak-secs 300".
 RELAY_LOAD_ARGS ?=
-bench-relay:
+bench-relay: $(VENV)/.tools
 	$(CARGO) build --release -p minidote-relay -p relay-load
 	cd benchmarks/relay_load/node && npm ci --no-audit --no-fund --loglevel=error
 	target/release/relay-load $(RELAY_LOAD_ARGS)
+	PY=$(PY) scripts/plots.sh
 
 ## The npm package side by side with yjs, automerge and loro-crdt (Node), and
 ## in Chromium (memory and IndexedDB-persisted throughput).
-bench-wasm: wasm bindings-wasm/node_modules/.installed chromium relay
+bench-wasm: wasm bindings-wasm/node_modules/.installed chromium relay $(VENV)/.tools
 	cd bindings-wasm && node bench/node-bench.mjs && node bench/browser-bench.mjs && node bench/text-node.mjs && node bench/text-browser.mjs
+	PY=$(PY) scripts/plots.sh
 
 ## make bench: native side-by-side benchmarks against automerge, yrs, loro and
 ## crdts (benchmarks/native: its own workspace, so the peers never build in
 ## make test). Writes the tables into BENCHMARKS.md between the markers.
 BENCH_OPS ?= 1000000
-bench:
+bench: $(VENV)/.tools
 	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) bench --bench peers -- --noplot
 	cd benchmarks/native && MINIDOTE_BENCH_OPS=$(BENCH_OPS) $(CARGO) run --release --quiet -- report target/criterion > target/report.md
 	scripts/splice.sh BENCHMARKS.md native-bench benchmarks/native/target/report.md
+	PY=$(PY) scripts/plots.sh
 
 ## Lists and text on every editing trace, beside yrs, loro, automerge and
 ## diamond-types (prints the tables of BENCHMARKS.md "Lists and text").

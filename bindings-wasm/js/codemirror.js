@@ -39,6 +39,10 @@ const MAX_QUEUED = 256;
 const PRESENCE_MS = 100;
 /** Presence older than this (ms, by the writer's clock) is not shown. */
 const PRESENCE_TTL = 10 * 60 * 1000;
+/** Presence claiming a time further ahead than this is not shown. */
+const PRESENCE_SKEW = 60 * 1000;
+/** At most this many other cursors are drawn. */
+const MAX_CURSORS = 64;
 
 /** A subscriber delta (`[{retain}, {insert}, {delete}]`, UTF-16 units) as
  * a ChangeSet over a document of `length`. */
@@ -145,7 +149,6 @@ export function minidoteText(replica, key, { presence } = {}) {
       this.count = 0;
       this.replaceAll = false;
       this.scheduled = false;
-      this.inUpdate = false;
       this.presenceTimer = null;
       this.destroyed = false;
       /** Remote cursors as decorations. */
@@ -221,17 +224,16 @@ export function minidoteText(replica, key, { presence } = {}) {
     }
 
     update(update) {
-      this.inUpdate = true;
-      try {
-        for (const tr of update.transactions) {
-          if (!tr.docChanged || tr.annotation(remoteChange)) continue;
-          this.send(tr.changes);
-        }
-        if (update.docChanged || update.selectionSet || update.focusChanged) this.sharePresence();
-        this.decorations = this.cursors();
-      } finally {
-        this.inUpdate = false;
+      let moved = update.focusChanged;
+      for (const tr of update.transactions) {
+        if (tr.annotation(remoteChange)) continue;
+        if (tr.docChanged) this.send(tr.changes);
+        // Only this editor's own edits and moves are shared: a remote
+        // change moves no cursor's element, so it costs no write.
+        if (tr.docChanged || tr.selection) moved = true;
       }
+      if (moved) this.sharePresence();
+      this.decorations = this.cursors();
     }
 
     /** A local edit to the replica, mapped over what is queued. */
@@ -289,10 +291,12 @@ export function minidoteText(replica, key, { presence } = {}) {
       const len = this.view.state.doc.length;
       const now = Date.now();
       const marks = [];
-      for (const [id, p] of Object.entries(entries ?? {})) {
+      let shown = 0;
+      for (const [id, p] of Object.entries(entries && typeof entries === "object" ? entries : {})) {
+        if (shown >= MAX_CURSORS) break;
         if (id === replica.id || !p || typeof p !== "object") continue;
         if (!(p.anchor instanceof Uint8Array) || !(p.head instanceof Uint8Array)) continue;
-        if (typeof p.at === "number" && now - p.at > PRESENCE_TTL) continue;
+        if (typeof p.at !== "number" || now - p.at > PRESENCE_TTL || p.at - now > PRESENCE_SKEW) continue;
         let anchor, head;
         try {
           anchor = Math.min(replica.resolve(p.anchor), len);
@@ -310,6 +314,7 @@ export function minidoteText(replica, key, { presence } = {}) {
           }).range(from, to));
         }
         marks.push(Decoration.widget({ widget: new Caret(id, name, color), side: 1 }).range(head));
+        shown += 1;
       }
       return Decoration.set(marks, true);
     }

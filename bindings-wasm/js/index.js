@@ -522,7 +522,8 @@ export class Replica {
    * `buffered`, up to `buffered` transactions of the causal buffer, as
    * `{origin, seq, waitsFor}` (the deps not delivered yet). */
   inspect({ buffered = 32 } = {}) {
-    const out = this.#core.inspect(Math.max(0, Math.min(0xffffffff, Number(buffered) | 0)));
+    const n = Math.floor(Number(buffered));
+    const out = this.#core.inspect(n > 0 ? Math.min(n, 0xffffffff) : 0);
     for (const t of out.history) t.deps = clock(t.deps);
     for (const b of out.buffered) b.waitsFor = clock(b.waitsFor);
     return out;

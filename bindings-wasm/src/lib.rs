@@ -275,18 +275,24 @@ fn deliver(node: &Rc<RefCell<Node>>) {
             match n.outbox.pop_front() {
                 None => None,
                 Some(d) => {
-                    let subs = match &d {
-                        Delivery::Change(..) => &n.subscribers,
-                        Delivery::Local(_) => &n.local_subs,
-                        Delivery::Progress(_) => &n.progress_subs,
-                    };
-                    let fs: Vec<Function> = subs.iter().map(|(_, f)| f.clone()).collect();
-                    Some((d, fs))
+                    let ids: Vec<u32> = n.callbacks(&d).iter().map(|(i, _)| *i).collect();
+                    Some((d, ids))
                 }
             }
         };
-        let Some((d, fs)) = next else { break };
-        for f in fs {
+        let Some((d, ids)) = next else { break };
+        for id in ids {
+            // Looked up again before each call: a callback may have
+            // removed a later one.
+            let f = match node.try_borrow() {
+                Ok(n) => n
+                    .callbacks(&d)
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, f)| f.clone()),
+                Err(_) => None,
+            };
+            let Some(f) = f else { continue };
             let out = match &d {
                 Delivery::Change(keys, deltas, info) => f.call3(&JsValue::NULL, keys, deltas, info),
                 Delivery::Local(frame) => f.call1(&JsValue::NULL, frame),
@@ -483,6 +489,15 @@ impl Node {
             }
         }
         self.arm_timer();
+    }
+
+    /// The callbacks a delivery goes to.
+    fn callbacks(&self, d: &Delivery) -> &[(u32, Function)] {
+        match d {
+            Delivery::Change(..) => &self.subscribers,
+            Delivery::Local(_) => &self.local_subs,
+            Delivery::Progress(_) => &self.progress_subs,
+        }
     }
 
     /// Queues a callback; a microtask delivers it if the entry point that
@@ -990,7 +1005,12 @@ impl Core {
         origin: JsValue,
     ) -> Result<JsValue, JsValue> {
         let out = self.update_objects_inner(updates, clock, timeout_ms, origin);
-        deliver(&self.node);
+        // Only after a call the core took: the JS codec keeps the key ids
+        // of this call once it returns, and a subscriber's own calls must
+        // not run before that (a refused call delivers nothing new anyway).
+        if out.is_ok() {
+            deliver(&self.node);
+        }
         out
     }
 

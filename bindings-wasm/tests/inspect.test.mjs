@@ -118,3 +118,14 @@ test("seqStats counts runs, visible elements and tombstones", async () => {
   assert.throws(() => r.seqStats(K), (e) => e instanceof MinidoteError && e.code === "invalid_operation");
   await r.close();
 });
+
+test("a subscriber removed by another during a delivery is not called for it", async () => {
+  const r = await Replica.open();
+  let stopB = null;
+  let b = 0;
+  r.subscribe(() => stopB?.());
+  stopB = r.subscribe(() => { b += 1; });
+  await r.updateObjects([[K, "increment", 1]]);
+  assert.equal(b, 0);
+  await r.close();
+});

@@ -37,6 +37,7 @@ pub use replica::{
     BufferedTxn, CatchUp, Config, CursorError, Event, ImportStatus, LinkId, LinkPolicy, PeerStats,
     ProtocolError, ReadOutcome, Record, RecoveryReport, RepairError, Repaired, Replica,
     RestoreError, SeqStats, Stats, SyncProgress, Ticket, Transmit, TxnSummary, UpdateOutcome,
+    MAX_PROGRESS_ORIGINS,
 };
 pub use types::{effect, DeltaOp, Effect, Op, Pos, State, Update};
 pub use value::Value;

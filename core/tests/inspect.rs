@@ -239,3 +239,67 @@ fn seq_stats_count_runs_visible_elements_and_tombstones() {
     assert!(s.runs >= 1);
     assert_eq!(a.value(&t), Value::from("hlo"));
 }
+
+fn hello(id: u64, clock: &[(u64, u64)]) -> Vec<u8> {
+    minidote_core::Frame::Hello(minidote_core::Hello {
+        replica: ReplicaId(id),
+        room: "default".into(),
+        clock: clock.iter().map(|&(r, s)| (ReplicaId(r), s)).collect(),
+        token: None,
+    })
+    .encode()
+}
+
+#[test]
+fn a_peer_that_announces_what_it_never_sends_cannot_keep_a_catch_up_open() {
+    let mut b = replica_with(2, |c| c.idle_timeout_ms = 30_000);
+    b.link_open(LinkId(1), None, 0);
+    let mut seen = Vec::new();
+    b.handle_frame(LinkId(1), &hello(9, &[(9, 1_000_000), (7, 50)]), 10)
+        .expect("valid");
+    progress(&mut b, &mut seen);
+    assert!(b.catching_up());
+    assert_eq!(
+        seen.last().map(|p| (p.expected, p.done)),
+        Some((1_000_050, false))
+    );
+    // The peer stays linked (it answers pings) but sends nothing.
+    for t in (1..30).map(|s| s * 1_000) {
+        b.handle_frame(LinkId(1), &minidote_core::Frame::Pong(0).encode(), t)
+            .expect("valid");
+        b.handle_timeout(t);
+    }
+    assert!(b.catching_up(), "not before the idle timeout");
+    b.handle_frame(LinkId(1), &minidote_core::Frame::Pong(0).encode(), 31_000)
+        .expect("valid");
+    b.handle_timeout(31_000);
+    progress(&mut b, &mut seen);
+    assert!(
+        !b.catching_up(),
+        "given up after the idle timeout with nothing arriving"
+    );
+    assert_eq!(seen.last().map(|p| (p.received, p.done)), Some((0, true)));
+}
+
+#[test]
+fn a_repeated_hello_adds_nothing_and_a_link_that_may_not_forward_counts_only_its_own() {
+    let mut b = replica_with(2, |_| {});
+    b.link_open(LinkId(1), None, 0);
+    let mut seen = Vec::new();
+    b.handle_frame(LinkId(1), &hello(9, &[(9, 10)]), 1)
+        .expect("valid");
+    // Hello after Hello with ever new ids: the target does not grow.
+    for i in 0..50u64 {
+        let _ = b.handle_frame(LinkId(1), &hello(9, &[(9, 10), (1000 + i, 1_000)]), 2);
+    }
+    progress(&mut b, &mut seen);
+    assert!(seen.iter().all(|p| p.expected == 10), "{seen:?}");
+    // A peer that may speak only for itself: only its own entry counts.
+    let mut c = replica_with(3, |_| {});
+    c.link_open_with(LinkId(1), None, minidote_core::LinkPolicy::OWN, 0);
+    c.handle_frame(LinkId(1), &hello(9, &[(9, 4), (7, 1_000)]), 1)
+        .expect("valid");
+    let mut seen = Vec::new();
+    progress(&mut c, &mut seen);
+    assert_eq!(seen.last().map(|p| p.expected), Some(4), "{seen:?}");
+}

@@ -1,7 +1,7 @@
 // The chat: a `list` of messages, each a map value {author, color, text,
 // time} (the time is the writer's clock, as the writer supplies it).
 // Appends from two replicas at once both stay, in one order everywhere.
-import { $, el, clockText } from "./ui.js";
+import { $, el, clockText, str } from "./ui.js";
 
 const SHOWN = 200;
 
@@ -11,11 +11,13 @@ export function mountChat(replica, { chat, write, me }) {
     const box = $("messages");
     const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
     box.replaceChildren(...all.slice(-SHOWN).map((m) => {
-      const msg = m && typeof m === "object" ? m : { text: String(m) };
+      // Whatever a peer stored renders as text, whatever its shape.
+      const msg = m && typeof m === "object" && !(m instanceof Uint8Array) ? m : { text: m };
+      const color = typeof msg.color === "string" && /^#[0-9a-f]{6}$/i.test(msg.color) ? msg.color : "#555";
       return el("li", { className: "message" },
-        el("span", { className: "author", textContent: String(msg.author ?? "?"), style: `color: ${/^#[0-9a-f]{6}$/i.test(msg.color) ? msg.color : "#555"}` }),
+        el("span", { className: "author", textContent: str(msg.author ?? "?").slice(0, 40), style: `color: ${color}` }),
         el("span", { className: "time", textContent: clockText(msg.time) }),
-        el("span", { className: "text", textContent: String(msg.text ?? "") }));
+        el("span", { className: "text", textContent: str(msg.text ?? "") }));
     }));
     if (atBottom) box.scrollTop = box.scrollHeight;
     $("chat-count").textContent = `${all.length} message${all.length === 1 ? "" : "s"}`;

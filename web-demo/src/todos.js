@@ -2,7 +2,7 @@
 // `map_rr` with a title (`register_mv`: concurrent titles are kept side by
 // side until someone picks one), done (`flag_ew`: enable wins) and tags
 // (`set_aw`). Reordering is a delete and an insert in one transaction.
-import { $, el } from "./ui.js";
+import { $, el, str } from "./ui.js";
 
 const TITLE = ["title", "register_mv"];
 const DONE = ["done", "flag_ew"];
@@ -58,13 +58,13 @@ export function mountTodos(replica, { order, bucket, write }) {
     const list = ids();
     const items = list.length ? replica.read(list.map(itemKey)) : [];
     $("todos").replaceChildren(...list.map((id, i) => {
-      const v = items[i] ?? {};
+      const v = items[i] && typeof items[i] === "object" ? items[i] : {};
       const titles = Array.isArray(v.title) ? v.title : [];
       const tags = Array.isArray(v.tags) ? v.tags : [];
       const key = itemKey(id);
       const done = v.done === true;
       const titleBox = el("div", { className: "todo-title" },
-        ...titles.map((t) => el("span", { className: "todo-text", textContent: String(t) },
+        ...titles.map((t) => el("span", { className: "todo-text", textContent: str(t) },
           titles.length > 1 ? el("button", {
             className: "pick", textContent: "pick", title: "keep this title",
             onclick: () => write([[key, "update", [TITLE, "assign", t]]]),
@@ -78,12 +78,12 @@ export function mountTodos(replica, { order, bucket, write }) {
         }),
         titleBox,
         el("span", { className: "tags" }, ...tags.map((t) => el("button", {
-          className: "tag", textContent: `#${t}`, title: "remove tag",
+          className: "tag", textContent: `#${str(t)}`, title: "remove tag",
           onclick: () => write([[key, "update", [TAGS, "remove", t]]]),
         }))),
         el("span", { className: "actions" },
           el("button", { className: "icon", textContent: "✎", title: "rename", onclick: () => {
-            const t = prompt("New title", titles[0] ?? "");
+            const t = prompt("New title", titles.length ? str(titles[0]) : "");
             if (t && t.trim()) write([[key, "update", [TITLE, "assign", t.trim()]]]);
           } }),
           el("button", { className: "icon", textContent: "#", title: "add a tag", onclick: () => {

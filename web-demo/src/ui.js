@@ -24,6 +24,19 @@ export function colorOf(id) {
   return `#${f(0)}${f(8)}${f(4)}`;
 }
 
+/** Any value a peer stored, as display text: never throws, whatever its
+ * shape (a map with a `toString` field, a BigInt, bytes). */
+export function str(v) {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint" || v === null) return String(v);
+  if (v instanceof Uint8Array) return `<${v.length} bytes>`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? String(x) : x instanceof Uint8Array ? `<${x.length} bytes>` : x)) ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
 export function short(id) {
   return `${String(id).slice(0, 6)}…`;
 }

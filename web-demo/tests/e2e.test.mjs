@@ -268,6 +268,44 @@ test("a Python replica appends to the chat and both pages show it live, after th
   }
 });
 
+test("values of any shape from a peer render as text and break no panel", async () => {
+  const rel = await relay("hostile");
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  try {
+    const page = await open(ctx, rel.url());
+    await online(page);
+    await python(`
+import sys, minidote
+chat, todos = ("chat", "list", "demo"), ("todos", "list", "demo")
+with minidote.Replica(room="demo") as r:
+    r.connect(sys.argv[1])
+    assert r.catch_up(30)
+    r.update_objects([
+        (chat, "insert", [0, {"author": {"toString": 0}, "text": b"\\x00\\x01", "color": "red;background:url(x)"}]),
+        (chat, "insert", [1, "<img src=x onerror=alert(1)>"]),
+        (chat, "insert", [2, 2**62]),
+        (todos, "insert", [0, 42]),
+        (todos, "insert", [1, "t1"]),
+        (("todo:t1", "map_rr", "demo"), "update", [["title", "register_mv"], "assign", {"toString": 0, "valueOf": 1}]),
+        (("todo:t1", "map_rr", "demo"), "update", [["tags", "set_aw"], "add", {"toString": 0}]),
+    ])
+    assert r.flush(10)
+`, [`127.0.0.1:${rel.tcp}`]);
+    await waitFor(async () => (await messages(page)).length === 3, "three odd messages shown");
+    const shown = await messages(page);
+    assert.equal(shown[1], "<img src=x onerror=alert(1)>", "as text, not HTML");
+    assert.equal(await page.locator("#messages img").count(), 0);
+    assert.deepEqual(await todoTitles(page), ['{"toString":0,"valueOf":1}']);
+    // The panels still work.
+    await page.fill("#chat-input", "still fine");
+    await page.click("#chat-form button");
+    await waitFor(async () => (await messages(page)).at(-1) === "still fine", "a new message after the odd ones");
+  } finally {
+    await ctx.close();
+    await rel.stop();
+  }
+});
+
 test("joining a room of 100,000 transactions: the progress bar reaches 100 % and the document is there", async () => {
   const rel = await relay("big");
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });

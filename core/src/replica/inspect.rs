@@ -72,7 +72,7 @@ impl Replica {
             .map(|w| {
                 let t = &w.txn;
                 let mut waits_for = VectorClock::new();
-                if self.clock.get(t.origin) + 1 < t.seq {
+                if self.clock.get(t.origin).saturating_add(1) < t.seq {
                     waits_for.raise(t.origin, t.seq - 1);
                 }
                 for (r, s) in t.deps.iter() {

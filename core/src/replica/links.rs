@@ -188,7 +188,7 @@ impl Replica {
     pub fn link_closed(&mut self, link: LinkId) {
         self.links.remove(&link);
         self.transmits.retain(|t| t.link != link);
-        self.progress_links_changed();
+        self.progress_check();
     }
 
     /// Handles one frame received on `link`. On a protocol error the link is
@@ -212,7 +212,7 @@ impl Replica {
             }
         };
         self.progress_tick();
-        self.progress_links_changed();
+        self.progress_check();
         out
     }
 
@@ -310,6 +310,7 @@ impl Replica {
                         now: h.replica,
                     });
                 }
+                let establishing = l.peer.is_none();
                 l.peer = Some(h.replica);
                 merge_known(&mut l.peer_clock, &h.clock, &self.clock);
                 // Tell a returning writer what of its writes is stored here.
@@ -319,7 +320,9 @@ impl Replica {
                     peer: h.replica,
                 });
                 self.serve(link, &h.clock);
-                self.progress_begin(&h.clock);
+                if establishing {
+                    self.progress_begin(link, h.replica, &h.clock);
+                }
                 Ok(())
             }
             Frame::Error { code, message } => Err(ProtocolError::Remote { code, message }),
@@ -703,6 +706,9 @@ impl Replica {
                 self.send(id, &Frame::Ping(nonce));
             }
         }
+        // Buffered transactions released meanwhile, a stalled catch-up.
+        self.progress_tick();
+        self.progress_check();
     }
 
     /// When to call [`Replica::handle_timeout`] next, if any link is open.

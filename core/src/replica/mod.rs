@@ -52,7 +52,7 @@ pub use log::CatchUp;
 use log::Lacking;
 use objects::intern_in;
 pub use pending::{ReadOutcome, Ticket, UpdateOutcome};
-pub use progress::SyncProgress;
+pub use progress::{SyncProgress, MAX_PROGRESS_ORIGINS};
 pub use repair::Repaired;
 pub use stats::{PeerStats, Stats};
 

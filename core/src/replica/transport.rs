@@ -24,6 +24,13 @@ impl Replica {
     /// other frame, or bytes that do not decode, is an error and nothing
     /// is applied.
     pub fn apply_update(&mut self, frame: &[u8]) -> Result<ImportStatus, ProtocolError> {
+        let out = self.apply_update_inner(frame);
+        // What arrives by another channel counts toward a catch-up too.
+        self.progress_tick();
+        out
+    }
+
+    fn apply_update_inner(&mut self, frame: &[u8]) -> Result<ImportStatus, ProtocolError> {
         match Frame::decode(frame)? {
             Frame::Txns(_) => self.import_frame(frame),
             Frame::Snapshot(bytes) => self.apply_loose_snapshot(&bytes),

@@ -484,3 +484,18 @@ def test_a_blocked_callback_holds_at_most_64_mib_of_notices_and_says_what_it_dro
     assert len(got) < 80
     assert r.read_objects([reg])[0] == [1]
     r.close()
+
+
+def test_writes_made_before_the_first_link_all_reach_the_relay(relay, mem):  # noqa: F811
+    """More writes than `snapshot_every` before the first link: the log
+    keeps them until the relay confirms them (it takes no snapshot from a
+    writer), so a script that writes offline and then syncs loses none."""
+    r = mem(room="offline-burst")
+    for _ in range(25_000):
+        r.update_objects([(K, "increment", 1)])
+    r.connect(relay["tcp"], mint("offline-burst", "write"))
+    assert r.flush(60.0)
+    later = mem(room="offline-burst")
+    later.connect(relay["tcp"], mint("offline-burst", "write"))
+    assert later.catch_up(60.0)
+    assert later.read_objects([K])[0] == [25_000]

@@ -234,3 +234,50 @@ fn only_a_peer_trusted_with_the_room_confirms_our_seqs() {
         "an untrusted Stored confirmed nothing"
     );
 }
+
+/// A memory replica that writes more than `snapshot_every` times before
+/// its first link keeps those writes in its log until a peer confirms them:
+/// a peer that takes no snapshot from it (a relay) still gets every one.
+#[test]
+fn writes_made_before_the_first_link_reach_a_peer_that_takes_no_snapshot_from_the_writer() {
+    {
+        let persistent = false;
+        let mut a = Node {
+            r: Replica::new(
+                ReplicaId(1),
+                Config {
+                    persistent,
+                    snapshot_every: 100,
+                    ..Config::default()
+                },
+            ),
+            unsaved: Vec::new(),
+            local_updates: Vec::new(),
+            stored_frames: 0,
+        };
+        let mut b = Node::new(2, false);
+        for _ in 0..1000 {
+            a.write(1);
+            a.save();
+        }
+        assert_eq!(
+            a.r.stats().snapshots,
+            0,
+            "no snapshot while the writes wait"
+        );
+        a.r.link_open(LinkId(1), None, 0);
+        // b may take only a's own transactions from it, never a snapshot.
+        b.r.link_open_with(LinkId(1), None, minidote_core::LinkPolicy::OWN, 0);
+        pump(&mut a, &mut b);
+        assert_eq!(b.value(), Value::Int(1000), "persistent: {persistent}");
+        assert!(a.r.stored_everywhere());
+        // Confirmed: the next records let the snapshot happen.
+        for _ in 0..100 {
+            a.write(1);
+            a.save();
+            pump(&mut a, &mut b);
+        }
+        assert!(a.r.stats().snapshots >= 1, "persistent: {persistent}");
+        assert_eq!(b.value(), Value::Int(1100));
+    }
+}

@@ -740,57 +740,48 @@ impl Node {
     /// the peers had then has arrived (`Replica::catching_up`), or
     /// `deadline`. False with no link at all.
     pub fn catch_up(&self, deadline: Instant) -> bool {
-        let mut g = self.shared.lock();
-        g.flushing += 1;
-        let done = loop {
+        self.wait_for(deadline, |g| {
             if !g.has_links() || g.closed {
-                break false;
+                return Some(false);
             }
             let linked = g
                 .outgoing
                 .values()
                 .all(|o| o.link.is_some_and(|id| g.replica.link_established(id)));
-            if linked && !g.replica.catching_up() {
-                break true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break false;
-            }
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            g = self
-                .shared
-                .cond
-                .wait_timeout(g, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        };
-        g.flushing -= 1;
-        done
+            (linked && !g.replica.catching_up()).then_some(true)
+        })
     }
 
     /// Waits until every linked relay or peer has reported every write of
     /// this replica stored (`Replica::stored_everywhere`), or `deadline`.
     pub fn flush(&self, deadline: Instant) -> bool {
+        self.wait_for(deadline, |g| {
+            if g.delivered() {
+                return Some(true);
+            }
+            // No link to wait for, a closed replica, a failed store: it
+            // cannot happen.
+            if !g.has_links() || g.closed || g.storage_error.is_some() {
+                return Some(false);
+            }
+            None
+        })
+    }
+
+    /// Waits until `done` says how it ended, or `deadline` (false). Woken by
+    /// every drain meanwhile (`flushing`); the 100 ms cap also covers a link
+    /// that comes up without a frame we could see.
+    fn wait_for(&self, deadline: Instant, mut done: impl FnMut(&Inner) -> Option<bool>) -> bool {
         let mut g = self.shared.lock();
         g.flushing += 1;
-        let done = loop {
-            if g.delivered() {
-                break true;
-            }
-            // No link to wait for: it cannot happen.
-            if !g.has_links() {
-                break false;
-            }
-            if g.closed || g.storage_error.is_some() {
-                break false;
+        let out = loop {
+            if let Some(out) = done(&g) {
+                break out;
             }
             let now = Instant::now();
             if now >= deadline {
                 break false;
             }
-            // Woken by every drain while flushing; the timeout also covers
-            // a link that comes up without a frame we could see.
             let wait = (deadline - now).min(Duration::from_millis(100));
             g = self
                 .shared
@@ -800,7 +791,7 @@ impl Node {
                 .0;
         };
         g.flushing -= 1;
-        done
+        out
     }
 
     /// Stops everything: links, listeners, timers; flushes and closes the

@@ -103,6 +103,25 @@ async function toggleLink(page) {
   await page.click("#toggle-link");
 }
 
+/** Runs `body(a, b, rel)` with a fresh relay and two pages online in two
+ * browser contexts (two replicas), closing everything whatever happens. */
+async function twoPages(name, body, { names = [], viewport = { width: 1200, height: 800 } } = {}) {
+  const rel = await relay(name);
+  const c1 = await browser.newContext({ viewport });
+  const c2 = await browser.newContext({ viewport });
+  try {
+    const a = await open(c1, rel.url(), { name: names[0] });
+    const b = await open(c2, rel.url(), { name: names[1] });
+    await online(a);
+    await online(b);
+    await body(a, b, rel);
+  } finally {
+    await c1.close();
+    await c2.close();
+    await rel.stop();
+  }
+}
+
 before(async () => {
   browser = await launchChromium();
 });
@@ -113,14 +132,7 @@ after(async () => {
 });
 
 test("two pages type into the document at the same place while offline: both runs survive whole", async () => {
-  const rel = await relay("doc");
-  const c1 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const c2 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  try {
-    const a = await open(c1, rel.url(), { name: "Ada" });
-    const b = await open(c2, rel.url(), { name: "Bob" });
-    await online(a);
-    await online(b);
+  await twoPages("doc", async (a, b) => {
     await typeAt(a, 0, "Shared notes. ");
     await waitFor(async () => (await docText(b)) === "Shared notes. ", "b sees a's text");
     // Both offline, both type at the same place.
@@ -146,22 +158,11 @@ test("two pages type into the document at the same place while offline: both run
     const live = (await docText(a)).slice(0, 6);
     assert.ok(live === "[a]{b}" || live === "{b}[a]", live);
     await shot(b, "2-doc-converged-b");
-  } finally {
-    await c1.close();
-    await c2.close();
-    await rel.stop();
-  }
+  }, { names: ["Ada", "Bob"] });
 });
 
 test("a remote cursor shows with its name and moves when text is inserted before it", async () => {
-  const rel = await relay("cursor");
-  const c1 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const c2 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  try {
-    const a = await open(c1, rel.url(), { name: "Ada" });
-    const b = await open(c2, rel.url(), { name: "Bob" });
-    await online(a);
-    await online(b);
+  await twoPages("cursor", async (a, b) => {
     await typeAt(a, 0, "hello world");
     await waitFor(async () => (await docText(b)) === "hello world", "text shared");
     // Ada puts her cursor after "hello".
@@ -181,22 +182,11 @@ test("a remote cursor shows with its name and moves when text is inserted before
     // Ada's own cursor moved with the text too, and her caret on Bob's page follows a selection.
     await a.evaluate(() => window.demo.view.dispatch({ selection: { anchor: 3, head: 8 } }));
     await waitFor(() => b.evaluate((id) => !!document.querySelector(`.cm-minidote-selection[data-replica="${id}"]`), aId), "selection shown");
-  } finally {
-    await c1.close();
-    await c2.close();
-    await rel.stop();
-  }
+  }, { names: ["Ada", "Bob"] });
 });
 
 test("to-dos: offline renames conflict and are picked, done wins, tags merge, reordering converges", async () => {
-  const rel = await relay("todos");
-  const c1 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const c2 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  try {
-    const a = await open(c1, rel.url());
-    const b = await open(c2, rel.url());
-    await online(a);
-    await online(b);
+  await twoPages("todos", async (a, b) => {
     for (const t of ["buy milk", "write report", "call Ada"]) {
       await a.fill("#todo-input", t);
       await a.click("#todo-form button");
@@ -233,22 +223,11 @@ test("to-dos: offline renames conflict and are picked, done wins, tags merge, re
     // Delete one.
     await b.locator("#todos li").nth(2).locator("button.delete").click();
     await waitFor(async () => (await todoTitles(a)).join() === "call Ada,buy oat milk", "deleted");
-  } finally {
-    await c1.close();
-    await c2.close();
-    await rel.stop();
-  }
+  });
 });
 
 test("a Python replica appends to the chat and both pages show it live, after theirs", async () => {
-  const rel = await relay("chat");
-  const c1 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const c2 = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  try {
-    const a = await open(c1, rel.url(), { name: "Ada" });
-    const b = await open(c2, rel.url(), { name: "Bob" });
-    await online(a);
-    await online(b);
+  await twoPages("chat", async (a, b) => {
     await a.fill("#chat-input", "hi from the browser");
     await a.click("#chat-form button");
     await waitFor(async () => (await messages(b)).join() === "hi from the browser", "b sees a's message");
@@ -261,11 +240,7 @@ test("a Python replica appends to the chat and both pages show it live, after th
     }
     assert.deepEqual(await a.locator("#messages .author").allInnerTexts(), ["Ada", "Python"]);
     await shot(b, "5-chat-with-python");
-  } finally {
-    await c1.close();
-    await c2.close();
-    await rel.stop();
-  }
+  }, { names: ["Ada", "Bob"] });
 });
 
 test("values of any shape from a peer render as text and break no panel", async () => {
@@ -422,14 +397,7 @@ test("a reload with the relay stopped restores the app and its state; offline ed
 });
 
 test("the README's screenshot: the app with two people in the room", async () => {
-  const rel = await relay("readme");
-  const c1 = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  const c2 = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  try {
-    const a = await open(c1, rel.url(), { name: "Ada" });
-    const b = await open(c2, rel.url(), { name: "Bob" });
-    await online(a);
-    await online(b);
+  await twoPages("readme", async (a, b) => {
     await typeAt(a, 0, "# Trip to Lisbon\n\nFlights: book by Friday.\nHotel: near Alfama, 3 nights.\n\nIdeas: tram 28, pastéis de nata, Sintra day trip.");
     for (const t of ["Book flights", "Reserve hotel", "Buy travel insurance"]) {
       await b.fill("#todo-input", t);
@@ -450,9 +418,5 @@ test("the README's screenshot: the app with two people in the room", async () =>
     await a.screenshot({ path: path.join(OUT, "0-app.png"), fullPage: true });
     // `make demo-screenshot` puts it in the README.
     if (process.env.MINIDOTE_README_SHOT === "1") fs.copyFileSync(path.join(OUT, "0-app.png"), path.join(ROOT, "docs", "demo.png"));
-  } finally {
-    await c1.close();
-    await c2.close();
-    await rel.stop();
-  }
+  }, { names: ["Ada", "Bob"], viewport: { width: 1280, height: 860 } });
 });

@@ -6,7 +6,7 @@ CARGO ?= cargo
 MINIDOTE_SIM_SEEDS ?= 1000
 export MINIDOTE_SIM_SEEDS
 
-.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo demo-screenshot plots bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
+.PHONY: test lint test-core test-python test-wasm test-demo wasm chromium python relay demo demo-screenshot plots bench-demo bench bench-core bench-python bench-relay bench-wasm bench-text fuzz sim-long
 
 ## make test: formatting, lints and every test suite.
 test: lint test-core test-python test-wasm test-demo
@@ -85,6 +85,12 @@ demo: wasm
 demo-screenshot: wasm bindings-wasm/node_modules/.installed chromium relay python
 	scripts/build-demo.sh
 	cd web-demo && MINIDOTE_README_SHOT=1 node --test --test-name-pattern="README" tests/e2e.test.mjs
+
+## The demo joining rooms of 10k, 100k and 300k transactions (BENCHMARKS.md, "The demo").
+bench-demo: wasm bindings-wasm/node_modules/.installed chromium python
+	$(CARGO) build --release -p minidote-relay
+	scripts/build-demo.sh
+	node web-demo/bench/catchup.mjs
 
 ## Criterion benchmarks of the core (results go in BENCHMARKS.md).
 bench-core:

@@ -16,12 +16,16 @@
 //   returns (index.js), as deltas against the replica's text. They are
 //   queued as one CodeMirror ChangeSet and dispatched from a microtask (a
 //   subscriber may run while the editor is mid-update, where dispatching
-//   is not allowed). A local edit made while some are queued is mapped
-//   over them before it is sent (the replica applied them first), and the
-//   queue is mapped over the edit, so both sides end equal.
-// * A burst of more than MAX_QUEUED deltas (a catch-up) replaces the
-//   document with the replica's text once instead; so does any mismatch
-//   the check after each dispatch finds.
+//   is not allowed), or, once a burst passes BURST deltas (a catch-up,
+//   frame after frame), from a timer every BURST_MS, so the editor redraws
+//   a few times a second instead of once per frame. A local edit made
+//   while some are queued is mapped over them before it is sent (the
+//   replica applied them first), and the queue is mapped over the edit, so
+//   both sides end equal.
+// * Past MAX_QUEUED queued deltas the document is replaced with the
+//   replica's text once instead (edits typed in that moment are lost; it
+//   takes a catch-up of thousands of changes); so is any mismatch of the
+//   lengths the check after each dispatch finds (`seqStats`, O(1)).
 // * Cursors travel as a `map_rr` of presence: one `register_lww` field per
 //   replica with `{name, color, anchor, head, at}`, where anchor and head
 //   are `replica.cursor()` bytes. Causal delivery means a cursor never
@@ -33,8 +37,11 @@ import { Decoration, EditorView, ViewPlugin, WidgetType } from "@codemirror/view
 export const remoteChange = Annotation.define();
 const refresh = StateEffect.define();
 
+/** Above this many queued deltas, dispatches wait for a timer. */
+const BURST = 64;
+const BURST_MS = 100;
 /** Above this many queued deltas, the document is replaced in one go. */
-const MAX_QUEUED = 256;
+const MAX_QUEUED = 20000;
 /** Own presence is written at most this often (ms). */
 const PRESENCE_MS = 100;
 /** Presence older than this (ms, by the writer's clock) is not shown. */
@@ -149,6 +156,7 @@ export function minidoteText(replica, key, { presence } = {}) {
       this.count = 0;
       this.replaceAll = false;
       this.scheduled = false;
+      this.timer = null;
       this.presenceTimer = null;
       this.destroyed = false;
       /** Remote cursors as decorations. */
@@ -187,11 +195,21 @@ export function minidoteText(replica, key, { presence } = {}) {
     }
 
     schedule() {
+      if (this.count >= BURST || this.replaceAll) {
+        // A burst: redraw a few times a second, not once per frame.
+        if (this.timer === null) {
+          this.timer = setTimeout(() => {
+            this.timer = null;
+            if (!this.destroyed) this.flush();
+          }, BURST_MS);
+        }
+        return;
+      }
       if (this.scheduled) return;
       this.scheduled = true;
       queueMicrotask(() => {
         this.scheduled = false;
-        if (!this.destroyed) this.flush();
+        if (!this.destroyed && this.timer === null) this.flush();
       });
     }
 
@@ -217,7 +235,7 @@ export function minidoteText(replica, key, { presence } = {}) {
       if (queued && !queued.empty) this.view.dispatch({ changes: queued, annotations });
       else this.view.dispatch({ effects: refresh.of(null) });
       // The safety net: a length that differs means the two drifted.
-      if (queued && this.view.state.doc.length !== replica.read([key])[0].length) {
+      if (queued && this.view.state.doc.length !== replica.seqStats(key).length) {
         this.replaceAll = true;
         this.schedule();
       }
@@ -330,6 +348,7 @@ export function minidoteText(replica, key, { presence } = {}) {
       this.destroyed = true;
       this.unsubscribe();
       if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
+      if (this.timer !== null) clearTimeout(this.timer);
       globalThis.removeEventListener?.("pagehide", this.onHide);
     }
   }, { decorations: (v) => v.decorations });

@@ -67,6 +67,8 @@ export interface SeqStats {
   elements: number;
   visible: number;
   tombstones: number;
+  /** The visible length in UTF-16 units (as `string.length`), in O(1). */
+  length: number;
 }
 
 /** What subscribers get with each change. */

@@ -529,7 +529,8 @@ export class Replica {
     return out;
   }
 
-  /** `{runs, elements, visible, tombstones}` of a list or text in memory. */
+  /** `{runs, elements, visible, tombstones, length}` of a list or text in
+   * memory (`length` in UTF-16 units, read in O(1)). */
   seqStats(key) {
     try {
       return this.#core.seqStats(key);

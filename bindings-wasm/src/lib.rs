@@ -1343,6 +1343,7 @@ impl Core {
             ("elements", st.elements),
             ("visible", st.visible),
             ("tombstones", st.tombstones),
+            ("length", st.utf16),
         ] {
             let _ = Reflect::set(&o, &name.into(), &(v as f64).into());
         }

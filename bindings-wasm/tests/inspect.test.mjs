@@ -110,11 +110,13 @@ test("inspect shows the last transactions with deps and keys, and what waits in 
 
 test("seqStats counts runs, visible elements and tombstones", async () => {
   const r = await Replica.open();
-  assert.deepEqual(r.seqStats(T), { runs: 0, elements: 0, visible: 0, tombstones: 0 });
+  assert.deepEqual(r.seqStats(T), { runs: 0, elements: 0, visible: 0, tombstones: 0, length: 0 });
   await r.updateObjects([[T, "insert", [0, "hello"]]]);
   await r.updateObjects([[T, "delete", [1, 2]]]);
   const st = r.seqStats(T);
-  assert.deepEqual([st.elements, st.visible, st.tombstones], [5, 3, 2]);
+  assert.deepEqual([st.elements, st.visible, st.tombstones, st.length], [5, 3, 2, 3]);
+  await r.updateObjects([[T, "insert", [0, "😀"]]]);
+  assert.equal(r.seqStats(T).length, 5, "UTF-16 units");
   assert.throws(() => r.seqStats(K), (e) => e instanceof MinidoteError && e.code === "invalid_operation");
   await r.close();
 });

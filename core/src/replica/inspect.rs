@@ -45,6 +45,9 @@ pub struct SeqStats {
     pub visible: u64,
     /// Deleted elements still kept for ordering (`elements - visible`).
     pub tombstones: u64,
+    /// The visible length in UTF-16 units (a JavaScript string's
+    /// `length`; for a list, its elements).
+    pub utf16: u64,
 }
 
 impl Replica {
@@ -92,8 +95,8 @@ impl Replica {
     /// The shape of the `list` or `text` at `key` (all zero if it was never
     /// written); `None` for other types.
     pub fn seq_stats(&self, key: &Key) -> Option<SeqStats> {
-        let (runs, elements, visible) = match self.objects.get(key) {
-            None if matches!(key.ty, CrdtType::List | CrdtType::Text) => (0, 0, 0),
+        let (runs, elements, visible, utf16) = match self.objects.get(key) {
+            None if matches!(key.ty, CrdtType::List | CrdtType::Text) => (0, 0, 0, 0),
             None => return None,
             Some(s) => s.seq_shape()?,
         };
@@ -102,6 +105,7 @@ impl Replica {
             elements,
             visible,
             tombstones: elements - visible,
+            utf16,
         })
     }
 

@@ -55,15 +55,21 @@ impl State {
         }
     }
 
-    /// A list's or text's runs, skeleton elements and visible elements
-    /// (`None` for other types).
-    pub(crate) fn seq_shape(&self) -> Option<(u64, u64, u64)> {
-        let (runs, elems, vis, _) = match self {
-            State::List(s) => s.seq().stats(),
-            State::Text(s) => s.seq().stats(),
+    /// A list's or text's runs, skeleton elements, visible elements and
+    /// visible UTF-16 units (`None` for other types).
+    pub(crate) fn seq_shape(&self) -> Option<(u64, u64, u64, u64)> {
+        let (runs, elems, vis, utf16) = match self {
+            State::List(s) => {
+                let (r, e, v, _) = s.seq().stats();
+                (r, e, v, s.seq().len().1)
+            }
+            State::Text(s) => {
+                let (r, e, v, _) = s.seq().stats();
+                (r, e, v, s.seq().len().1)
+            }
             _ => return None,
         };
-        Some((runs, elems, vis))
+        Some((runs, elems, vis, utf16))
     }
 
     /// The index (code points, UTF-16 units) of a cursor's element now, if

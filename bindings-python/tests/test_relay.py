@@ -135,6 +135,54 @@ def txns_headers(frame):
     return out
 
 
+def skip_clock(frame, i):
+    n, i = read_varint(frame, i)
+    if n >= 3:  # packed clock: first id, two bit widths, bit stream
+        _, i = read_varint(frame, i)
+        gw, k = frame[i], frame[i + 1]
+        return i + 2 + (k + (n - 1) * (gw + k) + 7) // 8
+    for _ in range(n):
+        i += 8
+        _, i = read_varint(frame, i)
+    return i
+
+
+def run_headers(frame):
+    """(origin hex, seq) of each transaction in a Run frame (PROTOCOL.md,
+    "Run"): the origin table, the key table, then one head per transaction;
+    the bodies that follow are not needed for this."""
+    n, i = read_varint(frame, 2)
+    origins = [struct.unpack_from("<Q", frame, i + 8 * k)[0] for k in range(n)]
+    i += 8 * n
+    keys, i = read_varint(frame, i)
+    for _ in range(keys):
+        i += 1  # type
+        for _ in range(2):  # key, bucket
+            ln, i = read_varint(frame, i)
+            i += ln
+    count, i = read_varint(frame, i)
+    last = [0] * len(origins)
+    out = []
+    for _ in range(count):
+        head, i = read_varint(frame, i)
+        o, kind = head >> 2, head & 3
+        if kind in (0, 3):  # the origin's next seq, no new deps
+            seq = last[o] + 1
+            if kind == 3:
+                _, i = read_varint(frame, i)  # key index
+        else:
+            seq, i = read_varint(frame, i)
+            i = skip_clock(frame, i)
+            if kind == 1:
+                _, i = read_varint(frame, i)  # key index
+            else:
+                ln, i = read_varint(frame, i)
+                i += ln  # the effects blob
+        last[o] = seq
+        out.append((f"{origins[o]:016x}", seq))
+    return out
+
+
 class RawClient:
     """A browser stand-in: raw frames over the relay's WebSocket."""
 
@@ -143,6 +191,7 @@ class RawClient:
         self.rid = rid
         self.seen = {}
         self.errors = []
+        self.runs = 0
         self.ws.send(hello(rid, room, token))
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -151,9 +200,10 @@ class RawClient:
         try:
             for msg in self.ws:
                 tag = msg[1]
-                if tag == 1:
-                    for origin, seq in txns_headers(msg):
+                if tag in (1, 9):  # Txns, or a batch as a Run
+                    for origin, seq in (txns_headers if tag == 1 else run_headers)(msg):
                         self.seen[origin] = max(self.seen.get(origin, 0), seq)
+                        self.runs += tag == 9
                 elif tag == 4:
                     self.errors.append(msg)
                 elif tag == 5:  # Ping -> Pong with the same nonce
@@ -232,3 +282,24 @@ def test_a_wrong_token_is_refused_and_the_replica_keeps_working(relay):
         # Connecting again, with a good token, works.
         r.connect(relay["tcp"], token=mint("room3", "write"))
         wait_until(lambda: any(p["connected"] for p in r.peers()), what="linked")
+
+
+def test_a_client_written_from_protocol_md_reads_a_catch_up_sent_as_a_run(relay):
+    """A batch reaches a late joiner as a `Run` frame (tag 9); the
+    hand-written client above reads its heads from PROTOCOL.md alone."""
+    tok = mint("room-run", "write")
+    a = minidote.Replica(room="room-run")
+    a.connect(relay["tcp"], token=tok)
+    try:
+        for _ in range(200):
+            a.update_objects([(K, "increment", 1)])
+        assert a.flush(10.0)
+        raw = RawClient(relay["http"], 0x7777, "room-run", tok)
+        try:
+            wait_until(lambda: raw.seen.get(a.id) == 200, what="the raw client caught up")
+            assert raw.runs > 0, "the catch-up came in Run frames"
+            assert raw.errors == []
+        finally:
+            raw.close()
+    finally:
+        a.close()

@@ -223,5 +223,39 @@ pub fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     )
     .unwrap();
     out.push(("snapshot_list", l.state_snapshot().encode()));
+    // A run: two increments by `a` (the second is "next seq, same key"),
+    // then one by `b` that depends on them, and a two-key transaction.
+    let inc2 = Txn {
+        seq: 2,
+        ..inc.clone()
+    };
+    let by_b = Txn {
+        origin: b,
+        seq: 1,
+        deps: VectorClock::from_entries([(a, 2)]),
+        ..inc.clone()
+    };
+    let two_keys = Txn {
+        origin: b,
+        seq: 2,
+        deps: VectorClock::new(),
+        effects: vec![
+            (
+                Key::new("a", CrdtType::CounterPn, "d"),
+                Effect::CounterPn(minidote_core::effect::CounterPn::delta(1)),
+            ),
+            (
+                Key::new("b", CrdtType::CounterPn, "d"),
+                Effect::CounterPn(minidote_core::effect::CounterPn::delta(-1)),
+            ),
+        ],
+    };
+    let txns = [
+        inc.encode(),
+        inc2.encode(),
+        by_b.encode(),
+        two_keys.encode(),
+    ];
+    out.push(("run", minidote_core::wire::run_frame(&txns).unwrap()));
     out
 }

@@ -404,7 +404,7 @@ impl VectorClock {
     /// Parses bytes made by [`VectorClock::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        crate::version::check_version(r.u8()?)?;
+        crate::version::check_stored_version(r.u8()?)?;
         let c = Self::decode(&mut r)?;
         r.finish()?;
         Ok(c)

@@ -23,6 +23,7 @@ mod value;
 mod types;
 
 mod buffer;
+mod run;
 pub mod wire;
 
 mod replica;

@@ -4,10 +4,29 @@
 use crate::error::DecodeError;
 
 /// The protocol version this build speaks. Every frame, record, snapshot
-/// and standalone clock starts with it.
-pub const PROTOCOL_VERSION: u8 = 5;
+/// and standalone clock starts with it. 6 added `Run` frames.
+pub const PROTOCOL_VERSION: u8 = 6;
 
-/// Refuses any version but [`PROTOCOL_VERSION`].
+/// The oldest version whose snapshots and standalone clocks this build
+/// still reads: their encoding has not changed since (a database or a
+/// session clock written by version 5 stays readable). Frames must be
+/// [`PROTOCOL_VERSION`].
+pub const OLDEST_STORED_VERSION: u8 = 5;
+
+/// Refuses a snapshot or standalone clock of a version this build cannot
+/// read.
+pub fn check_stored_version(v: u8) -> Result<(), DecodeError> {
+    if (OLDEST_STORED_VERSION..=PROTOCOL_VERSION).contains(&v) {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion {
+            found: v,
+            supported: PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// Refuses any version but [`PROTOCOL_VERSION`] (frames).
 pub fn check_version(v: u8) -> Result<(), DecodeError> {
     if v == PROTOCOL_VERSION {
         Ok(())

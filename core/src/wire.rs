@@ -12,6 +12,7 @@ use crate::clock::{ReplicaId, VectorClock};
 use crate::codec::{Codec, Reader, Writer};
 use crate::error::DecodeError;
 use crate::key::Key;
+pub use crate::run::{run_frame, split_run, MAX_EXPANSION, RUN_MIN_TXNS};
 use crate::types::{Effect, State};
 pub use crate::version::{check_version, error_code, PROTOCOL_VERSION};
 
@@ -29,6 +30,7 @@ mod tag {
     pub const PONG: u8 = 6;
     pub const STORED: u8 = 7;
     pub const SNAPSHOT_PART: u8 = 8;
+    pub const RUN: u8 = crate::run::RUN_TAG;
 }
 
 /// `Hello`: the first frame on every link, in both directions.
@@ -176,6 +178,16 @@ impl Frame {
     pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
         let mut r = Reader::new(bytes);
         check_version(r.u8()?)?;
+        if bytes.get(1) == Some(&tag::RUN) {
+            // A `Run` is another encoding of a `Txns` frame.
+            let txns = split_run(bytes)?;
+            for t in &txns {
+                let mut h = Reader::new(t);
+                TxnHeader::decode(&mut h)?;
+                h.finish()?;
+            }
+            return Ok(Frame::Txns(txns.into_iter().map(TxnBytes::from).collect()));
+        }
         let frame = match r.u8()? {
             tag::HELLO => {
                 let replica = ReplicaId(r.u64_le()?);
@@ -318,6 +330,7 @@ pub fn frame_name(t: u8) -> &'static str {
         tag::PONG => "Pong",
         tag::STORED => "Stored",
         tag::SNAPSHOT_PART => "SnapshotPart",
+        tag::RUN => "Run",
         _ => "an unknown frame",
     }
 }
@@ -375,21 +388,23 @@ pub fn split_txn_headers(
     Ok(out)
 }
 
-/// Packs encoded transactions, in order, into `Txns` frames of at most
-/// `max` bytes each (a transaction larger than that gets a frame alone).
+/// Packs encoded transactions, in order, into frames of at most `max`
+/// bytes each (a transaction larger than that gets a frame alone): `Run`
+/// frames for batches of [`RUN_MIN_TXNS`] or more ([`batch_frame`]; a run
+/// is never larger than the `Txns` frame it replaces), else `Txns`.
 pub fn txns_frames<T: AsRef<[u8]>>(txns: &[T], max: usize) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     let (mut start, mut size) = (0, 3);
     for (i, t) in txns.iter().enumerate() {
         let len = t.as_ref().len();
         if i > start && size + len > max {
-            frames.push(txns_frame(txns[start..i].iter().map(AsRef::as_ref)));
+            frames.push(batch_frame(&txns[start..i]));
             (start, size) = (i, 3);
         }
         size += len;
     }
     if start < txns.len() {
-        frames.push(txns_frame(txns[start..].iter().map(AsRef::as_ref)));
+        frames.push(batch_frame(&txns[start..]));
     }
     frames
 }
@@ -412,12 +427,41 @@ pub fn txns_frame<'a>(txns: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> 
 /// objects.
 pub fn snapshot_clock(bytes: &[u8]) -> Result<VectorClock, DecodeError> {
     let mut r = Reader::new(bytes);
-    check_version(r.u8()?)?;
+    crate::version::check_stored_version(r.u8()?)?;
     VectorClock::decode(&mut r)
 }
 
 /// The tag byte of a `Txns` frame (after the version byte).
 pub const TXNS_TAG: u8 = tag::TXNS;
+
+/// The tag byte of a `Run` frame (after the version byte).
+pub const RUN_TAG: u8 = tag::RUN;
+
+/// The transactions of a `Txns` or `Run` frame, each as its own bytes:
+/// borrowed from a `Txns` frame, rebuilt from a `Run`.
+pub fn frame_txns(frame: &[u8]) -> Result<Vec<std::borrow::Cow<'_, [u8]>>, DecodeError> {
+    if frame.get(1) == Some(&tag::RUN) {
+        return Ok(split_run(frame)?
+            .into_iter()
+            .map(std::borrow::Cow::Owned)
+            .collect());
+    }
+    Ok(split_txns(frame)?
+        .into_iter()
+        .map(std::borrow::Cow::Borrowed)
+        .collect())
+}
+
+/// A batch of transactions as one frame: a `Run` when it has at least
+/// [`RUN_MIN_TXNS`] and re-encodes byte for byte, else `Txns`.
+pub fn batch_frame<T: AsRef<[u8]>>(txns: &[T]) -> Vec<u8> {
+    if txns.len() >= RUN_MIN_TXNS {
+        if let Some(f) = run_frame(txns) {
+            return f;
+        }
+    }
+    txns_frame(txns.iter().map(AsRef::as_ref))
+}
 
 /// The tag byte of a `Hello` frame (after the version byte).
 pub const HELLO_TAG: u8 = tag::HELLO;
@@ -825,7 +869,7 @@ impl Snapshot {
     /// Decodes and validates a snapshot.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         let mut r = Reader::new(bytes);
-        check_version(r.u8()?)?;
+        crate::version::check_stored_version(r.u8()?)?;
         let clock = VectorClock::decode(&mut r)?;
         let n = r.count(4)?;
         let mut objects: Vec<(Key, State)> = Vec::with_capacity(crate::codec::reserve(n));

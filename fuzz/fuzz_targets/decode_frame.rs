@@ -21,6 +21,20 @@ fn check_txn(bytes: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if data.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+        // A `Run` is another encoding of a `Txns` frame, not a canonical
+        // one: it decodes to the transactions it carries, which re-encode.
+        if let Ok(f) = Frame::decode(data) {
+            let Frame::Txns(txns) = &f else { panic!("a Run decodes to Txns") };
+            let split = minidote_core::wire::split_run(data).expect("a decoded Run splits");
+            assert_eq!(split.len(), txns.len());
+            assert_eq!(Frame::decode(&f.encode()).as_ref(), Ok(&f));
+            for t in txns {
+                check_txn(t);
+            }
+        }
+        return;
+    }
     if let Ok(f) = Frame::decode(data) {
         assert_eq!(f.encode(), data, "frames are canonical");
         if let Frame::Txns(txns) = &f {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use minidote_core::wire::{
-    snapshot_id, snapshot_part_frame, snapshot_parts, txns_frame, Frame, SNAPSHOT_TAG,
+    batch_frame, snapshot_id, snapshot_part_frame, snapshot_parts, Frame, SNAPSHOT_TAG,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -387,7 +387,9 @@ async fn send_items<S: FrameSink>(
 }
 
 fn flush_run(run: &mut Vec<Bytes>, run_len: &mut usize) -> Bytes {
-    let f = txns_frame(run.iter().map(|b| &b[..]));
+    // A batch goes as a `Run` (columns, a few bytes a transaction), a
+    // live write or two as `Txns`.
+    let f = batch_frame(run);
     run.clear();
     *run_len = 0;
     Bytes::from(f)

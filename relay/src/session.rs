@@ -435,6 +435,15 @@ impl Peer {
         if frame.get(1) == Some(&minidote_core::wire::TXNS_TAG) {
             return self.on_txns(frame);
         }
+        if frame.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+            // A batch in columns: the same transactions, each rebuilt to
+            // its own bytes (bounded by the run's expansion limit), then
+            // the path of a Txns frame.
+            let txns = minidote_core::wire::split_run(&frame)
+                .map_err(|e| Some((error_code::MALFORMED, format!("malformed Run frame: {e}"))))?;
+            let f = minidote_core::wire::txns_frame(txns.iter().map(|t| &t[..]));
+            return self.on_txns(Bytes::from(f));
+        }
         match Frame::decode(&frame) {
             Err(e) => Err(Some((
                 error_code::MALFORMED,

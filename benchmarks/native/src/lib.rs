@@ -287,7 +287,12 @@ pub mod md {
             };
             let mut out = Vec::new();
             while let Some(t) = self.r.poll_transmit() {
-                if t.link == link && t.frame.get(1) == Some(&minidote_core::wire::TXNS_TAG) {
+                if t.link == link
+                    && matches!(
+                        t.frame.get(1),
+                        Some(&minidote_core::wire::TXNS_TAG | &minidote_core::wire::RUN_TAG)
+                    )
+                {
                     out.push(t.frame);
                 }
             }

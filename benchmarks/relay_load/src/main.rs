@@ -367,10 +367,21 @@ async fn run_step(
                 };
                 match target {
                     Target::Minidote | Target::MinidoteData => {
+                        // A batch may come as a `Run`: rebuilt as `Txns`.
+                        let rebuilt;
+                        let b = if b.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+                            let Ok(t) = minidote_core::wire::split_run(&b) else {
+                                continue;
+                            };
+                            rebuilt = txns_frame(t.iter().map(|x| &x[..]));
+                            &rebuilt[..]
+                        } else {
+                            &b[..]
+                        };
                         if b.get(1) != Some(&1) {
                             continue;
                         }
-                        let Ok(txns) = split_txn_headers(&b) else {
+                        let Ok(txns) = split_txn_headers(b) else {
                             continue;
                         };
                         for (h, range) in txns {

@@ -264,10 +264,15 @@ impl Replica {
         // from the frame's bytes.
         if bytes.len() >= 2
             && bytes[0] == crate::PROTOCOL_VERSION
-            && bytes[1] == crate::wire::TXNS_TAG
+            && (bytes[1] == crate::wire::TXNS_TAG || bytes[1] == crate::wire::RUN_TAG)
         {
             if !established {
                 return Err(ProtocolError::HelloExpected("Txns"));
+            }
+            if bytes[1] == crate::wire::RUN_TAG {
+                let owned = crate::wire::split_run(bytes)?;
+                let slices: Vec<&[u8]> = owned.iter().map(|t| &t[..]).collect();
+                return self.on_txns(link, &slices, now_ms);
             }
             let slices = crate::wire::split_txns(bytes)?;
             return self.on_txns(link, &slices, now_ms);
@@ -537,12 +542,14 @@ impl Replica {
         self.handle_txn_slices(from, &slices)
     }
 
-    /// Applies a whole `Txns` frame (as a link carries it, or as saved from
-    /// [`crate::wire::txns_frame`]) that arrived outside any link: from a
-    /// file, a relay log or another process. Like [`Replica::handle_txns`],
-    /// but the transactions are read in place from the frame's bytes.
+    /// Applies a whole `Txns` or `Run` frame (as a link carries it, or as
+    /// saved from [`crate::wire::txns_frames`]) that arrived outside any
+    /// link: from a file, a relay log or another process. Like
+    /// [`Replica::handle_txns`], but a `Txns` frame's transactions are read
+    /// in place from its bytes.
     pub fn import_frame(&mut self, frame: &[u8]) -> Result<ImportStatus, ProtocolError> {
-        let slices = crate::wire::split_txns(frame)?;
+        let txns = crate::wire::frame_txns(frame)?;
+        let slices: Vec<&[u8]> = txns.iter().map(|t| &t[..]).collect();
         self.handle_txn_slices(None, &slices)
     }
 

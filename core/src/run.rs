@@ -1,0 +1,345 @@
+//! `Run` frames: a batch of transactions in columns (PROTOCOL.md, "Run").
+//!
+//! A catch-up ships thousands of transactions; as `Txns` each repeats its
+//! origin (8 bytes), its seq, its deps and its key in full. A `Run` names
+//! each origin and each key once in tables, gives each transaction a head
+//! that says "the next seq of this origin, no new deps" in one byte, and
+//! groups the effect bodies by object (all bodies of one key together, in
+//! transaction order), so similar bodies sit side by side.
+//!
+//! A `Run` is a re-encoding, not a new format for transactions: it decodes
+//! back to exactly the bytes of each transaction, which is what logs store,
+//! peers compare (one dot, one byte string) and the replica applies. The
+//! encoder checks that every transaction comes back byte for byte and
+//! falls back to `Txns` otherwise.
+//!
+//! ```text
+//! Run   = u8 version, u8 tag (9)
+//!         varint origins, origins × u64 ReplicaId
+//!         varint keys, keys × Key
+//!         varint count, count × Head
+//!         bodies: for each key in table order, its bodies in transaction
+//!                 order, each `varint len, len bytes`
+//! Head  = varint (origin index << 2 | kind), then by kind:
+//!         0: one effect, the origin's next seq, empty deps, the same key as
+//!            the origin's previous one-effect transaction in this run
+//!         3: one effect, the origin's next seq, empty deps: varint key index
+//!         1: one effect: varint seq, Clock deps, varint key index
+//!         2: any effects: varint seq, Clock deps, varint len, the effects blob
+//! ```
+//!
+//! A run of single writes to one object costs 4 bytes a transaction: the
+//! head, the body's length and a 2-byte body.
+//!
+//! Decoding is bounded before anything is allocated: the tables by the
+//! frame's length, and the transactions it expands to by
+//! [`MAX_EXPANSION`] times the frame's length.
+
+use crate::clock::VectorClock;
+use crate::codec::{Codec, Reader, Writer};
+use crate::error::DecodeError;
+use crate::key::Key;
+use crate::version::{check_version, PROTOCOL_VERSION};
+
+/// The tag of a `Run` frame.
+pub(crate) const RUN_TAG: u8 = 9;
+
+/// A `Run` frame expands to at most this many times its length.
+pub const MAX_EXPANSION: usize = 32;
+
+/// Batches of fewer transactions go as `Txns` (a live write stays small).
+pub const RUN_MIN_TXNS: usize = 8;
+
+const KIND_SAME: u64 = 0;
+const KIND_ONE: u64 = 1;
+const KIND_RAW: u64 = 2;
+const KIND_NEXT: u64 = 3;
+
+/// The parts of one transaction's bytes.
+struct Parts<'a> {
+    origin: u64,
+    seq: u64,
+    /// The deps' encoding, as written.
+    deps: &'a [u8],
+    /// The effects blob, as written.
+    blob: &'a [u8],
+    /// With exactly one effect: its key's encoding and its body.
+    one: Option<(&'a [u8], &'a [u8])>,
+}
+
+fn parts(t: &[u8]) -> Result<Parts<'_>, DecodeError> {
+    let mut r = Reader::new(t);
+    let origin = r.u64_le()?;
+    let seq = r.varint()?;
+    let d0 = r.position();
+    VectorClock::skip(&mut r)?;
+    let deps = &t[d0..r.position()];
+    let len = r.len(r.remaining())?;
+    let blob = r.take(len)?;
+    r.finish()?;
+    let mut b = Reader::new(blob);
+    let one = if b.varint()? == 1 {
+        let k0 = b.position();
+        Key::decode(&mut b)?;
+        let k1 = b.position();
+        Some((&blob[k0..k1], &blob[k1..]))
+    } else {
+        None
+    };
+    Ok(Parts {
+        origin,
+        seq,
+        deps,
+        blob,
+        one,
+    })
+}
+
+fn put_txn(w: &mut Writer, origin: u64, seq: u64, deps: &[u8], blob_parts: &[&[u8]]) {
+    w.u64_le(origin);
+    w.varint(seq);
+    w.raw(deps);
+    w.varint(blob_parts.iter().map(|p| p.len() as u64).sum());
+    for p in blob_parts {
+        w.raw(p);
+    }
+}
+
+/// The bytes of a one-effect transaction's blob before its key: the
+/// effect count 1.
+const ONE: &[u8] = &[1];
+
+/// Encodes `txns` as one `Run` frame; `None` if some transaction does not
+/// come back byte for byte from its parts (send those as `Txns`).
+pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
+    let mut origins: Vec<u64> = Vec::new();
+    let mut keys: Vec<&[u8]> = Vec::new();
+    let mut heads = Writer::new();
+    let mut last_seq: Vec<u64> = Vec::new();
+    // Per origin, the key of its previous one-effect transaction.
+    let mut last_key: Vec<Option<usize>> = Vec::new();
+    // Per key, its bodies in transaction order.
+    let mut bodies: Vec<Vec<&[u8]>> = Vec::new();
+    let mut raw_len = 0usize;
+    for t in txns {
+        let t = t.as_ref();
+        raw_len += t.len();
+        let p = parts(t).ok()?;
+        let oi = match origins.iter().position(|&o| o == p.origin) {
+            Some(i) => i,
+            None => {
+                origins.push(p.origin);
+                last_seq.push(0);
+                last_key.push(None);
+                origins.len() - 1
+            }
+        };
+        // The parts must give the same bytes back.
+        let mut check = Writer::with_capacity(t.len());
+        match p.one {
+            Some((k, b)) => put_txn(&mut check, p.origin, p.seq, p.deps, &[ONE, k, b]),
+            None => put_txn(&mut check, p.origin, p.seq, p.deps, &[p.blob]),
+        }
+        if check.as_slice() != t {
+            return None;
+        }
+        let next = last_seq[oi].checked_add(1) == Some(p.seq) && p.deps == [0];
+        last_seq[oi] = p.seq;
+        match p.one {
+            Some((k, b)) => {
+                let ki = match keys.iter().position(|&x| x == k) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(k);
+                        bodies.push(Vec::new());
+                        keys.len() - 1
+                    }
+                };
+                if next && last_key[oi] == Some(ki) {
+                    heads.varint((oi as u64) << 2 | KIND_SAME);
+                } else if next {
+                    heads.varint((oi as u64) << 2 | KIND_NEXT);
+                    heads.varint(ki as u64);
+                } else {
+                    heads.varint((oi as u64) << 2 | KIND_ONE);
+                    heads.varint(p.seq);
+                    heads.raw(p.deps);
+                    heads.varint(ki as u64);
+                }
+                last_key[oi] = Some(ki);
+                bodies[ki].push(b);
+            }
+            None => {
+                heads.varint((oi as u64) << 2 | KIND_RAW);
+                heads.varint(p.seq);
+                heads.raw(p.deps);
+                heads.varint(p.blob.len() as u64);
+                heads.raw(p.blob);
+            }
+        }
+    }
+    let mut w = Writer::with_capacity(raw_len / 2 + 64);
+    w.u8(PROTOCOL_VERSION);
+    w.u8(RUN_TAG);
+    w.varint(origins.len() as u64);
+    for o in &origins {
+        w.u64_le(*o);
+    }
+    w.varint(keys.len() as u64);
+    for k in &keys {
+        w.raw(k);
+    }
+    w.varint(txns.len() as u64);
+    w.raw(heads.as_slice());
+    for column in &bodies {
+        for b in column {
+            w.varint(b.len() as u64);
+            w.raw(b);
+        }
+    }
+    let out = w.into_vec();
+    // A run that would expand past what a receiver accepts goes as `Txns`.
+    (raw_len <= out.len().saturating_mul(MAX_EXPANSION)).then_some(out)
+}
+
+/// One transaction of a run, as read from its head.
+struct Head<'a> {
+    origin: u64,
+    seq: u64,
+    deps: &'a [u8],
+    body: HeadBody<'a>,
+}
+
+enum HeadBody<'a> {
+    Key(usize),
+    Raw(&'a [u8]),
+}
+
+/// The transactions of a `Run` frame, each as its own bytes (what a `Txns`
+/// frame would carry). Only the framing is checked here; each transaction
+/// is validated in full when it is decoded.
+pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut r = Reader::new(frame);
+    check_version(r.u8()?)?;
+    let t = r.u8()?;
+    if t != RUN_TAG {
+        return Err(DecodeError::InvalidTag {
+            what: "Run frame",
+            tag: t,
+        });
+    }
+    let n = r.count(8)?;
+    let mut origins = Vec::with_capacity(n);
+    for _ in 0..n {
+        origins.push(r.u64_le()?);
+    }
+    let n = r.count(3)?;
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k0 = r.position();
+        Key::decode(&mut r)?;
+        keys.push(&frame[k0..r.position()]);
+    }
+    let count = r.count(2)?;
+    let mut heads = Vec::with_capacity(count);
+    let mut per_key = vec![0usize; keys.len()];
+    let mut last_seq = vec![0u64; origins.len()];
+    let mut last_key: Vec<Option<usize>> = vec![None; origins.len()];
+    let max_key = keys.len().saturating_sub(1);
+    for _ in 0..count {
+        let h = r.varint()?;
+        let oi = usize::try_from(h >> 2).unwrap_or(usize::MAX);
+        let origin = *origins.get(oi).ok_or(DecodeError::LengthOutOfRange {
+            len: h >> 2,
+            limit: origins.len() as u64,
+        })?;
+        let (seq, deps, body) = match h & 3 {
+            KIND_SAME | KIND_NEXT => {
+                let seq = last_seq[oi]
+                    .checked_add(1)
+                    .ok_or(DecodeError::VarintOverflow)?;
+                let k = if h & 3 == KIND_SAME {
+                    last_key[oi].ok_or(DecodeError::NonCanonical(
+                        "Run: the same key as a previous transaction that has none",
+                    ))?
+                } else {
+                    r.len(max_key)?
+                };
+                (seq, &[0u8][..], HeadBody::Key(k))
+            }
+            kind => {
+                let seq = r.varint()?;
+                let d0 = r.position();
+                VectorClock::skip(&mut r)?;
+                let deps = &frame[d0..r.position()];
+                let body = if kind == KIND_ONE {
+                    HeadBody::Key(r.len(max_key)?)
+                } else {
+                    let len = r.len(r.remaining())?;
+                    HeadBody::Raw(r.take(len)?)
+                };
+                (seq, deps, body)
+            }
+        };
+        if let HeadBody::Key(k) = body {
+            if keys.is_empty() {
+                return Err(DecodeError::LengthOutOfRange { len: 0, limit: 0 });
+            }
+            per_key[k] += 1;
+            last_key[oi] = Some(k);
+        }
+        last_seq[oi] = seq;
+        heads.push(Head {
+            origin,
+            seq,
+            deps,
+            body,
+        });
+    }
+    // The bodies, column by column.
+    let mut columns: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len());
+    for &n in &per_key {
+        let mut col = Vec::with_capacity(n.min(r.remaining()));
+        for _ in 0..n {
+            let len = r.len(r.remaining())?;
+            col.push(r.take(len)?);
+        }
+        columns.push(col);
+    }
+    r.finish()?;
+    // Bounded before anything is built.
+    let mut total = 0usize;
+    let mut next = vec![0usize; keys.len()];
+    for h in &heads {
+        let blob = match h.body {
+            HeadBody::Key(k) => {
+                next[k] += 1;
+                1 + keys[k].len() + columns[k][next[k] - 1].len()
+            }
+            HeadBody::Raw(b) => b.len(),
+        };
+        total = total.saturating_add(8 + 10 + h.deps.len() + 10 + blob);
+    }
+    let limit = frame.len().saturating_mul(MAX_EXPANSION);
+    if total > limit {
+        return Err(DecodeError::LengthOutOfRange {
+            len: total as u64,
+            limit: limit as u64,
+        });
+    }
+    next.iter_mut().for_each(|n| *n = 0);
+    let mut out = Vec::with_capacity(heads.len());
+    for h in &heads {
+        let mut w = Writer::new();
+        match h.body {
+            HeadBody::Key(k) => {
+                let body = columns[k][next[k]];
+                next[k] += 1;
+                put_txn(&mut w, h.origin, h.seq, h.deps, &[ONE, keys[k], body]);
+            }
+            HeadBody::Raw(b) => put_txn(&mut w, h.origin, h.seq, h.deps, &[b]),
+        }
+        out.push(w.into_vec());
+    }
+    Ok(out)
+}

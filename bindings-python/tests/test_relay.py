@@ -150,7 +150,13 @@ def skip_clock(frame, i):
 def run_headers(frame):
     """(origin hex, seq) of each transaction in a Run frame (PROTOCOL.md,
     "Run"): the origin table, the key table, then one head per transaction;
-    the bodies that follow are not needed for this."""
+    the bodies that follow are not needed for this. A packed run (tag 10)
+    is `varint len` and the body as one LZ4 block."""
+    if frame[1] == 10:
+        import lz4.block
+
+        size, i = read_varint(frame, 2)
+        frame = b"\x00\x00" + lz4.block.decompress(frame[i:], uncompressed_size=size)
     n, i = read_varint(frame, 2)
     origins = [struct.unpack_from("<Q", frame, i + 8 * k)[0] for k in range(n)]
     i += 8 * n
@@ -200,10 +206,10 @@ class RawClient:
         try:
             for msg in self.ws:
                 tag = msg[1]
-                if tag in (1, 9):  # Txns, or a batch as a Run
+                if tag in (1, 9, 10):  # Txns, or a batch as a Run (10: packed)
                     for origin, seq in (txns_headers if tag == 1 else run_headers)(msg):
                         self.seen[origin] = max(self.seen.get(origin, 0), seq)
-                        self.runs += tag == 9
+                        self.runs += tag != 1
                 elif tag == 4:
                     self.errors.append(msg)
                 elif tag == 5:  # Ping -> Pong with the same nonce

@@ -31,9 +31,13 @@
 //! A run of single writes to one object costs 4 bytes a transaction: the
 //! head, the body's length and a 2-byte body.
 //!
+//! A run whose body compresses by a tenth or more goes packed (tag 10):
+//! `varint len`, then the body as one LZ4 block (`lz4_flex`) of exactly
+//! `len` bytes.
+//!
 //! Decoding is bounded before anything is allocated: the tables by the
-//! frame's length, and the transactions it expands to by
-//! [`MAX_EXPANSION`] times the frame's length.
+//! frame's length, and the transactions it expands to (and a packed body)
+//! by [`MAX_EXPANSION`] times the frame's length on the wire.
 
 use crate::clock::VectorClock;
 use crate::codec::{Codec, Reader, Writer};
@@ -43,6 +47,13 @@ use crate::version::{check_version, PROTOCOL_VERSION};
 
 /// The tag of a `Run` frame.
 pub(crate) const RUN_TAG: u8 = 9;
+/// The tag of a `Run` frame whose body is one LZ4 block.
+pub(crate) const PACKED_RUN_TAG: u8 = 10;
+
+/// Whether a frame is a `Run`, packed or not.
+pub fn is_run(frame: &[u8]) -> bool {
+    matches!(frame.get(1), Some(&RUN_TAG | &PACKED_RUN_TAG))
+}
 
 /// A `Run` frame expands to at most this many times its length.
 pub const MAX_EXPANSION: usize = 32;
@@ -198,8 +209,28 @@ pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
         }
     }
     let out = w.into_vec();
-    // A run that would expand past what a receiver accepts goes as `Txns`.
-    (raw_len <= out.len().saturating_mul(MAX_EXPANSION)).then_some(out)
+    // What a receiver accepts (the same count as `split_body`'s).
+    let fits = |f: &[u8]| raw_len <= f.len().saturating_mul(MAX_EXPANSION);
+    // Packed when it pays: the body as one LZ4 block.
+    let packed = lz4_flex::block::compress(&out[2..]);
+    if packed.len() + 10 < (out.len() - 2) * 9 / 10 {
+        let mut p = Writer::with_capacity(packed.len() + 12);
+        p.u8(PROTOCOL_VERSION);
+        p.u8(PACKED_RUN_TAG);
+        p.varint((out.len() - 2) as u64);
+        p.raw(&packed);
+        let p = p.into_vec();
+        if fits(&p) {
+            return Some(p);
+        }
+    }
+    // A run that would expand past that goes as `Txns`.
+    fits(&out).then_some(out)
+}
+
+/// The bytes of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// One transaction of a run, as read from its head.
@@ -221,13 +252,32 @@ enum HeadBody<'a> {
 pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     let mut r = Reader::new(frame);
     check_version(r.u8()?)?;
-    let t = r.u8()?;
-    if t != RUN_TAG {
-        return Err(DecodeError::InvalidTag {
+    let limit = frame.len().saturating_mul(MAX_EXPANSION);
+    match r.u8()? {
+        RUN_TAG => split_body(&frame[2..], limit),
+        PACKED_RUN_TAG => {
+            let len = r.len(limit)?;
+            let mut body = vec![0u8; len];
+            let n = lz4_flex::block::decompress_into(&frame[r.position()..], &mut body).map_err(
+                |_| DecodeError::NonCanonical("Run: the packed body does not decompress"),
+            )?;
+            if n != len {
+                return Err(DecodeError::NonCanonical(
+                    "Run: the packed body is not the length it says",
+                ));
+            }
+            split_body(&body, limit)
+        }
+        t => Err(DecodeError::InvalidTag {
             what: "Run frame",
             tag: t,
-        });
+        }),
     }
+}
+
+/// A run's body (after version and tag); `limit` bounds what it expands to.
+fn split_body(frame: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut r = Reader::new(frame);
     let n = r.count(8)?;
     let mut origins = Vec::with_capacity(n);
     for _ in 0..n {
@@ -308,6 +358,7 @@ pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     }
     r.finish()?;
     // Bounded before anything is built.
+    // Exactly what the transactions will take.
     let mut total = 0usize;
     let mut next = vec![0usize; keys.len()];
     for h in &heads {
@@ -318,9 +369,9 @@ pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
             }
             HeadBody::Raw(b) => b.len(),
         };
-        total = total.saturating_add(8 + 10 + h.deps.len() + 10 + blob);
+        let len = 8 + varint_len(h.seq) + h.deps.len() + varint_len(blob as u64) + blob;
+        total = total.saturating_add(len);
     }
-    let limit = frame.len().saturating_mul(MAX_EXPANSION);
     if total > limit {
         return Err(DecodeError::LengthOutOfRange {
             len: total as u64,

@@ -12,7 +12,7 @@ use crate::clock::{ReplicaId, VectorClock};
 use crate::codec::{Codec, Reader, Writer};
 use crate::error::DecodeError;
 use crate::key::Key;
-pub use crate::run::{run_frame, split_run, MAX_EXPANSION, RUN_MIN_TXNS};
+pub use crate::run::{is_run, run_frame, split_run, MAX_EXPANSION, RUN_MIN_TXNS};
 use crate::types::{Effect, State};
 pub use crate::version::{check_version, error_code, PROTOCOL_VERSION};
 
@@ -31,6 +31,7 @@ mod tag {
     pub const STORED: u8 = 7;
     pub const SNAPSHOT_PART: u8 = 8;
     pub const RUN: u8 = crate::run::RUN_TAG;
+    pub const PACKED_RUN: u8 = crate::run::PACKED_RUN_TAG;
 }
 
 /// `Hello`: the first frame on every link, in both directions.
@@ -178,7 +179,7 @@ impl Frame {
     pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
         let mut r = Reader::new(bytes);
         check_version(r.u8()?)?;
-        if bytes.get(1) == Some(&tag::RUN) {
+        if is_run(bytes) {
             // A `Run` is another encoding of a `Txns` frame.
             let txns = split_run(bytes)?;
             for t in &txns {
@@ -330,7 +331,7 @@ pub fn frame_name(t: u8) -> &'static str {
         tag::PONG => "Pong",
         tag::STORED => "Stored",
         tag::SNAPSHOT_PART => "SnapshotPart",
-        tag::RUN => "Run",
+        tag::RUN | tag::PACKED_RUN => "Run",
         _ => "an unknown frame",
     }
 }
@@ -437,10 +438,13 @@ pub const TXNS_TAG: u8 = tag::TXNS;
 /// The tag byte of a `Run` frame (after the version byte).
 pub const RUN_TAG: u8 = tag::RUN;
 
+/// The tag byte of a packed (LZ4) `Run` frame.
+pub const PACKED_RUN_TAG: u8 = tag::PACKED_RUN;
+
 /// The transactions of a `Txns` or `Run` frame, each as its own bytes:
 /// borrowed from a `Txns` frame, rebuilt from a `Run`.
 pub fn frame_txns(frame: &[u8]) -> Result<Vec<std::borrow::Cow<'_, [u8]>>, DecodeError> {
-    if frame.get(1) == Some(&tag::RUN) {
+    if is_run(frame) {
         return Ok(split_run(frame)?
             .into_iter()
             .map(std::borrow::Cow::Owned)

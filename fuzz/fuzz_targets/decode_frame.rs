@@ -21,7 +21,7 @@ fn check_txn(bytes: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+    if minidote_core::wire::is_run(data) {
         // A `Run` is another encoding of a `Txns` frame, not a canonical
         // one: it decodes to the transactions it carries, which re-encode.
         if let Ok(f) = Frame::decode(data) {

@@ -435,7 +435,7 @@ impl Peer {
         if frame.get(1) == Some(&minidote_core::wire::TXNS_TAG) {
             return self.on_txns(frame);
         }
-        if frame.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+        if minidote_core::wire::is_run(&frame) {
             // A batch in columns: the same transactions, each rebuilt to
             // its own bytes (bounded by the run's expansion limit), then
             // the path of a Txns frame.

@@ -288,10 +288,8 @@ pub mod md {
             let mut out = Vec::new();
             while let Some(t) = self.r.poll_transmit() {
                 if t.link == link
-                    && matches!(
-                        t.frame.get(1),
-                        Some(&minidote_core::wire::TXNS_TAG | &minidote_core::wire::RUN_TAG)
-                    )
+                    && (t.frame.get(1) == Some(&minidote_core::wire::TXNS_TAG)
+                        || minidote_core::wire::is_run(&t.frame))
                 {
                     out.push(t.frame);
                 }

@@ -369,7 +369,7 @@ async fn run_step(
                     Target::Minidote | Target::MinidoteData => {
                         // A batch may come as a `Run`: rebuilt as `Txns`.
                         let rebuilt;
-                        let b = if b.get(1) == Some(&minidote_core::wire::RUN_TAG) {
+                        let b = if minidote_core::wire::is_run(&b) {
                             let Ok(t) = minidote_core::wire::split_run(&b) else {
                                 continue;
                             };

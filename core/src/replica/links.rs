@@ -264,12 +264,12 @@ impl Replica {
         // from the frame's bytes.
         if bytes.len() >= 2
             && bytes[0] == crate::PROTOCOL_VERSION
-            && (bytes[1] == crate::wire::TXNS_TAG || bytes[1] == crate::wire::RUN_TAG)
+            && (bytes[1] == crate::wire::TXNS_TAG || crate::wire::is_run(bytes))
         {
             if !established {
                 return Err(ProtocolError::HelloExpected("Txns"));
             }
-            if bytes[1] == crate::wire::RUN_TAG {
+            if crate::wire::is_run(bytes) {
                 let owned = crate::wire::split_run(bytes)?;
                 let slices: Vec<&[u8]> = owned.iter().map(|t| &t[..]).collect();
                 return self.on_txns(link, &slices, now_ms);

@@ -238,9 +238,8 @@ fn a_run_that_would_expand_past_its_bound_is_refused() {
     f.extend_from_slice(&key);
     f.extend_from_slice(&[0xd0, 0x0f]); // 2,000
     f.extend_from_slice(&[1, 1, 0, 0]);
-    for _ in 1..2000 {
-        f.push(0);
-    }
+    // 1,999 heads "the next seq, the same key".
+    f.extend(std::iter::repeat_n(0u8, 1999));
     for _ in 0..2000 {
         f.extend_from_slice(&[1, 2]);
     }

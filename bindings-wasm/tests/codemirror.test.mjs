@@ -8,19 +8,10 @@ import assert from "node:assert/strict";
 import { ChangeSet, EditorState } from "@codemirror/state";
 import { Replica } from "../pkg/index.js";
 import { changesToUpdates, deltaToChanges } from "../pkg/codemirror.js";
+import { rng } from "./rng.mjs";
 
 const T = ["doc", "text", "t"];
 const PIECES = ["a", "bc", "é", "日本", "😀", "\n", "xyz", " "];
-
-function rng(seed) {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 /** Positions between code points (never inside a surrogate pair). */
 function boundaries(text) {

@@ -4,20 +4,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Replica, Clock, MinidoteError } from "../pkg/index.js";
+import { rng } from "./rng.mjs";
 
 const K = ["n", "counter_pn", "t"];
 const T = ["doc", "text", "t"];
 const tick = () => new Promise((r) => setTimeout(r, 0));
-
-function rng(seed) {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >> 17;
-    x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 test("two replicas synced only through a shuffling, duplicating channel converge", async () => {
   const a = await Replica.open();

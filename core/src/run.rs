@@ -58,6 +58,10 @@ pub fn is_run(frame: &[u8]) -> bool {
 /// A `Run` frame expands to at most this many times its length.
 pub const MAX_EXPANSION: usize = 32;
 
+/// The largest packed body (LZ4 lengths are summed in a `u32` by the
+/// decoder; a frame is far below this anyway).
+const MAX_PACKED: usize = 16 << 20;
+
 /// Batches of fewer transactions go as `Txns` (a live write stays small).
 pub const RUN_MIN_TXNS: usize = 8;
 
@@ -125,6 +129,10 @@ const ONE: &[u8] = &[1];
 pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
     let mut origins: Vec<u64> = Vec::new();
     let mut keys: Vec<&[u8]> = Vec::new();
+    // Table lookups in O(log n): a batch of 50,000 writes to 50,000 keys
+    // must not cost a scan per write.
+    let mut origin_at: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut key_at: std::collections::BTreeMap<&[u8], usize> = Default::default();
     let mut heads = Writer::new();
     let mut last_seq: Vec<u64> = Vec::new();
     // Per origin, the key of its previous one-effect transaction.
@@ -136,9 +144,13 @@ pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
         let t = t.as_ref();
         raw_len += t.len();
         let p = parts(t).ok()?;
-        let oi = match origins.iter().position(|&o| o == p.origin) {
-            Some(i) => i,
+        let oi = match origin_at.get(&p.origin) {
+            Some(&i) => i,
             None => {
+                if origins.len() == MAX_TABLE {
+                    return None;
+                }
+                origin_at.insert(p.origin, origins.len());
                 origins.push(p.origin);
                 last_seq.push(0);
                 last_key.push(None);
@@ -158,9 +170,13 @@ pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
         last_seq[oi] = p.seq;
         match p.one {
             Some((k, b)) => {
-                let ki = match keys.iter().position(|&x| x == k) {
-                    Some(i) => i,
+                let ki = match key_at.get(k) {
+                    Some(&i) => i,
                     None => {
+                        if keys.len() == MAX_TABLE {
+                            return None;
+                        }
+                        key_at.insert(k, keys.len());
                         keys.push(k);
                         bodies.push(Vec::new());
                         keys.len() - 1
@@ -209,11 +225,20 @@ pub fn run_frame<T: AsRef<[u8]>>(txns: &[T]) -> Option<Vec<u8>> {
         }
     }
     let out = w.into_vec();
+    // Never larger than the `Txns` frame it replaces (frames are packed up
+    // to a size limit by `txns_frames`).
+    if out.len() > raw_len + 2 + varint_len(txns.len() as u64) {
+        return None;
+    }
     // What a receiver accepts (the same count as `split_body`'s).
     let fits = |f: &[u8]| raw_len <= f.len().saturating_mul(MAX_EXPANSION);
-    // Packed when it pays: the body as one LZ4 block.
+    // Packed when it pays: the body as one LZ4 block, whose own length the
+    // receiver holds to the same bound.
     let packed = lz4_flex::block::compress(&out[2..]);
-    if packed.len() + 10 < (out.len() - 2) * 9 / 10 {
+    if packed.len() + 10 < (out.len() - 2) * 9 / 10
+        && packed.len() < MAX_PACKED
+        && out.len() - 2 <= (packed.len() + 12).saturating_mul(MAX_EXPANSION)
+    {
         let mut p = Writer::with_capacity(packed.len() + 12);
         p.u8(PROTOCOL_VERSION);
         p.u8(PACKED_RUN_TAG);
@@ -233,19 +258,6 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// One transaction of a run, as read from its head.
-struct Head<'a> {
-    origin: u64,
-    seq: u64,
-    deps: &'a [u8],
-    body: HeadBody<'a>,
-}
-
-enum HeadBody<'a> {
-    Key(usize),
-    Raw(&'a [u8]),
-}
-
 /// The transactions of a `Run` frame, each as its own bytes (what a `Txns`
 /// frame would carry). Only the framing is checked here; each transaction
 /// is validated in full when it is decoded.
@@ -257,6 +269,13 @@ pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
         RUN_TAG => split_body(&frame[2..], limit),
         PACKED_RUN_TAG => {
             let len = r.len(limit)?;
+            // Bounded first: the LZ4 decoder sums length bytes in a u32.
+            if frame.len() - r.position() >= MAX_PACKED {
+                return Err(DecodeError::LengthOutOfRange {
+                    len: (frame.len() - r.position()) as u64,
+                    limit: MAX_PACKED as u64,
+                });
+            }
             let mut body = vec![0u8; len];
             let n = lz4_flex::block::decompress_into(&frame[r.position()..], &mut body).map_err(
                 |_| DecodeError::NonCanonical("Run: the packed body does not decompress"),
@@ -275,35 +294,39 @@ pub fn split_run(frame: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     }
 }
 
-/// A run's body (after version and tag); `limit` bounds what it expands to.
-fn split_body(frame: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
-    let mut r = Reader::new(frame);
-    let n = r.count(8)?;
-    let mut origins = Vec::with_capacity(n);
-    for _ in 0..n {
-        origins.push(r.u64_le()?);
-    }
-    let n = r.count(3)?;
-    let mut keys = Vec::with_capacity(n);
-    for _ in 0..n {
-        let k0 = r.position();
-        Key::decode(&mut r)?;
-        keys.push(&frame[k0..r.position()]);
-    }
-    let count = r.count(2)?;
-    let mut heads = Vec::with_capacity(count);
-    let mut per_key = vec![0usize; keys.len()];
-    let mut last_seq = vec![0u64; origins.len()];
-    let mut last_key: Vec<Option<usize>> = vec![None; origins.len()];
-    let max_key = keys.len().saturating_sub(1);
+/// A head as read: the origin's index, seq, deps, and the key index or the
+/// raw effects blob.
+struct Head<'a> {
+    oi: usize,
+    seq: u64,
+    deps: &'a [u8],
+    key: Option<usize>,
+    raw: &'a [u8],
+}
+
+/// Reads the heads from `r`, calling `f` with each; the per-origin state
+/// (previous seq and key) is the format's, so both passes agree.
+fn read_heads<'a>(
+    r: &mut Reader<'a>,
+    frame: &'a [u8],
+    count: usize,
+    origins: usize,
+    keys: usize,
+    mut f: impl FnMut(&Head<'a>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut last_seq = vec![0u64; origins];
+    let mut last_key: Vec<Option<usize>> = vec![None; origins];
+    let max_key = keys.saturating_sub(1);
     for _ in 0..count {
         let h = r.varint()?;
         let oi = usize::try_from(h >> 2).unwrap_or(usize::MAX);
-        let origin = *origins.get(oi).ok_or(DecodeError::LengthOutOfRange {
-            len: h >> 2,
-            limit: origins.len() as u64,
-        })?;
-        let (seq, deps, body) = match h & 3 {
+        if oi >= origins {
+            return Err(DecodeError::LengthOutOfRange {
+                len: h >> 2,
+                limit: origins as u64,
+            });
+        }
+        let head = match h & 3 {
             KIND_SAME | KIND_NEXT => {
                 let seq = last_seq[oi]
                     .checked_add(1)
@@ -315,82 +338,147 @@ fn split_body(frame: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
                 } else {
                     r.len(max_key)?
                 };
-                (seq, &[0u8][..], HeadBody::Key(k))
+                Head {
+                    oi,
+                    seq,
+                    deps: &[0],
+                    key: Some(k),
+                    raw: &[],
+                }
             }
             kind => {
                 let seq = r.varint()?;
                 let d0 = r.position();
-                VectorClock::skip(&mut r)?;
+                VectorClock::skip(r)?;
                 let deps = &frame[d0..r.position()];
-                let body = if kind == KIND_ONE {
-                    HeadBody::Key(r.len(max_key)?)
+                if kind == KIND_ONE {
+                    Head {
+                        oi,
+                        seq,
+                        deps,
+                        key: Some(r.len(max_key)?),
+                        raw: &[],
+                    }
                 } else {
                     let len = r.len(r.remaining())?;
-                    HeadBody::Raw(r.take(len)?)
-                };
-                (seq, deps, body)
+                    Head {
+                        oi,
+                        seq,
+                        deps,
+                        key: None,
+                        raw: r.take(len)?,
+                    }
+                }
             }
         };
-        if let HeadBody::Key(k) = body {
-            if keys.is_empty() {
-                return Err(DecodeError::LengthOutOfRange { len: 0, limit: 0 });
-            }
-            per_key[k] += 1;
-            last_key[oi] = Some(k);
+        if head.key.is_some() && keys == 0 {
+            return Err(DecodeError::LengthOutOfRange { len: 0, limit: 0 });
         }
-        last_seq[oi] = seq;
-        heads.push(Head {
-            origin,
-            seq,
-            deps,
-            body,
-        });
-    }
-    // The bodies, column by column.
-    let mut columns: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len());
-    for &n in &per_key {
-        let mut col = Vec::with_capacity(n.min(r.remaining()));
-        for _ in 0..n {
-            let len = r.len(r.remaining())?;
-            col.push(r.take(len)?);
+        last_seq[oi] = head.seq;
+        if head.key.is_some() {
+            last_key[oi] = head.key;
         }
-        columns.push(col);
+        f(&head)?;
     }
-    r.finish()?;
-    // Bounded before anything is built.
-    // Exactly what the transactions will take.
-    let mut total = 0usize;
-    let mut next = vec![0usize; keys.len()];
-    for h in &heads {
-        let blob = match h.body {
-            HeadBody::Key(k) => {
-                next[k] += 1;
-                1 + keys[k].len() + columns[k][next[k] - 1].len()
-            }
-            HeadBody::Raw(b) => b.len(),
-        };
-        let len = 8 + varint_len(h.seq) + h.deps.len() + varint_len(blob as u64) + blob;
-        total = total.saturating_add(len);
-    }
-    if total > limit {
-        return Err(DecodeError::LengthOutOfRange {
+    Ok(())
+}
+
+/// Most origins, and most keys, one run names (a batch with more goes as
+/// `Txns`): the decoder's tables stay small whatever a frame claims.
+pub const MAX_TABLE: usize = 65_536;
+
+/// A run's body (after version and tag); `limit` bounds what it expands
+/// to. Two passes over the heads, so nothing per transaction is held but
+/// the output, which is counted, byte for byte, before it is built.
+fn split_body(frame: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let too_long = |total: usize| {
+        (total > limit).then_some(DecodeError::LengthOutOfRange {
             len: total as u64,
             limit: limit as u64,
+        })
+    };
+    let mut r = Reader::new(frame);
+    let n = r.count(8)?;
+    if n > MAX_TABLE {
+        return Err(DecodeError::LengthOutOfRange {
+            len: n as u64,
+            limit: MAX_TABLE as u64,
         });
     }
-    next.iter_mut().for_each(|n| *n = 0);
-    let mut out = Vec::with_capacity(heads.len());
-    for h in &heads {
-        let mut w = Writer::new();
-        match h.body {
-            HeadBody::Key(k) => {
-                let body = columns[k][next[k]];
-                next[k] += 1;
-                put_txn(&mut w, h.origin, h.seq, h.deps, &[ONE, keys[k], body]);
+    let mut origins = Vec::with_capacity(n);
+    for _ in 0..n {
+        origins.push(r.u64_le()?);
+    }
+    let n = r.count(3)?;
+    if n > MAX_TABLE {
+        return Err(DecodeError::LengthOutOfRange {
+            len: n as u64,
+            limit: MAX_TABLE as u64,
+        });
+    }
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k0 = r.position();
+        Key::decode(&mut r)?;
+        keys.push(&frame[k0..r.position()]);
+    }
+    let count = r.count(2)?;
+    // Pass 1: what each key's column holds, and the size of everything
+    // but the bodies.
+    let heads_at = r.position();
+    let mut per_key = vec![0usize; keys.len()];
+    let mut total = 0usize;
+    read_heads(&mut r, frame, count, origins.len(), keys.len(), |h| {
+        total = total.saturating_add(8 + varint_len(h.seq) + h.deps.len());
+        match h.key {
+            Some(k) => per_key[k] += 1,
+            None => {
+                total = total.saturating_add(varint_len(h.raw.len() as u64) + h.raw.len());
             }
-            HeadBody::Raw(b) => put_txn(&mut w, h.origin, h.seq, h.deps, &[b]),
+        }
+        too_long(total).map_or(Ok(()), Err)
+    })?;
+    // The bodies: where each column starts, and their sizes.
+    let mut columns = Vec::with_capacity(keys.len());
+    for (k, &n) in per_key.iter().enumerate() {
+        columns.push(r.position());
+        for _ in 0..n {
+            let len = r.len(r.remaining())?;
+            r.take(len)?;
+            let blob = 1 + keys[k].len() + len;
+            total = total.saturating_add(varint_len(blob as u64) + blob);
+            if let Some(e) = too_long(total) {
+                return Err(e);
+            }
+        }
+    }
+    r.finish()?;
+    // Pass 2: build each transaction, taking bodies from their columns.
+    let mut cursors: Vec<Reader<'_>> = columns
+        .iter()
+        .map(|&at| {
+            let mut c = Reader::new(frame);
+            let _ = c.take(at);
+            c
+        })
+        .collect();
+    let mut out = Vec::with_capacity(count);
+    let mut h = Reader::new(frame);
+    h.take(heads_at)?;
+    read_heads(&mut h, frame, count, origins.len(), keys.len(), |head| {
+        let mut w = Writer::new();
+        let origin = origins[head.oi];
+        match head.key {
+            Some(k) => {
+                let c = &mut cursors[k];
+                let len = c.len(c.remaining())?;
+                let body = c.take(len)?;
+                put_txn(&mut w, origin, head.seq, head.deps, &[ONE, keys[k], body]);
+            }
+            None => put_txn(&mut w, origin, head.seq, head.deps, &[head.raw]),
         }
         out.push(w.into_vec());
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

@@ -319,3 +319,41 @@ fn a_run_that_compresses_goes_packed_and_packed_runs_are_checked() {
         Err(DecodeError::LengthOutOfRange { .. })
     ));
 }
+
+#[test]
+fn tables_are_bounded_and_a_run_is_never_larger_than_its_txns_frame() {
+    // A table claiming more than MAX_TABLE entries is refused up front.
+    let mut f = vec![minidote_core::PROTOCOL_VERSION, RUN_TAG];
+    f.extend_from_slice(&[0x81, 0x80, 0x04]); // 65,537 origins
+    f.extend(std::iter::repeat_n(0u8, 65_537 * 8));
+    assert!(matches!(
+        split_run(&f),
+        Err(DecodeError::LengthOutOfRange { .. })
+    ));
+    // Writes by many origins, one each: a run would be larger, so Txns.
+    let mut log = Vec::new();
+    for i in 0..20u64 {
+        let mut r = common::replica(1000 + i);
+        op(&mut r, &key("c", CrdtType::CounterPn), Op::Increment(1));
+        log.extend(log_of(&r));
+    }
+    let plain = txns_frame(log.iter().map(|t| &t[..]));
+    if let Some(run) = run_frame(&log) {
+        assert!(run.len() <= plain.len(), "{} > {}", run.len(), plain.len());
+    }
+    for f in txns_frames(&log, 1 << 20) {
+        assert!(f.len() <= plain.len());
+    }
+    // 5,000 writes to 5,000 keys encode quickly and round-trip.
+    let mut r = common::replica(1);
+    for i in 0..5_000 {
+        op(
+            &mut r,
+            &key(&format!("k{i}"), CrdtType::CounterPn),
+            Op::Increment(1),
+        );
+    }
+    let log = log_of(&r);
+    let run = run_frame(&log).expect("valid");
+    assert_eq!(split_run(&run).expect("valid").len(), 5_000);
+}

@@ -436,6 +436,11 @@ impl Peer {
             return self.on_txns(frame);
         }
         if minidote_core::wire::is_run(&frame) {
+            // Refused before it is expanded.
+            if !self.scope.can_write() {
+                self.refuse_read_only("a Run of transactions", 1);
+                return Ok(());
+            }
             // A batch in columns: the same transactions, each rebuilt to
             // its own bytes (bounded by the run's expansion limit), then
             // the path of a Txns frame.

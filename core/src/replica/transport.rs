@@ -31,6 +31,16 @@ impl Replica {
     }
 
     fn apply_update_inner(&mut self, frame: &[u8]) -> Result<ImportStatus, ProtocolError> {
+        // A run is rebuilt once, and its transactions checked as a `Txns`
+        // frame's are (headers first, so a bad one applies nothing).
+        if frame.first() == Some(&crate::PROTOCOL_VERSION) && crate::wire::is_run(frame) {
+            let txns = crate::wire::split_run(frame)?;
+            for t in &txns {
+                crate::wire::TxnHeader::parse(t)?;
+            }
+            let slices: Vec<&[u8]> = txns.iter().map(|t| &t[..]).collect();
+            return self.handle_txn_slices(None, &slices);
+        }
         match Frame::decode(frame)? {
             Frame::Txns(_) => self.import_frame(frame),
             Frame::Snapshot(bytes) => self.apply_loose_snapshot(&bytes),

@@ -398,24 +398,13 @@ fn split_body(frame: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
         })
     };
     let mut r = Reader::new(frame);
-    let n = r.count(8)?;
-    if n > MAX_TABLE {
-        return Err(DecodeError::LengthOutOfRange {
-            len: n as u64,
-            limit: MAX_TABLE as u64,
-        });
-    }
+    // A table count is held to what the input can hold and to MAX_TABLE.
+    let n = r.len(MAX_TABLE.min(r.remaining() / 8))?;
     let mut origins = Vec::with_capacity(n);
     for _ in 0..n {
         origins.push(r.u64_le()?);
     }
-    let n = r.count(3)?;
-    if n > MAX_TABLE {
-        return Err(DecodeError::LengthOutOfRange {
-            len: n as u64,
-            limit: MAX_TABLE as u64,
-        });
-    }
+    let n = r.len(MAX_TABLE.min(r.remaining() / 3))?;
     let mut keys = Vec::with_capacity(n);
     for _ in 0..n {
         let k0 = r.position();
